@@ -1,0 +1,25 @@
+# install(): headers, the exported targets childtune::childtune and
+# childtune::eigen, and a package config with a version file, so that
+# find_package(childtune CONFIG REQUIRED COMPONENTS eigen) works from the prefix.
+include(CMakePackageConfigHelpers)
+
+set(CHILDTUNE_INSTALL_CMAKEDIR "${CMAKE_INSTALL_DATADIR}/cmake/childtune"
+    CACHE STRING "Where the package config files go, relative to the prefix")
+
+install(DIRECTORY include/childtune DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(DIRECTORY adapters/eigen/include/childtune DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+
+install(TARGETS childtune EXPORT childtune-targets)
+install(EXPORT childtune-targets NAMESPACE childtune:: DESTINATION ${CHILDTUNE_INSTALL_CMAKEDIR})
+install(TARGETS childtune_eigen EXPORT childtune-eigen-targets)
+install(EXPORT childtune-eigen-targets NAMESPACE childtune:: DESTINATION ${CHILDTUNE_INSTALL_CMAKEDIR})
+
+configure_package_config_file(cmake/childtune-config.cmake.in
+  ${CMAKE_CURRENT_BINARY_DIR}/childtune-config.cmake
+  INSTALL_DESTINATION ${CHILDTUNE_INSTALL_CMAKEDIR})
+# Header-only: the version check must not compare pointer sizes.
+write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/childtune-config-version.cmake
+  COMPATIBILITY SameMinorVersion ARCH_INDEPENDENT)
+install(FILES ${CMAKE_CURRENT_BINARY_DIR}/childtune-config.cmake
+              ${CMAKE_CURRENT_BINARY_DIR}/childtune-config-version.cmake
+        DESTINATION ${CHILDTUNE_INSTALL_CMAKEDIR})

@@ -1,0 +1,47 @@
+#pragma once
+//! \file
+//! Build configuration shared by every childtune header: version, the host/device
+//! annotation used by element-wise code, and feature detection.
+
+#define CHILDTUNE_VERSION_MAJOR 0
+#define CHILDTUNE_VERSION_MINOR 1
+#define CHILDTUNE_VERSION_PATCH 0
+
+//! Marks functions that must run both on the host and inside CUDA/HIP kernels.
+//! Without nvcc/hipcc it expands to nothing, so plain g++/clang never see
+//! `__host__`/`__device__` (DESIGN.md §4).
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define CHILDTUNE_HD __host__ __device__
+#else
+#define CHILDTUNE_HD
+#endif
+
+//! Forces inlining of the small SIMD helpers; a call per vector op would be slower
+//! than the memory traffic the fused step is designed around.
+#if defined(__GNUC__) || defined(__clang__)
+#define CHILDTUNE_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define CHILDTUNE_ALWAYS_INLINE inline
+#endif
+
+//! 1 when the CPU kernels use SSE2 vectors (part of every x86-64 target, so no
+//! user flag is needed); 0 on other architectures, which use the portable scalar
+//! kernel. Define it to 0 before including childtune to force the scalar kernel.
+#ifndef CHILDTUNE_HAS_SSE2
+#if (defined(__x86_64__) || defined(_M_X64)) && !defined(__CUDA_ARCH__)
+#define CHILDTUNE_HAS_SSE2 1
+#else
+#define CHILDTUNE_HAS_SSE2 0
+#endif
+#endif
+
+//! 1 when the CPU kernels may pick AVX2 code at run time (GCC/clang on x86-64).
+//! The AVX2 code is compiled through per-function target attributes, so users
+//! keep their ordinary flags (no `-march`).
+#ifndef CHILDTUNE_HAS_AVX2_DISPATCH
+#if CHILDTUNE_HAS_SSE2 && (defined(__GNUC__) || defined(__clang__))
+#define CHILDTUNE_HAS_AVX2_DISPATCH 1
+#else
+#define CHILDTUNE_HAS_AVX2_DISPATCH 0
+#endif
+#endif

@@ -1,0 +1,141 @@
+#pragma once
+//! \file
+//! A named collection of bit masks covering a parameter set: what a Fisher
+//! selection produces, what a user loads from disk, and what the optimizer's
+//! fixed-mask mode consumes.
+
+#include <childtune/error.hpp>
+#include <childtune/io/binary.hpp>
+#include <childtune/mask/bit_mask.hpp>
+
+#include <cstdint>
+#include <fstream>
+#include <istream>
+#include <ostream>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace childtune {
+
+//! Kept elements of one tensor of a mask set.
+struct mask_summary {
+    std::string name;
+    std::size_t size = 0;
+    std::size_t kept = 0;
+    double kept_fraction() const { return size == 0 ? 0.0 : static_cast<double>(kept) / static_cast<double>(size); }
+};
+
+//! Masks keyed by tensor name. Tensors absent from the set are not covered by it:
+//! the optimizer rejects a fixed-mask mode whose set misses a masked tensor or
+//! disagrees with its size, which is how a mask built for a different parameter
+//! set is caught.
+class mask_set {
+public:
+    struct entry {
+        std::string name;
+        bit_mask mask;
+    };
+
+    //! Adds the mask of tensor `name`; a name may appear once.
+    void add(std::string name, bit_mask mask) {
+        if (name.empty()) detail::fail("mask_set: a tensor name must not be empty");
+        if (index_.contains(name)) detail::fail("mask_set: tensor '" + name + "' added twice");
+        index_.emplace(name, entries_.size());
+        entries_.push_back({std::move(name), std::move(mask)});
+    }
+    const bit_mask* find(std::string_view name) const {
+        auto it = index_.find(std::string(name));
+        return it == index_.end() ? nullptr : &entries_[it->second].mask;
+    }
+    const std::vector<entry>& entries() const { return entries_; }
+    std::size_t tensor_count() const { return entries_.size(); }
+    bool empty() const { return entries_.empty(); }
+
+    std::size_t total_size() const {
+        std::size_t n = 0;
+        for (const auto& e : entries_) n += e.mask.size();
+        return n;
+    }
+    std::size_t total_kept() const {
+        std::size_t n = 0;
+        for (const auto& e : entries_) n += e.mask.count();
+        return n;
+    }
+    //! Kept count and fraction per tensor, in insertion order.
+    std::vector<mask_summary> summary() const {
+        std::vector<mask_summary> out;
+        out.reserve(entries_.size());
+        for (const auto& e : entries_) out.push_back({e.name, e.mask.size(), e.mask.count()});
+        return out;
+    }
+
+    //! Versioned binary format: magic, version, tensor count, then per tensor its
+    //! name, size and packed words, then a checksum.
+    void save(std::ostream& out) const {
+        detail::binary_writer w(out);
+        w.bytes(magic, sizeof magic);
+        w.value<std::uint32_t>(format_version);
+        w.value<std::uint64_t>(entries_.size());
+        for (const auto& e : entries_) {
+            w.string(e.name);
+            w.value<std::uint64_t>(e.mask.size());
+            w.array(e.mask.words());
+        }
+        w.finish();
+    }
+    //! Reads a set written by save(); throws childtune::error on a truncated,
+    //! corrupt or foreign file.
+    static mask_set load(std::istream& in) {
+        detail::binary_reader r(in, "mask file");
+        char m[sizeof magic];
+        r.bytes(m, sizeof m);
+        if (std::string_view(m, sizeof m) != std::string_view(magic, sizeof magic))
+            detail::fail("mask file: not a childtune mask file (bad magic)");
+        const auto version = r.value<std::uint32_t>();
+        if (version != format_version)
+            detail::fail("mask file: format version " + std::to_string(version) + " is not supported (expected " +
+                         std::to_string(format_version) + ")");
+        const auto count = r.value<std::uint64_t>();
+        mask_set set;
+        for (std::uint64_t i = 0; i < count; ++i) {
+            std::string name = r.string();
+            const auto size = r.value<std::uint64_t>();
+            if (size > (std::uint64_t{1} << 56)) detail::fail("mask file: tensor '" + name + "' claims an impossible size");
+            auto words = r.array_untrusted<std::uint64_t>((size + 63) / 64);
+            const auto padding = size % 64;
+            if (padding != 0 && (words.back() >> padding) != 0)
+                detail::fail("mask file is corrupt: tensor '" + name + "' has bits set past its end");
+            if (set.find(name)) detail::fail("mask file is corrupt: tensor '" + name + "' appears twice");
+            set.add(std::move(name), bit_mask(static_cast<std::size_t>(size), std::move(words)));
+        }
+        r.finish();
+        return set;
+    }
+    void save(const std::string& path) const {
+        std::ofstream out(path, std::ios::binary | std::ios::trunc);
+        if (!out) detail::fail("cannot open '" + path + "' for writing");
+        save(out);
+    }
+    static mask_set load(const std::string& path) {
+        std::ifstream in(path, std::ios::binary);
+        if (!in) detail::fail("cannot open mask file '" + path + "'");
+        return load(in);
+    }
+
+    friend bool operator==(const mask_set& a, const mask_set& b) {
+        if (a.entries_.size() != b.entries_.size()) return false;
+        for (std::size_t i = 0; i < a.entries_.size(); ++i)
+            if (a.entries_[i].name != b.entries_[i].name || !(a.entries_[i].mask == b.entries_[i].mask)) return false;
+        return true;
+    }
+
+private:
+    static constexpr char magic[8] = {'C', 'T', 'M', 'A', 'S', 'K', '\0', '\1'};
+    static constexpr std::uint32_t format_version = 1;
+    std::vector<entry> entries_;
+    std::unordered_map<std::string, std::size_t> index_;
+};
+
+} // namespace childtune

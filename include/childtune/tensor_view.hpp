@@ -1,0 +1,104 @@
+#pragma once
+//! \file
+//! Rank-1 contiguous views: the only shape the core ever sees.
+//!
+//! Every step of Child-Tuning is element-wise, so shapes stay in the adapters
+//! (Eigen, LibTorch, Thrust) and the core works on `data()` + `size()`.
+
+#include <childtune/numeric/half.hpp>
+
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <ranges>
+#include <span>
+#include <string_view>
+#include <type_traits>
+
+namespace childtune {
+
+//! Element types a parameter (and its gradient) may be stored in.
+template <class T>
+concept parameter_element = std::same_as<T, float> || std::same_as<T, double> ||
+                            std::same_as<T, bfloat16> || std::same_as<T, float16>;
+
+//! Element types optimizer state (moments, momentum buffers) may be kept in.
+template <class T>
+concept state_element = std::same_as<T, float> || std::same_as<T, double>;
+
+//! Run-time tag of a parameter element type; its numeric value is part of the
+//! state-file format and must never change.
+enum class dtype : std::uint8_t { float32 = 1, float64 = 2, bfloat16 = 3, float16 = 4 };
+
+template <parameter_element T>
+inline constexpr dtype dtype_of = std::same_as<T, float>    ? dtype::float32
+                                  : std::same_as<T, double> ? dtype::float64
+                                  : std::same_as<T, bfloat16> ? dtype::bfloat16
+                                                              : dtype::float16;
+
+constexpr std::string_view dtype_name(dtype t) {
+    switch (t) {
+    case dtype::float32: return "float32";
+    case dtype::float64: return "float64";
+    case dtype::bfloat16: return "bfloat16";
+    case dtype::float16: return "float16";
+    }
+    return "unknown dtype";
+}
+
+constexpr bool is_valid(dtype t) { return t >= dtype::float32 && t <= dtype::float16; }
+
+//! A non-owning view of `size()` contiguous elements of type T (possibly const).
+//! Models `std::ranges::contiguous_range`, so a view is itself a tensor.
+template <class T>
+    requires parameter_element<std::remove_const_t<T>>
+class tensor_view {
+public:
+    using element_type = T;
+    using value_type = std::remove_const_t<T>;
+
+    constexpr tensor_view() = default;
+    CHILDTUNE_HD constexpr tensor_view(T* data, std::size_t size) : data_(data), size_(size) {}
+    //! Any contiguous sized range of a parameter element type (std::vector,
+    //! std::array, std::span, another view).
+    template <std::ranges::contiguous_range R>
+        requires std::ranges::sized_range<R> &&
+                 std::convertible_to<std::remove_reference_t<std::ranges::range_reference_t<R>> (*)[], T (*)[]>
+    constexpr tensor_view(R&& r) : data_(std::ranges::data(r)), size_(std::ranges::size(r)) {}
+
+    CHILDTUNE_HD constexpr T* data() const { return data_; }
+    CHILDTUNE_HD constexpr std::size_t size() const { return size_; }
+    CHILDTUNE_HD constexpr bool empty() const { return size_ == 0; }
+    CHILDTUNE_HD constexpr T& operator[](std::size_t i) const { return data_[i]; }
+    constexpr T* begin() const { return data_; }
+    constexpr T* end() const { return data_ + size_; }
+    //! Elements [offset, offset + count); the caller keeps it in range.
+    CHILDTUNE_HD constexpr tensor_view subview(std::size_t offset, std::size_t count) const {
+        return {data_ + offset, count};
+    }
+
+private:
+    T* data_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+template <std::ranges::contiguous_range R>
+tensor_view(R&&) -> tensor_view<std::remove_reference_t<std::ranges::range_reference_t<R>>>;
+
+//! A tensor view whose element type is known only at run time; how the
+//! optimizer stores parameters of mixed precision side by side.
+struct any_tensor_view {
+    void* data = nullptr;
+    std::size_t size = 0;
+    dtype type = dtype::float32;
+
+    any_tensor_view() = default;
+    template <class T>
+    any_tensor_view(tensor_view<T> v) // NOLINT(google-explicit-constructor)
+        : data(const_cast<std::remove_const_t<T>*>(v.data())), size(v.size()), type(dtype_of<std::remove_const_t<T>>) {}
+
+    template <parameter_element T>
+    tensor_view<T> as() const { return {static_cast<T*>(data), size}; }
+};
+
+} // namespace childtune
