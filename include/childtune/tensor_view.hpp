@@ -5,6 +5,7 @@
 //! Every step of Child-Tuning is element-wise, so shapes stay in the adapters
 //! (Eigen, LibTorch, Thrust) and the core works on `data()` + `size()`.
 
+#include <childtune/concepts.hpp>
 #include <childtune/numeric/half.hpp>
 
 #include <concepts>
@@ -16,15 +17,6 @@
 #include <type_traits>
 
 namespace childtune {
-
-//! Element types a parameter (and its gradient) may be stored in.
-template <class T>
-concept parameter_element = std::same_as<T, float> || std::same_as<T, double> ||
-                            std::same_as<T, bfloat16> || std::same_as<T, float16>;
-
-//! Element types optimizer state (moments, momentum buffers) may be kept in.
-template <class T>
-concept state_element = std::same_as<T, float> || std::same_as<T, double>;
 
 //! Run-time tag of a parameter element type; its numeric value is part of the
 //! state-file format and must never change.

@@ -108,6 +108,11 @@ public:
             for (const T& x : a) value(x);
         }
     }
+    //! Starts a file: 8 magic bytes naming the format, then its version.
+    void header(std::string_view magic, std::uint32_t version) {
+        bytes(magic.data(), magic.size());
+        value(version);
+    }
     //! Ends the file with the checksum of everything written before it.
     void finish() {
         const std::uint64_t h = byteswap_if_big(sum_.value());
@@ -166,6 +171,15 @@ public:
             array_into(std::span<T>(out.data() + old, take));
         }
         return out;
+    }
+    //! Checks the magic bytes and the format version written by binary_writer::header.
+    void header(std::string_view magic, std::uint32_t version) {
+        std::string m(magic.size(), '\0');
+        bytes(m.data(), m.size());
+        if (m != magic) fail(what_ + ": not a childtune " + what_ + " (bad magic)");
+        const auto v = value<std::uint32_t>();
+        if (v != version)
+            fail(what_ + ": format version " + std::to_string(v) + " is not supported (expected " + std::to_string(version) + ")");
     }
     //! Reads the trailing checksum and compares it with everything read so far.
     void finish() {

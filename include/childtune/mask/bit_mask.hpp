@@ -48,16 +48,6 @@ public:
     }
     double kept_fraction() const { return size_ == 0 ? 0.0 : static_cast<double>(count()) / static_cast<double>(size_); }
 
-    //! Keep bits of elements [first, first + 64) packed into one word (bit j is
-    //! element first + j); elements past the end read as 0.
-    std::uint64_t bits64(std::size_t first) const {
-        const std::size_t w = first >> 6, shift = first & 63;
-        if (w >= words_.size()) return 0;
-        std::uint64_t lo = words_[w] >> shift;
-        if (shift != 0 && w + 1 < words_.size()) lo |= words_[w + 1] << (64 - shift);
-        return lo;
-    }
-
     std::span<const std::uint64_t> words() const { return words_; }
     std::span<std::uint64_t> words() { return words_; }
 

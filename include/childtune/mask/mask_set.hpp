@@ -19,6 +19,12 @@
 
 namespace childtune {
 
+class mask_set;
+namespace detail {
+void write_mask_entries(binary_writer& w, const mask_set& set);
+mask_set read_mask_entries(binary_reader& r);
+} // namespace detail
+
 //! Kept elements of one tensor of a mask set.
 struct mask_summary {
     std::string name;
@@ -75,41 +81,16 @@ public:
     //! name, size and packed words, then a checksum.
     void save(std::ostream& out) const {
         detail::binary_writer w(out);
-        w.bytes(magic, sizeof magic);
-        w.value<std::uint32_t>(format_version);
-        w.value<std::uint64_t>(entries_.size());
-        for (const auto& e : entries_) {
-            w.string(e.name);
-            w.value<std::uint64_t>(e.mask.size());
-            w.array(e.mask.words());
-        }
+        w.header(magic, format_version);
+        detail::write_mask_entries(w, *this);
         w.finish();
     }
     //! Reads a set written by save(); throws childtune::error on a truncated,
     //! corrupt or foreign file.
     static mask_set load(std::istream& in) {
         detail::binary_reader r(in, "mask file");
-        char m[sizeof magic];
-        r.bytes(m, sizeof m);
-        if (std::string_view(m, sizeof m) != std::string_view(magic, sizeof magic))
-            detail::fail("mask file: not a childtune mask file (bad magic)");
-        const auto version = r.value<std::uint32_t>();
-        if (version != format_version)
-            detail::fail("mask file: format version " + std::to_string(version) + " is not supported (expected " +
-                         std::to_string(format_version) + ")");
-        const auto count = r.value<std::uint64_t>();
-        mask_set set;
-        for (std::uint64_t i = 0; i < count; ++i) {
-            std::string name = r.string();
-            const auto size = r.value<std::uint64_t>();
-            if (size > (std::uint64_t{1} << 56)) detail::fail("mask file: tensor '" + name + "' claims an impossible size");
-            auto words = r.array_untrusted<std::uint64_t>((size + 63) / 64);
-            const auto padding = size % 64;
-            if (padding != 0 && (words.back() >> padding) != 0)
-                detail::fail("mask file is corrupt: tensor '" + name + "' has bits set past its end");
-            if (set.find(name)) detail::fail("mask file is corrupt: tensor '" + name + "' appears twice");
-            set.add(std::move(name), bit_mask(static_cast<std::size_t>(size), std::move(words)));
-        }
+        r.header(magic, format_version);
+        mask_set set = detail::read_mask_entries(r);
         r.finish();
         return set;
     }
@@ -132,10 +113,39 @@ public:
     }
 
 private:
-    static constexpr char magic[8] = {'C', 'T', 'M', 'A', 'S', 'K', '\0', '\1'};
+    static constexpr std::string_view magic{"CTMASK\0\1", 8};
     static constexpr std::uint32_t format_version = 1;
     std::vector<entry> entries_;
     std::unordered_map<std::string, std::size_t> index_;
 };
+
+namespace detail {
+//! The entries of a mask set: count, then name, size and packed words of each.
+//! Shared by the mask file and the optimizer state file.
+inline void write_mask_entries(binary_writer& w, const mask_set& set) {
+    w.value<std::uint64_t>(set.tensor_count());
+    for (const auto& e : set.entries()) {
+        w.string(e.name);
+        w.value<std::uint64_t>(e.mask.size());
+        w.array(e.mask.words());
+    }
+}
+inline mask_set read_mask_entries(binary_reader& r) {
+    const auto count = r.value<std::uint64_t>();
+    mask_set set;
+    for (std::uint64_t i = 0; i < count; ++i) {
+        std::string name = r.string();
+        const auto size = r.value<std::uint64_t>();
+        if (size > (std::uint64_t{1} << 56)) fail(r.what() + ": tensor '" + name + "' claims an impossible size");
+        auto words = r.array_untrusted<std::uint64_t>((size + 63) / 64);
+        const auto padding = size % 64;
+        if (padding != 0 && (words.back() >> padding) != 0)
+            fail(r.what() + " is corrupt: tensor '" + name + "' has bits set past its end");
+        if (name.empty() || set.find(name)) fail(r.what() + " is corrupt: tensor name '" + name + "' is empty or repeated");
+        set.add(std::move(name), bit_mask(static_cast<std::size_t>(size), std::move(words)));
+    }
+    return set;
+}
+} // namespace detail
 
 } // namespace childtune

@@ -1,0 +1,106 @@
+#pragma once
+//! \file
+//! Child-Tuning_F (task-free) mask: every step, each gradient element is kept
+//! with probability p and kept elements are scaled by 1/p (Xu et al. 2021, §2.1,
+//! eq. 5), so the expected gradient equals the dense one.
+//!
+//! The decision for element i of a tensor at step t is a pure function of
+//! (seed, t, tensor key, i) through Philox4x32-10:
+//!
+//!     block  = i / 4,  word = i % 4
+//!     draw   = philox4x32(counter = {block lo32, block hi32, tensor_key, t}, key = {seed lo32, seed hi32}).w[word]
+//!     keep   = draw < round(p * 2^32)          (always true when p == 1)
+//!
+//! Nothing is stored; the same model gives the same mask on every backend, thread
+//! count, shard layout and rank.
+
+#include <childtune/config.hpp>
+#include <childtune/error.hpp>
+#include <childtune/random/detail/philox_x86.hpp>
+#include <childtune/random/philox.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace childtune {
+
+//! A stable 32-bit tensor key from a tensor name (FNV-1a), so masks do not depend
+//! on registration order or on the process.
+constexpr std::uint32_t stable_tensor_key(std::string_view name) {
+    std::uint32_t h = 0x811C9DC5u;
+    for (char c : name) {
+        h ^= static_cast<unsigned char>(c);
+        h *= 0x01000193u;
+    }
+    return h;
+}
+
+//! Keep decisions of one tensor at one step; cheap to copy, usable in kernels.
+class bernoulli_view {
+public:
+    static constexpr bool is_dense = false;
+
+    bernoulli_view() = default;
+    bernoulli_view(double p, std::uint64_t seed, std::uint32_t tensor_key, std::uint64_t step, std::uint64_t offset)
+        : p_(p), offset_(offset), all_(p >= 1.0), isa_(detail::best_philox_isa()) {
+        const double scaled = std::nearbyint(p * 4294967296.0);
+        const double clamped = scaled < 1.0 ? 1.0 : (scaled > 4294967295.0 ? 4294967295.0 : scaled);
+        params_ = {static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32), tensor_key,
+                   static_cast<std::uint32_t>(step), static_cast<std::uint32_t>(clamped)};
+    }
+
+    //! Whether element i (relative to the view's offset) is kept.
+    CHILDTUNE_HD bool keep(std::uint64_t i) const {
+        if (all_) return true;
+        const std::uint64_t e = i + offset_, block = e >> 2;
+        const auto out = philox4x32({{static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32),
+                                      params_.tensor_key, params_.step}},
+                                    {{params_.k0, params_.k1}});
+        return out.w[e & 3] < params_.threshold;
+    }
+    //! Keep bits of elements [first, first + 64), bit j for element first + j (CPU path).
+    std::uint64_t bits64(std::uint64_t first) const {
+        if (all_) return ~std::uint64_t{0};
+        const std::uint64_t e = first + offset_, block = e >> 2;
+        const unsigned shift = static_cast<unsigned>(e & 3);
+        const std::uint64_t word = detail::philox_keep_word(isa_, params_, block);
+        if (shift == 0) return word;
+        std::uint64_t next = 0; // the 4 decisions of block + 16
+        const auto out = philox4x32({{static_cast<std::uint32_t>(block + 16), static_cast<std::uint32_t>((block + 16) >> 32),
+                                      params_.tensor_key, params_.step}},
+                                    {{params_.k0, params_.k1}});
+        for (unsigned j = 0; j < 4; ++j) next |= std::uint64_t{out.w[j] < params_.threshold} << j;
+        return (word >> shift) | (next << (64 - shift));
+    }
+    //! Probability of keeping an element; kept gradients are divided by it.
+    CHILDTUNE_HD double keep_probability() const { return p_; }
+    //! Chooses the generator implementation (tests use it to compare them).
+    void set_isa(detail::philox_isa isa) { isa_ = isa; }
+
+private:
+    detail::philox_keep_params params_{};
+    double p_ = 1.0;
+    std::uint64_t offset_ = 0;
+    bool all_ = true;
+    detail::philox_isa isa_ = detail::philox_isa::scalar;
+};
+
+//! Child-Tuning_F policy: hyperparameters only (keep probability and seed).
+struct bernoulli {
+    double p = 1.0;            //!< keep probability p_F in (0, 1]; the paper uses 0.1–0.3
+    std::uint64_t seed = 0;    //!< Philox key
+
+    void validate() const {
+        if (!(p > 0.0 && p <= 1.0))
+            detail::fail("bernoulli mask: keep probability p = " + std::to_string(p) + " is outside (0, 1]");
+    }
+    //! Decisions for the tensor with key `tensor_key` at step `step`; `offset` is
+    //! the index of the view's first element in the whole tensor (for shards).
+    bernoulli_view view(std::uint32_t tensor_key, std::uint64_t step, std::uint64_t offset = 0) const {
+        return {p, seed, tensor_key, step, offset};
+    }
+};
+
+} // namespace childtune

@@ -1,0 +1,65 @@
+#pragma once
+//! \file
+//! A fixed mask supplied as bits: the Child-Tuning_D mask selected from Fisher
+//! scores (Xu et al. 2021, §2.2), a FISH mask, or any mask loaded from disk.
+//! No scaling: the reference multiplies by the 0/1 mask only.
+
+#include <childtune/config.hpp>
+#include <childtune/error.hpp>
+#include <childtune/mask/bit_mask.hpp>
+#include <childtune/mask/mask_set.hpp>
+
+#include <cstdint>
+
+namespace childtune {
+
+//! Keep decisions read from packed words; `offset` is the index of the view's
+//! first element in the mask (for shards).
+class fixed_view {
+public:
+    static constexpr bool is_dense = false;
+
+    fixed_view() = default;
+    fixed_view(const std::uint64_t* words, std::uint64_t size, std::uint64_t offset)
+        : words_(words), size_(size), offset_(offset) {}
+    explicit fixed_view(const bit_mask& m, std::uint64_t offset = 0) : fixed_view(m.words().data(), m.size(), offset) {}
+
+    CHILDTUNE_HD bool keep(std::uint64_t i) const {
+        const std::uint64_t e = i + offset_;
+        return (words_[e >> 6] >> (e & 63)) & 1u;
+    }
+    //! Keep bits of elements [first, first + 64); bits past the mask's end read 0.
+    std::uint64_t bits64(std::uint64_t first) const {
+        const std::uint64_t e = first + offset_, w = e >> 6, n = (size_ + 63) / 64;
+        const unsigned shift = static_cast<unsigned>(e & 63);
+        if (w >= n) return 0;
+        std::uint64_t bits = words_[w] >> shift;
+        if (shift != 0 && w + 1 < n) bits |= words_[w + 1] << (64 - shift);
+        return bits;
+    }
+    CHILDTUNE_HD double keep_probability() const { return 1.0; }
+
+private:
+    const std::uint64_t* words_ = nullptr;
+    std::uint64_t size_ = 0;
+    std::uint64_t offset_ = 0;
+};
+
+//! Fixed-mask policy: the named masks of a parameter set. Every masked tensor must
+//! have a mask of its size in the set (the optimizer checks when the mode is set).
+struct fixed {
+    mask_set masks;
+
+    void validate() const {}
+    //! The view of tensor `name` or an error naming it.
+    fixed_view view(std::string_view name, std::uint64_t expected_size, std::uint64_t offset = 0) const {
+        const bit_mask* m = masks.find(name);
+        if (!m) detail::fail("fixed mask: no mask for tensor '" + std::string(name) + "' (built for a different parameter set?)");
+        if (m->size() != expected_size)
+            detail::fail("fixed mask: mask of tensor '" + std::string(name) + "' has " + std::to_string(m->size()) +
+                         " elements, the tensor has " + std::to_string(expected_size));
+        return fixed_view(*m, offset);
+    }
+};
+
+} // namespace childtune

@@ -1,0 +1,648 @@
+#pragma once
+//! \file
+//! The Child-Tuning optimizer: parameter groups, one fused pass per tensor per
+//! step, and a versioned state file from which a run resumes bit-identically.
+//!
+//! Child-Tuning (Xu et al., "Raise a Child in Large Language Model", EMNLP 2021)
+//! updates only a child network: inside the step the gradient is masked, either by
+//! a fresh Bernoulli(p) mask (Child-Tuning_F) or by a fixed Fisher-selected mask
+//! (Child-Tuning_D). Groups choose whether they are masked: the reference masks
+//! the encoder layers and trains embeddings and the task head densely.
+//!
+//! Every public member either succeeds or throws childtune::error and leaves the
+//! optimizer as it was.
+
+#include <childtune/concepts.hpp>
+#include <childtune/error.hpp>
+#include <childtune/exec/backend.hpp>
+#include <childtune/exec/cpu_step.hpp>
+#include <childtune/exec/nonfinite.hpp>
+#include <childtune/io/binary.hpp>
+#include <childtune/mask/bernoulli.hpp>
+#include <childtune/mask/dense.hpp>
+#include <childtune/mask/fixed.hpp>
+#include <childtune/mask/mask_set.hpp>
+#include <childtune/tensor_view.hpp>
+#include <childtune/update/masking.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <fstream>
+#include <istream>
+#include <memory>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace childtune {
+
+//! What a step does when a gradient holds NaN or ±Inf.
+enum class nonfinite_policy : std::uint8_t {
+    raise,     //!< throw childtune::error naming the tensor; nothing is changed
+    skip,      //!< change nothing and report the tensor in the step_result
+    unchecked, //!< do not scan (saves one read of the gradients per step)
+};
+
+//! Precision of the optimizer state.
+enum class state_precision : std::uint8_t {
+    automatic, //!< double for double parameters, float for all others
+    float32,
+    float64,
+};
+
+struct optimizer_options {
+    masking_options masking{};
+    nonfinite_policy on_nonfinite = nonfinite_policy::raise;
+    state_precision precision = state_precision::automatic;
+};
+
+//! The three ways a step masks the masked groups.
+using mask_mode = std::variant<dense, bernoulli, fixed>;
+
+//! What step() did.
+struct step_result {
+    bool applied = true;
+    //! When the step was skipped: the first tensor (registration order) whose
+    //! gradient held NaN or Inf.
+    std::string nonfinite_tensor;
+    explicit operator bool() const { return applied; }
+};
+
+template <update_rule Rule>
+class optimizer {
+public:
+    using rule_type = Rule;
+    using options_type = typename Rule::options;
+
+    explicit optimizer(mask_mode mode = dense{}, optimizer_options options = {}) : options_(options) {
+        validate_mode_parameters(mode);
+        validate_optimizer_options(options);
+        mode_ = std::move(mode);
+    }
+
+    // ---- groups ------------------------------------------------------------------
+
+    //! Adds a parameter group and returns its index. `masked` groups are masked by
+    //! the mask mode; the others train densely.
+    std::size_t add_group(std::string name, const options_type& options, bool masked = true) {
+        if (name.empty()) detail::fail("a group name must not be empty");
+        if (find_group(name)) detail::fail("group '" + name + "' added twice");
+        Rule::validate(options, name);
+        groups_.push_back({std::move(name), options, masked});
+        return groups_.size() - 1;
+    }
+    std::size_t group_count() const { return groups_.size(); }
+    //! Index of the group called `name`, or an error.
+    std::size_t group_index(std::string_view name) const {
+        if (auto g = find_group(name)) return *g;
+        detail::fail("no group named '" + std::string(name) + "'");
+    }
+    const std::string& group_name(std::size_t group) const { return checked_group(group).name; }
+    bool group_masked(std::size_t group) const { return checked_group(group).masked; }
+    const options_type& group_options(std::size_t group) const { return checked_group(group).options; }
+    //! Replaces a group's hyperparameters between steps (schedulers use set_lr).
+    void set_group_options(std::size_t group, const options_type& options) {
+        auto& g = checked_group(group);
+        Rule::validate(options, g.name);
+        g.options = options;
+    }
+    void set_lr(std::size_t group, double lr) {
+        options_type o = group_options(group);
+        o.lr = lr;
+        set_group_options(group, o);
+    }
+    //! Sets the learning rate of every group (validated for all before any changes).
+    void set_lr(double lr) {
+        for (const auto& g : groups_) {
+            options_type o = g.options;
+            o.lr = lr;
+            Rule::validate(o, g.name);
+        }
+        for (auto& g : groups_) g.options.lr = lr;
+    }
+
+    // ---- parameters -----------------------------------------------------------------
+
+    //! Registers a parameter and its gradient buffer. The optimizer keeps views:
+    //! both buffers must outlive it (or be rebound with rebind()). `key` overrides
+    //! the Bernoulli tensor key derived from the name.
+    template <parameter_element T>
+    void add_parameter(std::size_t group, std::string name, tensor_view<T> param, tensor_view<const T> grad,
+                       std::optional<std::uint32_t> key = std::nullopt) {
+        checked_group(group);
+        if (name.empty()) detail::fail("group '" + groups_[group].name + "': a tensor name must not be empty");
+        const std::string where = describe(group, name);
+        if (find_tensor(name)) detail::fail(where + ": registered twice (the name is taken)");
+        check_buffers(where, param, grad, nullptr);
+        const std::uint32_t k = key.value_or(stable_tensor_key(name));
+        for (const auto& t : tensors_)
+            if (t.key == k)
+                detail::fail(where + ": its Bernoulli key collides with tensor '" + t.name + "'; pass an explicit key");
+        if (groups_[group].masked)
+            if (const auto* f = std::get_if<fixed>(&mode_)) (void)f->view(name, param.size());
+
+        tensor_record t;
+        t.name = std::move(name);
+        t.group = group;
+        t.key = k;
+        t.param = param;
+        t.grad = grad;
+        t.state_type = state_type_for(dtype_of<T>);
+        tensor_index_.emplace(t.name, tensors_.size());
+        tensors_.push_back(std::move(t));
+    }
+    //! Convenience for contiguous containers (std::vector, std::array, std::span).
+    template <contiguous_tensor P, contiguous_tensor G>
+    void add_parameter(std::size_t group, std::string name, P& param, const G& grad,
+                       std::optional<std::uint32_t> key = std::nullopt) {
+        using T = std::ranges::range_value_t<P>;
+        static_assert(std::is_same_v<T, std::ranges::range_value_t<G>>,
+                      "a parameter and its gradient must have the same element type");
+        add_parameter<T>(group, std::move(name), tensor_view<T>(param), tensor_view<const T>(grad), key);
+    }
+    //! Points a registered tensor at new memory (same size and type), e.g. after
+    //! the model reallocated it. The optimizer state is kept.
+    template <parameter_element T>
+    void rebind(std::string_view name, tensor_view<T> param, tensor_view<const T> grad) {
+        auto& t = checked_tensor(name);
+        const std::string where = describe(t.group, t.name);
+        if (dtype_of<T> != t.param.type)
+            detail::fail(where + ": cannot rebind a " + std::string(dtype_name(t.param.type)) + " tensor to " +
+                         std::string(dtype_name(dtype_of<T>)) + " memory");
+        if (param.size() != t.param.size)
+            detail::fail(where + ": cannot rebind " + std::to_string(t.param.size) + " elements to " +
+                         std::to_string(param.size()));
+        check_buffers(where, param, grad, &t);
+        t.param = param;
+        t.grad = grad;
+    }
+    std::size_t tensor_count() const { return tensors_.size(); }
+    std::vector<std::string> tensor_names() const {
+        std::vector<std::string> names;
+        for (const auto& t : tensors_) names.push_back(t.name);
+        return names;
+    }
+
+    // ---- mask ------------------------------------------------------------------------
+
+    const mask_mode& mask() const { return mode_; }
+    //! Switches the mask mode (e.g. to Child-Tuning_D once the Fisher mask exists).
+    void set_mask(mask_mode mode) {
+        validate_mode_parameters(mode);
+        if (const auto* f = std::get_if<fixed>(&mode))
+            for (const auto& t : tensors_)
+                if (groups_[t.group].masked) (void)f->view(t.name, t.param.size);
+        mode_ = std::move(mode);
+    }
+    const optimizer_options& options() const { return options_; }
+
+    // ---- stepping ----------------------------------------------------------------------
+
+    //! Number of steps applied so far; step t (0-based) draws its Bernoulli mask
+    //! with counter word 3 = t.
+    std::uint64_t step_count() const { return step_count_; }
+
+    //! One optimizer step over every registered tensor.
+    template <execution_backend E = default_backend>
+    step_result step(const E& exec = E{}) {
+        std::vector<job> jobs = prepare_jobs(); // validates; nothing has changed yet
+
+        if (options_.on_nonfinite != nonfinite_policy::unchecked) {
+            if (auto bad = first_nonfinite(exec)) {
+                const auto& t = tensors_[*bad];
+                if (options_.on_nonfinite == nonfinite_policy::raise)
+                    detail::fail(describe(t.group, t.name) + ": gradient holds NaN or Inf (step skipped)");
+                return {false, t.name};
+            }
+        }
+
+        // Allocate state for tensors taking their first step (or a new buffer);
+        // committed only when every allocation succeeded.
+        std::vector<std::pair<std::size_t, std::vector<std::byte>>> fresh;
+        for (std::size_t i = 0; i < tensors_.size(); ++i) {
+            const auto& t = tensors_[i];
+            for (std::size_t b = t.buffers; b < jobs[i].buffers; ++b)
+                fresh.emplace_back(i * 2 + b, std::vector<std::byte>(t.param.size * state_size(t.state_type)));
+        }
+        for (auto& [slot, buffer] : fresh) {
+            auto& t = tensors_[slot / 2];
+            t.state[slot % 2] = std::move(buffer);
+        }
+        for (std::size_t i = 0; i < tensors_.size(); ++i) {
+            auto& t = tensors_[i];
+            const bool fresh_state = t.buffers < jobs[i].buffers;
+            t.buffers = std::max(t.buffers, jobs[i].buffers);
+            finish_job(jobs[i], t, fresh_state);
+        }
+
+        std::vector<work_item> items;
+        for (std::size_t i = 0; i < jobs.size(); ++i)
+            for (std::size_t b = 0; b < tensors_[i].param.size; b += chunk_elements)
+                items.push_back({i, b, std::min(tensors_[i].param.size, b + chunk_elements)});
+        exec.parallel_for(items.size(), [&](std::size_t w) {
+            const auto& it = items[w];
+            jobs[it.tensor].run(jobs[it.tensor], it.begin, it.end);
+        });
+
+        for (auto& t : tensors_) ++t.steps;
+        ++step_count_;
+        return {};
+    }
+
+    //! Bytes of optimizer state currently allocated (moments, momentum buffers).
+    std::size_t state_bytes() const {
+        std::size_t n = 0;
+        for (const auto& t : tensors_) n += t.state[0].size() + t.state[1].size();
+        return n;
+    }
+
+    // ---- state file ---------------------------------------------------------------------
+
+    //! Writes everything a resumed run needs: step counters, mask mode (with the
+    //! Bernoulli seed or the fixed bits), masking options, group options and state.
+    void save(std::ostream& out) const {
+        detail::binary_writer w(out);
+        w.header(state_magic, state_format_version);
+        w.string(Rule::name);
+        w.value<std::uint64_t>(step_count_);
+        write_mode(w, mode_);
+        w.value<std::uint8_t>(static_cast<std::uint8_t>(options_.masking.target));
+        w.value<std::uint8_t>(options_.masking.decay_masked ? 1 : 0);
+        w.value<std::uint64_t>(groups_.size());
+        for (const auto& g : groups_) {
+            w.string(g.name);
+            w.value<std::uint8_t>(g.masked ? 1 : 0);
+            for (double v : Rule::to_values(g.options)) w.value<double>(v);
+        }
+        w.value<std::uint64_t>(tensors_.size());
+        for (const auto& t : tensors_) {
+            w.string(t.name);
+            w.value<std::uint64_t>(t.group);
+            w.value<std::uint32_t>(t.key);
+            w.value<std::uint8_t>(static_cast<std::uint8_t>(t.param.type));
+            w.value<std::uint64_t>(t.param.size);
+            w.value<std::uint8_t>(static_cast<std::uint8_t>(t.state_type));
+            w.value<std::uint64_t>(t.steps);
+            w.value<std::uint8_t>(static_cast<std::uint8_t>(t.buffers));
+            for (std::size_t b = 0; b < t.buffers; ++b) write_state(w, t.state_type, t.state[b]);
+        }
+        w.finish();
+    }
+
+    //! Restores a state written by save() for the same parameter set: same rule,
+    //! groups (by name, in order) and tensors (by name, size and type). Group
+    //! options, mask mode and masking options are restored; the parameter and
+    //! gradient memory stays the caller's. Throws childtune::error on a truncated,
+    //! corrupt, foreign or mismatched file and then changes nothing.
+    void load(std::istream& in) {
+        detail::binary_reader r(in, "optimizer state");
+        r.header(state_magic, state_format_version);
+        const std::string rule = r.string();
+        if (rule != Rule::name)
+            detail::fail("optimizer state: written by a '" + rule + "' optimizer, this one is '" + std::string(Rule::name) + "'");
+
+        const auto steps = r.value<std::uint64_t>();
+        mask_mode mode = read_mode(r);
+        masking_options masking;
+        const auto target = r.value<std::uint8_t>();
+        if (target > 1) detail::fail("optimizer state is corrupt: unknown mask target");
+        masking.target = static_cast<mask_target>(target);
+        masking.decay_masked = r.value<std::uint8_t>() != 0;
+
+        const auto group_count = r.value<std::uint64_t>();
+        if (group_count != groups_.size())
+            detail::fail("optimizer state has " + std::to_string(group_count) + " groups, this optimizer has " +
+                         std::to_string(groups_.size()));
+        std::vector<group_record> groups = groups_;
+        for (auto& g : groups) {
+            const std::string name = r.string();
+            if (name != g.name) detail::fail("optimizer state: group '" + name + "' found where group '" + g.name + "' was expected");
+            g.masked = r.value<std::uint8_t>() != 0;
+            std::array<double, Rule::option_count> values;
+            for (double& v : values) v = r.value<double>();
+            g.options = Rule::from_values(values);
+            Rule::validate(g.options, g.name);
+        }
+
+        const auto tensor_count = r.value<std::uint64_t>();
+        if (tensor_count != tensors_.size())
+            detail::fail("optimizer state has " + std::to_string(tensor_count) + " tensors, this optimizer has " +
+                         std::to_string(tensors_.size()));
+        struct loaded {
+            std::uint64_t steps;
+            std::size_t buffers;
+            std::vector<std::byte> state[2];
+        };
+        std::vector<loaded> staged(tensors_.size());
+        for (std::size_t i = 0; i < tensors_.size(); ++i) {
+            const auto& t = tensors_[i];
+            const std::string where = "optimizer state, tensor '" + t.name + "'";
+            const std::string name = r.string();
+            if (name != t.name) detail::fail("optimizer state: tensor '" + name + "' found where '" + t.name + "' was expected");
+            if (r.value<std::uint64_t>() != t.group) detail::fail(where + ": belongs to another group");
+            if (r.value<std::uint32_t>() != t.key) detail::fail(where + ": has another Bernoulli key");
+            if (r.value<std::uint8_t>() != static_cast<std::uint8_t>(t.param.type)) detail::fail(where + ": has another element type");
+            const auto size = r.value<std::uint64_t>();
+            if (size != t.param.size)
+                detail::fail(where + ": has " + std::to_string(size) + " elements, the parameter has " + std::to_string(t.param.size));
+            if (r.value<std::uint8_t>() != static_cast<std::uint8_t>(t.state_type)) detail::fail(where + ": has another state precision");
+            auto& s = staged[i];
+            s.steps = r.value<std::uint64_t>();
+            s.buffers = r.value<std::uint8_t>();
+            if (s.buffers > Rule::max_state_buffers) detail::fail(where + ": is corrupt (too many state buffers)");
+            for (std::size_t b = 0; b < s.buffers; ++b) {
+                s.state[b].resize(t.param.size * state_size(t.state_type));
+                read_state(r, t.state_type, s.state[b]);
+            }
+        }
+        r.finish();
+        if (const auto* f = std::get_if<fixed>(&mode))
+            for (std::size_t i = 0; i < tensors_.size(); ++i)
+                if (groups[tensors_[i].group].masked) (void)f->view(tensors_[i].name, tensors_[i].param.size);
+
+        // Commit: nothing below throws.
+        step_count_ = steps;
+        mode_ = std::move(mode);
+        options_.masking = masking;
+        groups_ = std::move(groups);
+        for (std::size_t i = 0; i < tensors_.size(); ++i) {
+            auto& t = tensors_[i];
+            t.steps = staged[i].steps;
+            t.buffers = staged[i].buffers;
+            for (std::size_t b = 0; b < 2; ++b) t.state[b] = std::move(staged[i].state[b]);
+        }
+    }
+
+    void save(const std::string& path) const {
+        std::ofstream out(path, std::ios::binary | std::ios::trunc);
+        if (!out) detail::fail("cannot open '" + path + "' for writing");
+        save(out);
+    }
+    void load(const std::string& path) {
+        std::ifstream in(path, std::ios::binary);
+        if (!in) detail::fail("cannot open optimizer state '" + path + "'");
+        load(in);
+    }
+
+private:
+    //! Work items cover at most this many elements (a multiple of 64, so keep
+    //! words stay aligned to the tensor start): small enough to balance threads,
+    //! large enough that scheduling costs nothing.
+    static constexpr std::size_t chunk_elements = std::size_t{1} << 16;
+    static constexpr std::string_view state_magic{"CTSTATE\1", 8};
+    static constexpr std::uint32_t state_format_version = 1;
+
+    struct group_record {
+        std::string name;
+        options_type options;
+        bool masked;
+    };
+    struct tensor_record {
+        std::string name;
+        std::size_t group = 0;
+        std::uint32_t key = 0;
+        any_tensor_view param;
+        any_tensor_view grad;
+        dtype state_type = dtype::float32;
+        std::uint64_t steps = 0;
+        std::size_t buffers = 0; //!< state buffers allocated
+        std::vector<std::byte> state[2];
+    };
+    using any_mask_view = std::variant<dense_view, bernoulli_view, fixed_view>;
+    //! Everything one tensor's work items need, resolved before the parallel loop.
+    struct job {
+        any_mask_view mask;
+        std::size_t buffers = 0;
+        typename Rule::template step_constants<float> constants_f{};
+        typename Rule::template step_constants<double> constants_d{};
+        void (*run)(const job&, std::size_t, std::size_t) = nullptr;
+        void* param = nullptr;
+        const void* grad = nullptr;
+        void* state[2] = {nullptr, nullptr};
+        masking_options masking;
+    };
+    struct work_item {
+        std::size_t tensor, begin, end;
+    };
+
+    template <class P, class S, class MaskView>
+    static void run_job(const job& j, std::size_t begin, std::size_t end) {
+        const auto& c = [&]() -> const auto& {
+            if constexpr (std::is_same_v<S, float>) return j.constants_f;
+            else return j.constants_d;
+        }();
+        detail::step_operands<P, S> x{static_cast<P*>(j.param), static_cast<const P*>(j.grad),
+                                      {static_cast<S*>(j.state[0]), static_cast<S*>(j.state[1])}};
+        detail::cpu_step_range<Rule, S, P>(c, j.masking, std::get<MaskView>(j.mask), x, j.buffers, begin, end);
+    }
+    template <class P, class S>
+    static auto pick_runner(const any_mask_view& mask) {
+        return std::visit([](const auto& v) { return &run_job<P, S, std::decay_t<decltype(v)>>; }, mask);
+    }
+    template <class P>
+    static auto pick_runner(dtype state, const any_mask_view& mask) {
+        return state == dtype::float64 ? pick_runner<P, double>(mask) : pick_runner<P, float>(mask);
+    }
+
+    //! Validates and resolves mask views and state needs; changes nothing.
+    std::vector<job> prepare_jobs() const {
+        if (const auto* f = std::get_if<fixed>(&mode_)) check_mask_covers(*f);
+        std::vector<job> jobs(tensors_.size());
+        for (std::size_t i = 0; i < tensors_.size(); ++i) {
+            const auto& t = tensors_[i];
+            auto& j = jobs[i];
+            const bool masked = groups_[t.group].masked;
+            j.mask = !masked ? any_mask_view{dense_view{}}
+                             : std::visit(
+                                   [&](const auto& m) -> any_mask_view {
+                                       using M = std::decay_t<decltype(m)>;
+                                       if constexpr (std::is_same_v<M, fixed>) return m.view(t.name, t.param.size);
+                                       else return m.view(t.key, step_count_);
+                                   },
+                                   mode_);
+            j.buffers = Rule::state_buffers(groups_[t.group].options);
+            j.masking = options_.masking;
+            switch (t.param.type) {
+            case dtype::float32: j.run = pick_runner<float>(t.state_type, j.mask); break;
+            case dtype::float64: j.run = pick_runner<double>(t.state_type, j.mask); break;
+            case dtype::bfloat16: j.run = pick_runner<bfloat16>(t.state_type, j.mask); break;
+            case dtype::float16: j.run = pick_runner<float16>(t.state_type, j.mask); break;
+            }
+        }
+        return jobs;
+    }
+    //! Fills in what depends on the (possibly just allocated) state.
+    void finish_job(job& j, tensor_record& t, bool fresh_state) const {
+        const auto& o = groups_[t.group].options;
+        if (t.state_type == dtype::float64) j.constants_d = Rule::template prepare<double>(o, t.steps + 1, fresh_state);
+        else j.constants_f = Rule::template prepare<float>(o, t.steps + 1, fresh_state);
+        j.param = t.param.data;
+        j.grad = t.grad.data;
+        j.state[0] = t.state[0].empty() ? nullptr : t.state[0].data();
+        j.state[1] = t.state[1].empty() ? nullptr : t.state[1].data();
+    }
+
+    //! Index of the first tensor (registration order) with a NaN/Inf gradient.
+    template <class E>
+    std::optional<std::size_t> first_nonfinite(const E& exec) const {
+        std::vector<work_item> items;
+        for (std::size_t i = 0; i < tensors_.size(); ++i)
+            for (std::size_t b = 0; b < tensors_[i].grad.size; b += chunk_elements)
+                items.push_back({i, b, std::min(tensors_[i].grad.size, b + chunk_elements)});
+        std::vector<unsigned char> bad(items.size(), 0);
+        exec.parallel_for(items.size(), [&](std::size_t w) {
+            const auto& it = items[w];
+            const auto& g = tensors_[it.tensor].grad;
+            const std::size_t n = it.end - it.begin;
+            bool ok = true;
+            switch (g.type) {
+            case dtype::float32: ok = detail::all_finite(static_cast<const float*>(g.data) + it.begin, n); break;
+            case dtype::float64: ok = detail::all_finite(static_cast<const double*>(g.data) + it.begin, n); break;
+            case dtype::bfloat16: ok = detail::all_finite(static_cast<const bfloat16*>(g.data) + it.begin, n); break;
+            case dtype::float16: ok = detail::all_finite(static_cast<const float16*>(g.data) + it.begin, n); break;
+            }
+            bad[w] = ok ? 0 : 1;
+        });
+        for (std::size_t w = 0; w < items.size(); ++w)
+            if (bad[w]) return items[w].tensor;
+        return std::nullopt;
+    }
+
+    //! A fixed mask must cover exactly the masked tensors, each with its size.
+    void check_mask_covers(const fixed& f) const {
+        std::size_t covered = 0;
+        for (const auto& t : tensors_)
+            if (groups_[t.group].masked) {
+                (void)f.view(t.name, t.param.size);
+                ++covered;
+            }
+        if (covered != f.masks.tensor_count())
+            for (const auto& e : f.masks.entries()) {
+                const auto* t = find_tensor(e.name);
+                if (!t) detail::fail("fixed mask: tensor '" + e.name + "' is not registered (mask built for a different parameter set?)");
+                if (!groups_[t->group].masked)
+                    detail::fail("fixed mask: tensor '" + e.name + "' is in unmasked group '" + groups_[t->group].name + "'");
+            }
+    }
+
+    template <class T>
+    void check_buffers(const std::string& where, tensor_view<T> param, tensor_view<const T> grad,
+                       const tensor_record* self) const {
+        if (param.size() != grad.size())
+            detail::fail(where + ": gradient has " + std::to_string(grad.size()) + " elements, parameter has " +
+                         std::to_string(param.size()));
+        if (param.size() == 0) return;
+        if (!param.data() || !grad.data()) detail::fail(where + ": null data pointer");
+        const auto bytes = param.size() * sizeof(T);
+        const auto* p = reinterpret_cast<const std::byte*>(param.data());
+        const auto* g = reinterpret_cast<const std::byte*>(grad.data());
+        if (p < g + bytes && g < p + bytes) detail::fail(where + ": parameter and gradient memory overlap");
+        for (const auto& t : tensors_) {
+            if (&t == self || t.param.size == 0) continue;
+            const auto* q = static_cast<const std::byte*>(t.param.data);
+            const auto qbytes = t.param.size * dtype_bytes(t.param.type);
+            if (p < q + qbytes && q < p + bytes)
+                detail::fail(where + ": parameter memory overlaps tensor '" + t.name + "' (registered twice?)");
+        }
+    }
+
+    void validate_mode_parameters(const mask_mode& mode) const {
+        std::visit([](const auto& m) { m.validate(); }, mode);
+    }
+    static void validate_optimizer_options(const optimizer_options& o) {
+        if (o.masking.target != mask_target::gradient && o.masking.target != mask_target::update)
+            detail::fail("optimizer options: unknown mask target");
+        if (o.on_nonfinite > nonfinite_policy::unchecked) detail::fail("optimizer options: unknown nonfinite policy");
+        if (o.precision > state_precision::float64) detail::fail("optimizer options: unknown state precision");
+    }
+    dtype state_type_for(dtype param) const {
+        switch (options_.precision) {
+        case state_precision::float32: return dtype::float32;
+        case state_precision::float64: return dtype::float64;
+        default: return param == dtype::float64 ? dtype::float64 : dtype::float32;
+        }
+    }
+    static std::size_t state_size(dtype t) { return t == dtype::float64 ? 8 : 4; }
+    static std::size_t dtype_bytes(dtype t) {
+        switch (t) {
+        case dtype::float32: return 4;
+        case dtype::float64: return 8;
+        default: return 2;
+        }
+    }
+
+    std::optional<std::size_t> find_group(std::string_view name) const {
+        for (std::size_t i = 0; i < groups_.size(); ++i)
+            if (groups_[i].name == name) return i;
+        return std::nullopt;
+    }
+    const tensor_record* find_tensor(std::string_view name) const {
+        auto it = tensor_index_.find(std::string(name));
+        return it == tensor_index_.end() ? nullptr : &tensors_[it->second];
+    }
+    tensor_record& checked_tensor(std::string_view name) {
+        auto it = tensor_index_.find(std::string(name));
+        if (it == tensor_index_.end()) detail::fail("no tensor named '" + std::string(name) + "'");
+        return tensors_[it->second];
+    }
+    group_record& checked_group(std::size_t group) {
+        if (group >= groups_.size())
+            detail::fail("group index " + std::to_string(group) + " is out of range (" + std::to_string(groups_.size()) + " groups)");
+        return groups_[group];
+    }
+    const group_record& checked_group(std::size_t group) const { return const_cast<optimizer*>(this)->checked_group(group); }
+    std::string describe(std::size_t group, std::string_view tensor) const {
+        return "group '" + groups_[group].name + "', tensor '" + std::string(tensor) + "'";
+    }
+
+    static void write_mode(detail::binary_writer& w, const mask_mode& mode) {
+        w.value<std::uint8_t>(static_cast<std::uint8_t>(mode.index()));
+        if (const auto* b = std::get_if<bernoulli>(&mode)) {
+            w.value<double>(b->p);
+            w.value<std::uint64_t>(b->seed);
+        } else if (const auto* f = std::get_if<fixed>(&mode)) {
+            detail::write_mask_entries(w, f->masks);
+        }
+    }
+    static mask_mode read_mode(detail::binary_reader& r) {
+        switch (r.value<std::uint8_t>()) {
+        case 0: return dense{};
+        case 1: {
+            bernoulli b;
+            b.p = r.value<double>();
+            b.seed = r.value<std::uint64_t>();
+            b.validate();
+            return b;
+        }
+        case 2: return fixed{detail::read_mask_entries(r)};
+        default: detail::fail("optimizer state is corrupt: unknown mask mode");
+        }
+    }
+    static void write_state(detail::binary_writer& w, dtype type, const std::vector<std::byte>& s) {
+        if (type == dtype::float64)
+            w.array(std::span<const double>(reinterpret_cast<const double*>(s.data()), s.size() / 8));
+        else
+            w.array(std::span<const float>(reinterpret_cast<const float*>(s.data()), s.size() / 4));
+    }
+    static void read_state(detail::binary_reader& r, dtype type, std::vector<std::byte>& s) {
+        if (type == dtype::float64) r.array_into(std::span<double>(reinterpret_cast<double*>(s.data()), s.size() / 8));
+        else r.array_into(std::span<float>(reinterpret_cast<float*>(s.data()), s.size() / 4));
+    }
+
+    optimizer_options options_;
+    mask_mode mode_;
+    std::vector<group_record> groups_;
+    std::vector<tensor_record> tensors_;
+    std::unordered_map<std::string, std::size_t> tensor_index_;
+    std::uint64_t step_count_ = 0;
+};
+
+} // namespace childtune

@@ -1,0 +1,80 @@
+#pragma once
+//! \file
+//! Adam with L2 weight decay added to the gradient, as `torch::optim::Adam`:
+//! `g += wd*p; m, v updated; p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)`.
+//! With gradient masking the L2 term is added after the mask (the mask applies to
+//! `p.grad`, the decay term is part of the step), for every entry unless
+//! `masking_options::decay_masked` is false.
+
+#include <childtune/config.hpp>
+#include <childtune/update/masking.hpp>
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <string_view>
+
+namespace childtune {
+
+struct adam {
+    static constexpr std::string_view name = "adam";
+    static constexpr std::size_t max_state_buffers = 2;
+
+    struct options {
+        double lr = 1e-3;
+        double beta1 = 0.9;
+        double beta2 = 0.999;
+        double eps = 1e-8;
+        double weight_decay = 0.0;
+
+        friend bool operator==(const options&, const options&) = default;
+    };
+
+    static void validate(const options& o, std::string_view group) {
+        detail::require_finite_nonnegative(o.lr, "lr", group);
+        detail::require_beta(o.beta1, "beta1", group);
+        detail::require_beta(o.beta2, "beta2", group);
+        detail::require_finite_nonnegative(o.eps, "eps", group);
+        detail::require_finite_nonnegative(o.weight_decay, "weight_decay", group);
+    }
+    static std::size_t state_buffers(const options&) { return 2; }
+
+    static constexpr std::size_t option_count = 5;
+    static std::array<double, option_count> to_values(const options& o) {
+        return {o.lr, o.beta1, o.beta2, o.eps, o.weight_decay};
+    }
+    static options from_values(const std::array<double, option_count>& v) { return {v[0], v[1], v[2], v[3], v[4]}; }
+
+    template <class S>
+    struct step_constants {
+        S beta1, one_minus_beta1, beta2, one_minus_beta2, eps, neg_step_size, bc2_sqrt, weight_decay;
+        bool decay;
+    };
+
+    template <class S>
+    static step_constants<S> prepare(const options& o, std::uint64_t step, bool /*fresh_state*/) {
+        const double t = static_cast<double>(step);
+        const double bc1 = 1.0 - std::pow(o.beta1, t);
+        const double bc2 = 1.0 - std::pow(o.beta2, t);
+        return {static_cast<S>(o.beta1), static_cast<S>(1.0 - o.beta1), static_cast<S>(o.beta2),
+                static_cast<S>(1.0 - o.beta2), static_cast<S>(o.eps), static_cast<S>(-o.lr / bc1),
+                static_cast<S>(std::sqrt(bc2)), static_cast<S>(o.weight_decay), o.weight_decay != 0.0};
+    }
+
+    template <class V, class K, class S>
+    CHILDTUNE_HD static void apply(const step_constants<S>& c, const element_mask<K, V>& e, V& p, V g, V (&state)[2]) {
+        using detail::select;
+        using detail::vsqrt;
+        V& m = state[0];
+        V& v = state[1];
+        g = select(e.gradient_kept, g / e.gradient_divisor, V(S(0)));
+        if (c.decay) g = select(e.decay_kept, g + V(c.weight_decay) * p, g);
+        m = m * V(c.beta1) + V(c.one_minus_beta1) * g;
+        v = v * V(c.beta2) + V(c.one_minus_beta2) * g * g;
+        const V denom = vsqrt(v) / V(c.bc2_sqrt) + V(c.eps);
+        const V delta = V(c.neg_step_size) * m / denom;
+        p = select(e.update_kept, p + delta / e.update_divisor, p);
+    }
+};
+
+} // namespace childtune

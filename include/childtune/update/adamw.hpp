@@ -1,0 +1,108 @@
+#pragma once
+//! \file
+//! AdamW with decoupled weight decay (Loshchilov & Hutter, 2019), in the two
+//! flavours Child-Tuning users meet:
+//!
+//! - `adamw_flavour::torch` — `torch.optim.AdamW` / `torch::optim::AdamW`:
+//!   decay first (`p *= 1 - lr*wd`), then `p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)`.
+//! - `adamw_flavour::legacy` — the HuggingFace-style AdamW the published
+//!   Child-Tuning optimizer is built on: `p -= lr*sqrt(bc2)/bc1 * m / (sqrt(v) + eps)`,
+//!   then decay with the updated value, `p -= lr*wd*p` (only when wd > 0).
+//!
+//! The operation order inside each formula follows ATen's kernels (addcmul,
+//! addcdiv) so results match the reference to float rounding.
+
+#include <childtune/config.hpp>
+#include <childtune/update/masking.hpp>
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <string_view>
+
+namespace childtune {
+
+enum class adamw_flavour : std::uint8_t { torch = 0, legacy = 1 };
+
+struct adamw {
+    static constexpr std::string_view name = "adamw";
+    static constexpr std::size_t max_state_buffers = 2; //!< exp_avg, exp_avg_sq
+
+    struct options {
+        double lr = 1e-3;
+        double beta1 = 0.9;
+        double beta2 = 0.999;
+        double eps = 1e-8;
+        double weight_decay = 1e-2;
+        adamw_flavour flavour = adamw_flavour::torch;
+        //! Bias correction; the legacy optimizer lets users turn it off.
+        bool correct_bias = true;
+
+        friend bool operator==(const options&, const options&) = default;
+    };
+
+    static void validate(const options& o, std::string_view group) {
+        detail::require_finite_nonnegative(o.lr, "lr", group);
+        detail::require_beta(o.beta1, "beta1", group);
+        detail::require_beta(o.beta2, "beta2", group);
+        detail::require_finite_nonnegative(o.eps, "eps", group);
+        detail::require_finite_nonnegative(o.weight_decay, "weight_decay", group);
+        if (o.flavour != adamw_flavour::torch && o.flavour != adamw_flavour::legacy)
+            detail::fail("group '" + std::string(group) + "': unknown AdamW flavour");
+    }
+    static std::size_t state_buffers(const options&) { return 2; }
+
+    static constexpr std::size_t option_count = 7;
+    static std::array<double, option_count> to_values(const options& o) {
+        return {o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, static_cast<double>(o.flavour), o.correct_bias ? 1.0 : 0.0};
+    }
+    static options from_values(const std::array<double, option_count>& v) {
+        return {v[0], v[1], v[2], v[3], v[4], static_cast<adamw_flavour>(static_cast<int>(v[5])), v[6] != 0.0};
+    }
+
+    //! Per-step scalars, computed in double as the reference does, then rounded
+    //! once to the state type.
+    template <class S>
+    struct step_constants {
+        S beta1, one_minus_beta1, beta2, one_minus_beta2, eps;
+        S neg_step_size;    //!< -lr/bc1 (torch) or -lr*sqrt(bc2)/bc1 (legacy)
+        S bc2_sqrt;         //!< torch flavour divides sqrt(v) by it
+        S decay_factor;     //!< torch: 1 - lr*wd
+        S neg_lr_wd;        //!< legacy: -lr*wd
+        bool legacy;
+        bool decay;         //!< wd != 0 (both flavours skip decay entirely otherwise)
+    };
+
+    //! `step` is the 1-based count of steps this tensor has taken, including this one.
+    template <class S>
+    static step_constants<S> prepare(const options& o, std::uint64_t step, bool /*fresh_state*/) {
+        const double t = static_cast<double>(step);
+        const double bc1 = o.correct_bias ? 1.0 - std::pow(o.beta1, t) : 1.0;
+        const double bc2 = o.correct_bias ? 1.0 - std::pow(o.beta2, t) : 1.0;
+        const bool legacy = o.flavour == adamw_flavour::legacy;
+        const double step_size = legacy ? o.lr * std::sqrt(bc2) / bc1 : o.lr / bc1;
+        return {static_cast<S>(o.beta1), static_cast<S>(1.0 - o.beta1), static_cast<S>(o.beta2),
+                static_cast<S>(1.0 - o.beta2), static_cast<S>(o.eps), static_cast<S>(-step_size),
+                static_cast<S>(std::sqrt(bc2)), static_cast<S>(1.0 - o.lr * o.weight_decay),
+                static_cast<S>(-o.lr * o.weight_decay), legacy, o.weight_decay != 0.0};
+    }
+
+    //! One element (or one vector of lanes).
+    template <class V, class K, class S>
+    CHILDTUNE_HD static void apply(const step_constants<S>& c, const element_mask<K, V>& e, V& p, V g, V (&state)[2]) {
+        using detail::select;
+        using detail::vsqrt;
+        V& m = state[0];
+        V& v = state[1];
+        if (c.decay && !c.legacy) p = select(e.decay_kept, p * V(c.decay_factor), p);
+        g = select(e.gradient_kept, g / e.gradient_divisor, V(S(0)));
+        m = m * V(c.beta1) + V(c.one_minus_beta1) * g;
+        v = v * V(c.beta2) + V(c.one_minus_beta2) * g * g;
+        const V denom = c.legacy ? vsqrt(v) + V(c.eps) : vsqrt(v) / V(c.bc2_sqrt) + V(c.eps);
+        const V delta = V(c.neg_step_size) * m / denom;
+        p = select(e.update_kept, p + delta / e.update_divisor, p);
+        if (c.decay && c.legacy) p = select(e.decay_kept, p + V(c.neg_lr_wd) * p, p);
+    }
+};
+
+} // namespace childtune

@@ -1,0 +1,73 @@
+#pragma once
+//! \file
+//! How a mask enters an update rule, and the per-lane masks the rules consume.
+
+#include <childtune/config.hpp>
+#include <childtune/error.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace childtune {
+
+//! What the mask multiplies.
+enum class mask_target : std::uint8_t {
+    //! The gradient, before the moment updates (the reference implementation):
+    //! masked entries still move through the momentum of earlier steps.
+    gradient = 0,
+    //! The parameter update: moments see the full gradient, only kept entries move
+    //! (scaled by 1/p for Child-Tuning_F, so the expected update is unchanged).
+    update = 1,
+};
+
+//! Options users of the reference ask about; defaults reproduce the reference.
+struct masking_options {
+    mask_target target = mask_target::gradient;
+    //! Apply weight decay to masked-out entries too (the reference decays every
+    //! parameter); false decays only the kept ones.
+    bool decay_masked = true;
+
+    friend bool operator==(const masking_options&, const masking_options&) = default;
+};
+
+//! Per-element (or per-lane) facts an update rule needs about the mask. K is
+//! `bool` in scalar code and a lane mask in vector code; V the value type.
+template <class K, class V>
+struct element_mask {
+    K gradient_kept; //!< use the gradient (else it is replaced by 0)
+    K update_kept;   //!< apply the update to the parameter
+    K decay_kept;    //!< apply weight decay
+    V gradient_divisor; //!< kept gradients are divided by it (p, or 1)
+    V update_divisor;   //!< applied updates are divided by it (p, or 1)
+};
+
+namespace detail {
+CHILDTUNE_HD constexpr bool mask_or(bool a, bool b) { return a || b; }
+
+//! Builds the element mask from the raw keep decision. `all`/`none` are K's
+//! all-true/all-false values; `keep_probability` is p for Child-Tuning_F, else 1.
+template <class K, class V>
+CHILDTUNE_HD element_mask<K, V> make_element_mask(K keep, K all, K none, masking_options m, V keep_probability) {
+    const bool on_gradient = m.target == mask_target::gradient;
+    return {mask_or(keep, on_gradient ? none : all), mask_or(keep, on_gradient ? all : none),
+            mask_or(keep, m.decay_masked ? all : none), on_gradient ? keep_probability : V(1),
+            on_gradient ? V(1) : keep_probability};
+}
+} // namespace detail
+
+namespace detail {
+inline void require_finite_nonnegative(double value, std::string_view what, std::string_view group) {
+    if (!std::isfinite(value) || value < 0.0)
+        fail("group '" + std::string(group) + "': " + std::string(what) + " = " + std::to_string(value) +
+             " must be finite and >= 0");
+}
+inline void require_beta(double value, std::string_view what, std::string_view group) {
+    if (!(value >= 0.0 && value < 1.0))
+        fail("group '" + std::string(group) + "': " + std::string(what) + " = " + std::to_string(value) +
+             " must be in [0, 1)");
+}
+} // namespace detail
+
+} // namespace childtune
