@@ -7,6 +7,7 @@
 //! `masking_options::decay_masked` is false.
 
 #include <childtune/config.hpp>
+#include <childtune/numeric/lanes.hpp>
 #include <childtune/update/masking.hpp>
 
 #include <array>

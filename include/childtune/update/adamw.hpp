@@ -13,6 +13,7 @@
 //! addcdiv) so results match the reference to float rounding.
 
 #include <childtune/config.hpp>
+#include <childtune/numeric/lanes.hpp>
 #include <childtune/update/masking.hpp>
 
 #include <array>

@@ -5,6 +5,7 @@
 //! d = nesterov ? d + mom*buf : buf; p -= lr*d`.
 
 #include <childtune/config.hpp>
+#include <childtune/numeric/lanes.hpp>
 #include <childtune/update/masking.hpp>
 
 #include <array>

@@ -13,6 +13,7 @@
 
 #include <childtune/config.hpp>
 #include <childtune/numeric/half.hpp>
+#include <childtune/numeric/lanes.hpp>
 
 #include <cmath>
 #include <cstdint>
@@ -23,21 +24,6 @@
 #endif
 
 namespace childtune::detail {
-
-// ---- scalar forms ---------------------------------------------------------------
-CHILDTUNE_HD inline float select(bool k, float a, float b) { return k ? a : b; }
-CHILDTUNE_HD inline double select(bool k, double a, double b) { return k ? a : b; }
-CHILDTUNE_HD inline float vsqrt(float x) { return sqrtf(x); }
-CHILDTUNE_HD inline double vsqrt(double x) { return sqrt(x); }
-template <class S, class P>
-    requires std::is_floating_point_v<S>
-CHILDTUNE_HD S load(S*, const P* p) { return widen<S>(*p); }
-template <class P, class S>
-    requires std::is_floating_point_v<S>
-CHILDTUNE_HD void store(P* p, S x) { *p = narrow<P>(x); }
-template <class S>
-    requires std::is_floating_point_v<S>
-CHILDTUNE_HD bool lane_mask(S*, std::uint64_t bits) { return (bits & 1u) != 0; }
 
 #if CHILDTUNE_HAS_SSE2
 // ---- SSE2 forms ------------------------------------------------------------------

@@ -1,0 +1,36 @@
+#pragma once
+//! \file
+//! Scalar forms of the lane operations update rules are written in.
+//!
+//! A rule's `apply` is a template over a value type V and a lane-mask type K and
+//! calls `select`, `vsqrt`, `load`, `store` and `lane_mask` unqualified. For
+//! V = float/double and K = bool the overloads below make it the scalar
+//! definition (what CPU fallbacks and CUDA/Thrust kernels run); vector types
+//! bring their own overloads, found by argument-dependent lookup
+//! (exec/detail/simd.hpp).
+
+#include <childtune/config.hpp>
+#include <childtune/numeric/half.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+namespace childtune::detail {
+
+// ---- scalar forms ---------------------------------------------------------------
+CHILDTUNE_HD inline float select(bool k, float a, float b) { return k ? a : b; }
+CHILDTUNE_HD inline double select(bool k, double a, double b) { return k ? a : b; }
+CHILDTUNE_HD inline float vsqrt(float x) { return sqrtf(x); }
+CHILDTUNE_HD inline double vsqrt(double x) { return sqrt(x); }
+template <class S, class P>
+    requires std::is_floating_point_v<S>
+CHILDTUNE_HD S load(S*, const P* p) { return widen<S>(*p); }
+template <class P, class S>
+    requires std::is_floating_point_v<S>
+CHILDTUNE_HD void store(P* p, S x) { *p = narrow<P>(x); }
+template <class S>
+    requires std::is_floating_point_v<S>
+CHILDTUNE_HD bool lane_mask(S*, std::uint64_t bits) { return (bits & 1u) != 0; }
+
+} // namespace childtune::detail

@@ -1,0 +1,422 @@
+#include "reference/naive_optimizers.hpp"
+
+#include <childtune/optimizer.hpp>
+#include <childtune/update/adamw.hpp>
+#include <childtune/update/sgd.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+using namespace childtune;
+
+namespace {
+// A small model: two masked encoder tensors of mixed precision and a dense head.
+struct model {
+    std::vector<float> w0 = std::vector<float>(3000), g0 = std::vector<float>(3000);
+    std::vector<bfloat16> w1 = std::vector<bfloat16>(129), g1 = std::vector<bfloat16>(129);
+    std::vector<double> head = std::vector<double>(10), ghead = std::vector<double>(10);
+    std::mt19937 rng{17};
+
+    model() {
+        std::normal_distribution<float> n;
+        for (auto& x : w0) x = n(rng);
+        for (auto& x : w1) x = bfloat16(n(rng));
+        for (auto& x : head) x = n(rng);
+    }
+    template <class Rule>
+    void attach(optimizer<Rule>& opt, const typename Rule::options& o) {
+        const auto enc = opt.add_group("encoder", o, true);
+        auto head_options = o;
+        head_options.lr *= 10;
+        const auto hd = opt.add_group("head", head_options, false);
+        opt.add_parameter(enc, "layer.0.weight", w0, g0);
+        opt.add_parameter(enc, "layer.0.bias", w1, g1);
+        opt.add_parameter(hd, "head.weight", head, ghead);
+    }
+    void new_gradients() {
+        std::normal_distribution<float> n(0.0f, 0.1f);
+        for (auto& x : g0) x = n(rng);
+        for (auto& x : g1) x = bfloat16(n(rng));
+        for (auto& x : ghead) x = n(rng);
+    }
+    std::string snapshot() const {
+        std::string s;
+        s.append(reinterpret_cast<const char*>(w0.data()), w0.size() * 4);
+        s.append(reinterpret_cast<const char*>(w1.data()), w1.size() * 2);
+        s.append(reinterpret_cast<const char*>(head.data()), head.size() * 8);
+        return s;
+    }
+};
+
+mask_set masks_for_model(double p) {
+    std::mt19937 rng(4);
+    std::bernoulli_distribution keep(p);
+    mask_set s;
+    bit_mask a(3000), b(129);
+    for (std::size_t i = 0; i < 3000; ++i) a.set(i, keep(rng));
+    for (std::size_t i = 0; i < 129; ++i) b.set(i, keep(rng));
+    s.add("layer.0.weight", a);
+    s.add("layer.0.bias", b);
+    return s;
+}
+
+template <class Rule>
+std::string state_of(const optimizer<Rule>& opt) {
+    std::stringstream out;
+    opt.save(out);
+    return out.str();
+}
+
+// Checks that `action` throws childtune::error containing every fragment and
+// changes neither the optimizer (its full saved state) nor the parameters.
+template <class Rule, class F>
+void require_rejected(optimizer<Rule>& opt, const model& m, F&& action, std::initializer_list<const char*> fragments) {
+    const std::string before = state_of(opt), params = m.snapshot();
+    try {
+        action();
+        FAIL("expected childtune::error");
+    } catch (const childtune::error& e) {
+        for (const char* f : fragments) {
+            INFO("message: " << e.what());
+            CHECK(std::string(e.what()).find(f) != std::string::npos);
+        }
+    }
+    CHECK(state_of(opt) == before);
+    CHECK(m.snapshot() == params);
+}
+
+const adamw::options base{.lr = 1e-2, .beta1 = 0.9, .beta2 = 0.99, .eps = 1e-8, .weight_decay = 0.01,
+                          .flavour = adamw_flavour::legacy};
+} // namespace
+
+TEST_CASE("Child-Tuning_F with p = 1 reproduces the dense optimizer bit for bit", "[optimizer]") {
+    for (auto flavour : {adamw_flavour::torch, adamw_flavour::legacy}) {
+        model a, b;
+        optimizer<adamw> dense_opt(dense{}), ct_opt(bernoulli{1.0, 77});
+        auto o = base;
+        o.flavour = flavour;
+        a.attach(dense_opt, o);
+        b.attach(ct_opt, o);
+        for (int t = 0; t < 10; ++t) {
+            a.new_gradients();
+            b.new_gradients();
+            dense_opt.step();
+            ct_opt.step();
+        }
+        CHECK(a.snapshot() == b.snapshot());
+    }
+}
+
+TEST_CASE("Unmasked groups train densely under every mask mode", "[optimizer][groups]") {
+    for (const mask_mode& mode : {mask_mode{bernoulli{0.1, 1}}, mask_mode{fixed{masks_for_model(0.2)}}}) {
+        model a, b;
+        optimizer<adamw> dense_opt, ct_opt(mode);
+        a.attach(dense_opt, base);
+        b.attach(ct_opt, base);
+        for (int t = 0; t < 5; ++t) {
+            a.new_gradients();
+            b.new_gradients();
+            dense_opt.step();
+            ct_opt.step();
+        }
+        CHECK(a.head == b.head);
+        CHECK(a.w0 != b.w0);
+    }
+}
+
+TEST_CASE("Learning-rate changes between steps take effect at the next step", "[optimizer][groups]") {
+    optimizer<adamw> opt(bernoulli{0.5, 3});
+    std::vector<double> p(500), g(500);
+    std::mt19937 rng(2);
+    std::normal_distribution<double> n;
+    for (auto& x : p) x = n(rng);
+    auto ref_p = p;
+    const auto grp = opt.add_group("encoder", base);
+    opt.add_parameter(grp, "layer.0.weight", p, g);
+    reference::legacy_adamw<double> ref(base.lr, base.beta1, base.beta2, base.eps, base.weight_decay);
+    for (int t = 0; t < 12; ++t) {
+        const double lr = base.lr / (1 + t);
+        opt.set_lr(lr);
+        ref.lr = lr;
+        for (auto& x : g) x = 0.1 * n(rng);
+        std::vector<bool> keep(p.size());
+        const auto view = bernoulli{0.5, 3}.view(stable_tensor_key("layer.0.weight"), static_cast<std::uint64_t>(t));
+        for (std::size_t i = 0; i < p.size(); ++i) keep[i] = view.keep(i);
+        ref.apply(ref_p, g, keep, 0.5, {});
+        opt.step();
+        CHECK(opt.group_options(grp).lr == lr);
+    }
+    for (std::size_t i = 0; i < p.size(); ++i) REQUIRE(p[i] == Approx(ref_p[i]).epsilon(1e-12));
+}
+
+TEST_CASE("save -> load -> continue equals an uninterrupted run bit for bit", "[optimizer][state]") {
+    const std::vector<mask_mode> modes = {dense{}, bernoulli{0.3, 0xABCDEF}, fixed{masks_for_model(0.25)}};
+    for (const auto& mode : modes)
+        for (int save_at : {0, 1, 7}) {
+            CAPTURE(mode.index(), save_at);
+            model straight, resumed;
+            optimizer<adamw> a(mode);
+            straight.attach(a, base);
+            std::string saved;
+            {
+                optimizer<adamw> first_half(mode);
+                resumed.attach(first_half, base);
+                for (int t = 0; t < save_at; ++t) {
+                    resumed.new_gradients();
+                    first_half.step();
+                }
+                first_half.set_lr(0, 0.5 * base.lr); // a scheduler's change must survive
+                saved = state_of(first_half);
+            }
+            for (int t = 0; t < save_at; ++t) {
+                straight.new_gradients();
+                a.step();
+            }
+            a.set_lr(0, 0.5 * base.lr);
+
+            optimizer<adamw> b; // built as a fresh process would: dense, default lr
+            b.add_group("encoder", adamw::options{}, true);
+            b.add_group("head", adamw::options{}, false);
+            b.add_parameter(0, "layer.0.weight", resumed.w0, resumed.g0);
+            b.add_parameter(0, "layer.0.bias", resumed.w1, resumed.g1);
+            b.add_parameter(1, "head.weight", resumed.head, resumed.ghead);
+            std::stringstream in(saved);
+            b.load(in);
+            CHECK(b.step_count() == static_cast<std::uint64_t>(save_at));
+            CHECK(b.group_options(0) == a.group_options(0));
+            CHECK(b.group_options(1) == a.group_options(1));
+            CHECK(b.mask().index() == mode.index());
+            for (int t = save_at; t < 12; ++t) {
+                straight.new_gradients();
+                resumed.new_gradients();
+                a.step();
+                b.step();
+            }
+            REQUIRE(straight.snapshot() == resumed.snapshot());
+            REQUIRE(state_of(a) == state_of(b));
+        }
+}
+
+TEST_CASE("SGD momentum state survives save/load", "[optimizer][state]") {
+    const sgd::options o{.lr = 0.05, .momentum = 0.9, .nesterov = true};
+    model straight, resumed;
+    optimizer<sgd> a(bernoulli{0.5, 1}), b(bernoulli{0.5, 1});
+    straight.attach(a, o);
+    resumed.attach(b, o);
+    for (int t = 0; t < 3; ++t) {
+        straight.new_gradients();
+        resumed.new_gradients();
+        a.step();
+        b.step();
+    }
+    optimizer<sgd> c;
+    model& m = resumed;
+    m.attach(c, o);
+    std::stringstream ss(state_of(b));
+    c.load(ss);
+    for (int t = 0; t < 3; ++t) {
+        straight.new_gradients();
+        m.new_gradients();
+        a.step();
+        c.step();
+    }
+    CHECK(straight.snapshot() == m.snapshot());
+}
+
+TEST_CASE("state files: truncated, corrupt, foreign or mismatched files are refused and change nothing",
+          "[optimizer][state][errors]") {
+    model m;
+    optimizer<adamw> opt(bernoulli{0.3, 5});
+    m.attach(opt, base);
+    m.new_gradients();
+    opt.step();
+    const std::string good = state_of(opt);
+    m.new_gradients();
+    opt.step(); // now differs from `good`
+
+    for (std::size_t cut : {std::size_t{0}, std::size_t{5}, std::size_t{40}, good.size() / 2, good.size() - 1})
+        require_rejected(opt, m, [&] { std::stringstream in(good.substr(0, cut)); opt.load(in); },
+                         {"optimizer state"});
+    std::string edited = good;
+    edited[good.size() / 2] = static_cast<char>(edited[good.size() / 2] ^ 1);
+    require_rejected(opt, m, [&] { std::stringstream in(edited); opt.load(in); }, {"optimizer state"});
+    require_rejected(opt, m, [&] { std::stringstream in(std::string(200, 'x')); opt.load(in); }, {"bad magic"});
+
+    std::stringstream sgd_state;
+    {
+        model other;
+        optimizer<sgd> s;
+        other.attach(s, sgd::options{});
+        s.save(sgd_state);
+    }
+    require_rejected(opt, m, [&] { opt.load(sgd_state); }, {"'sgd' optimizer"});
+
+    optimizer<adamw> smaller;
+    std::vector<float> p(3000), g(3000);
+    smaller.add_group("encoder", base);
+    smaller.add_group("head", base, false);
+    smaller.add_parameter(0, "layer.0.weight", p, g);
+    std::stringstream in(good);
+    CHECK_THROWS_WITH(smaller.load(in), Catch::Contains("3 tensors, this optimizer has 1"));
+}
+
+TEST_CASE("Bad hyperparameters are rejected naming the group, and change nothing", "[optimizer][errors]") {
+    model m;
+    optimizer<adamw> opt;
+    m.attach(opt, base);
+    auto bad = base;
+    bad.lr = -1;
+    require_rejected(opt, m, [&] { opt.set_group_options(0, bad); }, {"group 'encoder'", "lr"});
+    require_rejected(opt, m, [&] { opt.set_lr(std::numeric_limits<double>::quiet_NaN()); }, {"group 'encoder'", "lr"});
+    bad = base;
+    bad.beta1 = 1.0;
+    require_rejected(opt, m, [&] { opt.set_group_options(1, bad); }, {"group 'head'", "beta1"});
+    bad = base;
+    bad.beta2 = -0.1;
+    require_rejected(opt, m, [&] { opt.add_group("extra", bad); }, {"group 'extra'", "beta2"});
+    bad = base;
+    bad.eps = -1e-8;
+    require_rejected(opt, m, [&] { opt.add_group("extra", bad); }, {"group 'extra'", "eps"});
+    bad = base;
+    bad.weight_decay = std::numeric_limits<double>::infinity();
+    require_rejected(opt, m, [&] { opt.add_group("extra", bad); }, {"weight_decay"});
+    require_rejected(opt, m, [&] { opt.add_group("encoder", base); }, {"group 'encoder' added twice"});
+    require_rejected(opt, m, [&] { opt.set_lr(7, 0.1); }, {"group index 7 is out of range"});
+    require_rejected(opt, m, [&] { (void)opt.group_index("decoder"); }, {"no group named 'decoder'"});
+    require_rejected(opt, m, [&] { opt.set_mask(bernoulli{0.0}); }, {"outside (0, 1]"});
+    require_rejected(opt, m, [&] { opt.set_mask(bernoulli{1.5}); }, {"outside (0, 1]"});
+    CHECK_THROWS_WITH(optimizer<adamw>(bernoulli{2.0}), Catch::Contains("outside (0, 1]"));
+}
+
+TEST_CASE("Bad tensors are rejected naming group and tensor, and change nothing", "[optimizer][errors]") {
+    model m;
+    optimizer<adamw> opt;
+    m.attach(opt, base);
+    std::vector<float> p(10), g(9), p2(10), g2(10);
+    require_rejected(opt, m, [&] { opt.add_parameter(0, "layer.1.weight", p, g); },
+                     {"group 'encoder', tensor 'layer.1.weight'", "gradient has 9 elements, parameter has 10"});
+    require_rejected(opt, m, [&] { opt.add_parameter(0, "layer.0.weight", p2, g2); }, {"'layer.0.weight'", "registered twice"});
+    std::vector<float> g3000(3000);
+    require_rejected(opt, m, [&] { opt.add_parameter(1, "alias", m.w0, g3000); },
+                     {"tensor 'alias'", "overlaps tensor 'layer.0.weight'"});
+    require_rejected(opt, m,
+                     [&] { opt.add_parameter<float>(0, "self", tensor_view<float>(p2.data(), 10), tensor_view<const float>(p2.data(), 10)); },
+                     {"tensor 'self'", "parameter and gradient memory overlap"});
+    require_rejected(opt, m,
+                     [&] { opt.add_parameter(0, "keyed", p2, g2, stable_tensor_key("layer.0.weight")); },
+                     {"tensor 'keyed'", "collides with tensor 'layer.0.weight'"});
+    require_rejected(opt, m, [&] { opt.add_parameter(0, "", p2, g2); }, {"name must not be empty"});
+    require_rejected(opt, m, [&] { opt.add_parameter(5, "x", p2, g2); }, {"group index 5"});
+    std::vector<double> wrong(3000), gwrong(3000);
+    require_rejected(opt, m, [&] { opt.rebind<double>("layer.0.weight", wrong, gwrong); }, {"float32 tensor to float64"});
+}
+
+TEST_CASE("A mask built for a different parameter set is refused, and changes nothing", "[optimizer][errors]") {
+    model m;
+    optimizer<adamw> opt;
+    m.attach(opt, base);
+    m.new_gradients();
+    opt.step();
+
+    auto missing = masks_for_model(0.3);
+    mask_set only_one;
+    only_one.add("layer.0.weight", *missing.find("layer.0.weight"));
+    require_rejected(opt, m, [&] { opt.set_mask(fixed{only_one}); }, {"no mask for tensor 'layer.0.bias'"});
+
+    mask_set wrong_size;
+    wrong_size.add("layer.0.weight", bit_mask(2999));
+    wrong_size.add("layer.0.bias", bit_mask(129));
+    require_rejected(opt, m, [&] { opt.set_mask(fixed{wrong_size}); }, {"'layer.0.weight'", "2999 elements"});
+
+    auto extra = masks_for_model(0.3);
+    extra.add("decoder.weight", bit_mask(5));
+    opt.set_mask(fixed{extra}); // covers every masked tensor; the stranger is found at the step
+    const std::string before = m.snapshot();
+    CHECK_THROWS_WITH(opt.step(), Catch::Contains("'decoder.weight' is not registered"));
+    CHECK(m.snapshot() == before);
+    CHECK(opt.step_count() == 1);
+
+    auto head_masked = masks_for_model(0.3);
+    head_masked.add("head.weight", bit_mask(10));
+    opt.set_mask(fixed{head_masked});
+    CHECK_THROWS_WITH(opt.step(), Catch::Contains("'head.weight' is in unmasked group 'head'"));
+
+    // A tensor added later to a masked group needs a mask entry too.
+    opt.set_mask(fixed{masks_for_model(0.3)});
+    std::vector<float> p(4), g(4);
+    require_rejected(opt, m, [&] { opt.add_parameter(0, "layer.9.weight", p, g); }, {"no mask for tensor 'layer.9.weight'"});
+}
+
+TEST_CASE("NaN/Inf gradients: raise, skip or pass through, as configured", "[optimizer][nonfinite]") {
+    for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+        SECTION("raise (default) names the tensor and changes nothing") {
+            model m;
+            optimizer<adamw> opt(bernoulli{0.5, 1});
+            m.attach(opt, base);
+            m.new_gradients();
+            opt.step();
+            m.new_gradients();
+            m.g1[100] = bfloat16(bad);
+            require_rejected(opt, m, [&] { opt.step(); }, {"tensor 'layer.0.bias'", "NaN or Inf"});
+        }
+        SECTION("skip reports the first offending tensor and changes nothing") {
+            model m;
+            optimizer<adamw> opt(bernoulli{0.5, 1}, {.on_nonfinite = nonfinite_policy::skip});
+            m.attach(opt, base);
+            m.new_gradients();
+            m.g0[2999] = bad;
+            m.ghead[0] = bad;
+            const std::string before = state_of(opt), params = m.snapshot();
+            const auto result = opt.step();
+            CHECK_FALSE(result.applied);
+            CHECK(result.nonfinite_tensor == "layer.0.weight");
+            CHECK(state_of(opt) == before);
+            CHECK(m.snapshot() == params);
+            m.g0[2999] = 0.0f;
+            m.ghead[0] = 0.0;
+            CHECK(opt.step().applied);
+            CHECK(opt.step_count() == 1);
+        }
+        SECTION("unchecked does not scan") {
+            model m;
+            optimizer<adamw> opt(dense{}, {.on_nonfinite = nonfinite_policy::unchecked});
+            m.attach(opt, base);
+            m.new_gradients();
+            m.g0[0] = bad;
+            CHECK(opt.step().applied);
+            CHECK(std::isnan(m.w0[0]));
+        }
+    }
+}
+
+TEST_CASE("state precision, empty tensors, rebinding and introspection", "[optimizer]") {
+    std::vector<float> p(100, 1.0f), g(100, 0.5f), empty_p, empty_g;
+    optimizer<adamw> f32;
+    optimizer<adamw> f64(dense{}, {.precision = state_precision::float64});
+    for (auto* opt : {&f32, &f64}) {
+        opt->add_group("g", base);
+        opt->add_parameter(0, "w", p, g);
+        opt->add_parameter(0, "nothing", empty_p, empty_g);
+        opt->step();
+    }
+    CHECK(f32.state_bytes() == 2 * 100 * 4);
+    CHECK(f64.state_bytes() == 2 * 100 * 8);
+    CHECK(f32.tensor_names() == std::vector<std::string>{"w", "nothing"});
+    CHECK(f32.group_index("g") == 0);
+    CHECK(f32.group_name(0) == "g");
+    CHECK(f32.group_masked(0));
+
+    std::vector<float> p2 = p, g2 = g;
+    f32.rebind<float>("w", p2, g2);
+    const float before = p2[0];
+    f32.step();
+    CHECK(p2[0] != before);
+    CHECK_THROWS_WITH(f32.rebind<float>("v", p2, g2), Catch::Contains("no tensor named 'v'"));
+}
