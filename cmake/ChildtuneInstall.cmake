@@ -6,8 +6,12 @@ include(CMakePackageConfigHelpers)
 set(CHILDTUNE_INSTALL_CMAKEDIR "${CMAKE_INSTALL_DATADIR}/cmake/childtune"
     CACHE STRING "Where the package config files go, relative to the prefix")
 
-install(DIRECTORY include/childtune DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-install(DIRECTORY adapters/eigen/include/childtune DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+# Headers only: editor and build leftovers in the source tree stay out of the prefix.
+set(_childtune_header_patterns PATTERN "*.hpp" PATTERN "*.h" PATTERN "*.cuh")
+install(DIRECTORY include/childtune DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
+        FILES_MATCHING ${_childtune_header_patterns})
+install(DIRECTORY adapters/eigen/include/childtune DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
+        FILES_MATCHING ${_childtune_header_patterns})
 
 install(TARGETS childtune EXPORT childtune-targets)
 install(EXPORT childtune-targets NAMESPACE childtune:: DESTINATION ${CHILDTUNE_INSTALL_CMAKEDIR})
