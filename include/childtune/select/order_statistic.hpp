@@ -35,6 +35,10 @@
 #include <type_traits>
 #include <vector>
 
+#if CHILDTUNE_HAS_SSE2
+#include <emmintrin.h>
+#endif
+
 namespace childtune {
 
 //! Types Fisher scores and selection inputs may have.
@@ -229,18 +233,123 @@ nan_location find_first_nan(const flat_segments<Score>& segs, std::size_t begin,
     return where;
 }
 
+#if CHILDTUNE_HAS_SSE2
+//! Four float order keys at once (key_from_bits, lane by lane).
+CHILDTUNE_ALWAYS_INLINE __m128i order_keys_sse2(__m128i u) {
+    const __m128i sign = _mm_set1_epi32(std::numeric_limits<int>::min());
+    u = _mm_andnot_si128(_mm_cmpeq_epi32(u, sign), u);
+    return _mm_xor_si128(u, _mm_or_si128(_mm_srai_epi32(u, 31), sign));
+}
+
+//! Bit j set where lane j of the 8 keys in (k0, k1) carries `prefix` above hi.
+CHILDTUNE_ALWAYS_INLINE unsigned prefix_matches_sse2(__m128i k0, __m128i k1, __m128i hi, __m128i prefix) {
+    const int m0 = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(_mm_srl_epi32(k0, hi), prefix)));
+    const int m1 = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(_mm_srl_epi32(k1, hi), prefix)));
+    return static_cast<unsigned>(m0 | (m1 << 4));
+}
+
+//! histogram_piece for float scores, 8 keys per step: the keys, the prefix test
+//! and the NaN test in vectors, the counting in scalar code.
+template <bool Filter>
+void histogram_piece_sse2(const float* x, std::size_t n, std::uint32_t* lanes, int hi_shift, std::uint32_t prefix,
+                          int lo_shift, std::uint32_t digit_mask, std::uint32_t& nan_seen) {
+    constexpr std::size_t stride = std::size_t{1} << max_digit_bits;
+    const __m128i hi = _mm_cvtsi32_si128(hi_shift), lo = _mm_cvtsi32_si128(lo_shift);
+    const __m128i pre = _mm_set1_epi32(static_cast<int>(prefix));
+    const __m128i magnitude = _mm_set1_epi32(0x7FFFFFFF), infinity = _mm_set1_epi32(0x7F800000);
+    __m128i nan = _mm_setzero_si128();
+    alignas(16) std::uint32_t d[8];
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m128i u0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i));
+        const __m128i u1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i + 4));
+        const __m128i k0 = order_keys_sse2(u0), k1 = order_keys_sse2(u1);
+        if constexpr (!Filter) {
+            nan = _mm_or_si128(nan, _mm_cmpgt_epi32(_mm_and_si128(u0, magnitude), infinity));
+            nan = _mm_or_si128(nan, _mm_cmpgt_epi32(_mm_and_si128(u1, magnitude), infinity));
+            _mm_store_si128(reinterpret_cast<__m128i*>(d), _mm_srl_epi32(k0, lo));
+            _mm_store_si128(reinterpret_cast<__m128i*>(d + 4), _mm_srl_epi32(k1, lo));
+            ++lanes[d[0]];
+            ++lanes[stride + d[1]];
+            ++lanes[2 * stride + d[2]];
+            ++lanes[3 * stride + d[3]];
+            ++lanes[d[4]];
+            ++lanes[stride + d[5]];
+            ++lanes[2 * stride + d[6]];
+            ++lanes[3 * stride + d[7]];
+        } else {
+            unsigned hits = prefix_matches_sse2(k0, k1, hi, pre);
+            if (hits != 0) {
+                _mm_store_si128(reinterpret_cast<__m128i*>(d), _mm_srl_epi32(k0, lo));
+                _mm_store_si128(reinterpret_cast<__m128i*>(d + 4), _mm_srl_epi32(k1, lo));
+                for (; hits != 0; hits &= hits - 1) {
+                    const auto j = static_cast<std::size_t>(std::countr_zero(hits));
+                    ++lanes[(j & 3) * stride + (d[j] & digit_mask)];
+                }
+            }
+        }
+    }
+    if (_mm_movemask_epi8(nan) != 0) nan_seen = 1;
+    for (; i < n; ++i) {
+        const std::uint32_t u = std::bit_cast<std::uint32_t>(x[i]);
+        const std::uint32_t key = key_from_bits<float>(u);
+        if constexpr (!Filter) {
+            nan_seen |= static_cast<std::uint32_t>(is_nan_bits<float>(u));
+            ++lanes[key >> lo_shift];
+        } else if ((key >> hi_shift) == prefix) {
+            ++lanes[(key >> lo_shift) & digit_mask];
+        }
+    }
+}
+
+//! gather_piece for float scores and a prefix, 8 keys per step.
+inline std::uint32_t* gather_piece_sse2(const float* x, std::size_t n, std::uint32_t* out, int hi_shift,
+                                        std::uint32_t prefix) {
+    const __m128i hi = _mm_cvtsi32_si128(hi_shift);
+    const __m128i pre = _mm_set1_epi32(static_cast<int>(prefix));
+    alignas(16) std::uint32_t k[8];
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m128i k0 = order_keys_sse2(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
+        const __m128i k1 = order_keys_sse2(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i + 4)));
+        unsigned hits = prefix_matches_sse2(k0, k1, hi, pre);
+        if (hits != 0) {
+            _mm_store_si128(reinterpret_cast<__m128i*>(k), k0);
+            _mm_store_si128(reinterpret_cast<__m128i*>(k + 4), k1);
+            for (; hits != 0; hits &= hits - 1) *out++ = k[std::countr_zero(hits)];
+        }
+    }
+    for (; i < n; ++i) {
+        const std::uint32_t key = order_key(x[i]);
+        if ((key >> hi_shift) == prefix) *out++ = key;
+    }
+    return out;
+}
+#endif
+
+//! True where the vector kernels apply: float scores read as stored.
+template <class Score, class Proj>
+inline constexpr bool use_sse2_keys =
+    CHILDTUNE_HAS_SSE2 && std::is_same_v<Score, float> && std::is_same_v<Proj, identity_projection>;
+
 //! Counts the digit [lo_shift, lo_shift + bits) of every key whose bits above
 //! hi_shift equal `prefix` (every key when !Filter) into `lanes` sub-histograms.
 template <bool Filter, class Score, class Proj>
 void histogram_piece(const Score* x, std::size_t n, const Proj& proj, std::uint32_t* lanes, int hi_shift,
                      order_key_t<Score> prefix, int lo_shift, order_key_t<Score> digit_mask,
                      order_key_t<Score>& nan_seen) {
+#if CHILDTUNE_HAS_SSE2
+    if constexpr (use_sse2_keys<Score, Proj>) {
+        return histogram_piece_sse2<Filter>(x, n, lanes, hi_shift, prefix, lo_shift, digit_mask, nan_seen);
+    }
+#endif
     using K = order_key_t<Score>;
     constexpr std::size_t stride = std::size_t{1} << max_digit_bits;
+    K nan_acc = 0; // a local: `nan_seen` may alias the counters
     const auto count = [&](Score v, std::uint32_t* h) {
         const K u = std::bit_cast<K>(proj(v));
         if constexpr (!Filter) {
-            nan_seen |= static_cast<K>(is_nan_bits<Score>(u));
+            nan_acc |= static_cast<K>(is_nan_bits<Score>(u));
             ++h[(key_from_bits<Score>(u) >> lo_shift) & digit_mask];
         } else {
             const K key = key_from_bits<Score>(u);
@@ -255,12 +364,18 @@ void histogram_piece(const Score* x, std::size_t n, const Proj& proj, std::uint3
         count(x[i + 3], lanes + 3 * stride);
     }
     for (; i < n; ++i) count(x[i], lanes);
+    nan_seen |= nan_acc;
 }
 
 //! Copies the keys that carry `prefix` (all keys when !Filter) to `out`.
 template <bool Filter, class Score, class Proj>
 order_key_t<Score>* gather_piece(const Score* x, std::size_t n, const Proj& proj, order_key_t<Score>* out,
                                  int hi_shift, order_key_t<Score> prefix, order_key_t<Score>& nan_seen) {
+#if CHILDTUNE_HAS_SSE2
+    if constexpr (use_sse2_keys<Score, Proj> && Filter) {
+        return gather_piece_sse2(x, n, out, hi_shift, prefix);
+    }
+#endif
     using K = order_key_t<Score>;
     for (std::size_t i = 0; i < n; ++i) {
         const K u = std::bit_cast<K>(proj(x[i]));

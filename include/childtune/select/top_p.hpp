@@ -106,21 +106,74 @@ inline std::vector<mask_block> make_mask_blocks(std::span<const std::size_t> siz
     return blocks;
 }
 
-//! Bits of elements x[0..n) (n <= 64) that satisfy keep(proj(x[j])).
-template <class Score, class Proj, class Keep>
-CHILDTUNE_ALWAYS_INLINE std::uint64_t pack_bits(const Score* x, std::size_t n, const Proj& proj, const Keep& keep) {
+//! The comparisons a mask bit is made of.
+enum class compare_op { greater_equal, greater, equal };
+
+template <compare_op Op, class T>
+CHILDTUNE_ALWAYS_INLINE bool compare(T v, T t) {
+    if constexpr (Op == compare_op::greater_equal) return v >= t;
+    else if constexpr (Op == compare_op::greater) return v > t;
+    else return v == t;
+}
+
+#if CHILDTUNE_HAS_SSE2
+//! One full word of float or double comparisons, 4 or 2 at a time (ordered
+//! comparisons: false for NaN, -0 == +0, as in scalar code).
+template <compare_op Op, class Score>
+CHILDTUNE_ALWAYS_INLINE std::uint64_t pack_word_sse2(const Score* x, Score t) {
     std::uint64_t bits = 0;
-    if (n == 64) {
-        for (std::size_t j = 0; j < 64; ++j) bits |= static_cast<std::uint64_t>(keep(proj(x[j]))) << j;
+    if constexpr (std::is_same_v<Score, float>) {
+        const __m128 tv = _mm_set1_ps(t);
+        for (std::size_t j = 0; j < 64; j += 4) {
+            const __m128 v = _mm_loadu_ps(x + j);
+            __m128 c;
+            if constexpr (Op == compare_op::greater_equal) c = _mm_cmpge_ps(v, tv);
+            else if constexpr (Op == compare_op::greater) c = _mm_cmpgt_ps(v, tv);
+            else c = _mm_cmpeq_ps(v, tv);
+            bits |= static_cast<std::uint64_t>(_mm_movemask_ps(c)) << j;
+        }
     } else {
-        for (std::size_t j = 0; j < n; ++j) bits |= static_cast<std::uint64_t>(keep(proj(x[j]))) << j;
+        const __m128d tv = _mm_set1_pd(t);
+        for (std::size_t j = 0; j < 64; j += 2) {
+            const __m128d v = _mm_loadu_pd(x + j);
+            __m128d c;
+            if constexpr (Op == compare_op::greater_equal) c = _mm_cmpge_pd(v, tv);
+            else if constexpr (Op == compare_op::greater) c = _mm_cmpgt_pd(v, tv);
+            else c = _mm_cmpeq_pd(v, tv);
+            bits |= static_cast<std::uint64_t>(_mm_movemask_pd(c)) << j;
+        }
     }
     return bits;
+}
+#endif
+
+//! Bits of elements x[0..n) (n <= 64) with proj(x[j]) `Op` t.
+template <compare_op Op, class Score, class Proj>
+CHILDTUNE_ALWAYS_INLINE std::uint64_t pack_bits(const Score* x, std::size_t n, const Proj& proj, Score t) {
+#if CHILDTUNE_HAS_SSE2
+    if constexpr (std::is_same_v<Proj, identity_projection>)
+        if (n == 64) return pack_word_sse2<Op>(x, t);
+#endif
+    std::uint64_t bits = 0;
+    for (std::size_t j = 0; j < n; ++j) bits |= static_cast<std::uint64_t>(compare<Op>(proj(x[j]), t)) << j;
+    return bits;
+}
+
+//! Set bits of w; std::popcount is a library call on x86-64 without -mpopcnt.
+CHILDTUNE_ALWAYS_INLINE std::size_t popcount64(std::uint64_t w) {
+#if defined(__POPCNT__) || !(defined(__x86_64__) || defined(_M_X64))
+    return static_cast<std::size_t>(std::popcount(w));
+#else
+    w = w - ((w >> 1) & 0x5555555555555555u);
+    w = (w & 0x3333333333333333u) + ((w >> 2) & 0x3333333333333333u);
+    w = (w + (w >> 4)) & 0x0F0F0F0F0F0F0F0Fu;
+    return static_cast<std::size_t>((w * 0x0101010101010101u) >> 56);
+#endif
 }
 
 //! Keeps the lowest `count` set bits of w.
 inline std::uint64_t lowest_set_bits(std::uint64_t w, std::size_t count) {
-    if (count >= static_cast<std::size_t>(std::popcount(w))) return w;
+    if (count >= popcount64(w)) return w;
     std::uint64_t kept = 0;
     for (std::size_t i = 0; i < count; ++i) {
         kept |= w & (~w + 1);
@@ -197,29 +250,26 @@ top_p_result select_top_p(std::span<const std::string_view> names, std::span<con
     if (rule == selection_rule::exact_count && tie_budget == 0) {
         // Nothing kept: the masks are already all zero.
     } else if (keep_all_ties) {
-        const auto at_least = [threshold](Score v) { return v >= threshold; };
         backend.parallel_for(blocks.size(), [&](std::size_t i) {
             const auto& block = blocks[i];
             std::uint64_t* words = masks[block.tensor].words().data() + block.first_word;
             std::size_t count = 0;
             for (std::size_t w = 0; w < block.words; ++w) {
                 const auto [x, m] = word_span(block, w);
-                words[w] = pack_bits(x, m, proj, at_least);
-                count += static_cast<std::size_t>(std::popcount(words[w]));
+                words[w] = pack_bits<compare_op::greater_equal>(x, m, proj, threshold);
+                count += popcount64(words[w]);
             }
             kept[i] = count;
         });
     } else {
         // Ties are kept in flattened order: count them per block first, so each
         // block knows how many of the budget precede it.
-        const auto equal = [threshold](Score v) { return v == threshold; };
-        const auto above = [threshold](Score v) { return v > threshold; };
         std::vector<std::size_t> ties(blocks.size(), 0);
         backend.parallel_for(blocks.size(), [&](std::size_t i) {
             std::size_t count = 0;
             for (std::size_t w = 0; w < blocks[i].words; ++w) {
                 const auto [x, m] = word_span(blocks[i], w);
-                count += static_cast<std::size_t>(std::popcount(pack_bits(x, m, proj, equal)));
+                count += popcount64(pack_bits<compare_op::equal>(x, m, proj, threshold));
             }
             ties[i] = count;
         });
@@ -231,14 +281,14 @@ top_p_result select_top_p(std::span<const std::string_view> names, std::span<con
             std::size_t seen = ties[i], count = 0;
             for (std::size_t w = 0; w < block.words; ++w) {
                 const auto [x, m] = word_span(block, w);
-                std::uint64_t bits = pack_bits(x, m, proj, above);
+                std::uint64_t bits = pack_bits<compare_op::greater>(x, m, proj, threshold);
                 if (seen < tie_budget) {
-                    const std::uint64_t eq = pack_bits(x, m, proj, equal);
+                    const std::uint64_t eq = pack_bits<compare_op::equal>(x, m, proj, threshold);
                     bits |= lowest_set_bits(eq, tie_budget - seen);
-                    seen += static_cast<std::size_t>(std::popcount(eq));
+                    seen += popcount64(eq);
                 }
                 words[w] = bits;
-                count += static_cast<std::size_t>(std::popcount(bits));
+                count += popcount64(bits);
             }
             kept[i] = count;
         });
