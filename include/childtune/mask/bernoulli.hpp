@@ -7,12 +7,15 @@
 //! The decision for element i of a tensor at step t is a pure function of
 //! (seed, t, tensor key, i) through Philox4x32-10:
 //!
-//!     block  = i / 4,  word = i % 4
-//!     draw   = philox4x32(counter = {block lo32, block hi32, tensor_key, t}, key = {seed lo32, seed hi32}).w[word]
+//!     block  = 16 * (i / 64) + i % 16,   word = (i % 64) / 16
+//!     draw   = philox4x32(counter = {block lo32, block hi32, tensor_key, t},
+//!                         key     = {seed lo32, seed hi32}).w[word]
 //!     keep   = draw < round(p * 2^32)          (always true when p == 1)
 //!
-//! Nothing is stored; the same model gives the same mask on every backend, thread
-//! count, shard layout and rank.
+//! Each group of 64 elements uses 16 Philox blocks, one per SIMD lane, so one
+//! output word compared across the lanes gives 16 consecutive decisions (on a GPU:
+//! a half-warp reads 16 consecutive elements). Nothing is stored; the same model
+//! gives the same mask on every backend, thread count, shard layout and rank.
 
 #include <childtune/config.hpp>
 #include <childtune/error.hpp>
@@ -54,25 +57,21 @@ public:
     //! Whether element i (relative to the view's offset) is kept.
     CHILDTUNE_HD bool keep(std::uint64_t i) const {
         if (all_) return true;
-        const std::uint64_t e = i + offset_, block = e >> 2;
+        const std::uint64_t e = i + offset_;
+        const std::uint64_t block = 16 * (e >> 6) + (e & 15);
         const auto out = philox4x32({{static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32),
                                       params_.tensor_key, params_.step}},
                                     {{params_.k0, params_.k1}});
-        return out.w[e & 3] < params_.threshold;
+        return out.w[(e >> 4) & 3] < params_.threshold;
     }
     //! Keep bits of elements [first, first + 64), bit j for element first + j (CPU path).
     std::uint64_t bits64(std::uint64_t first) const {
         if (all_) return ~std::uint64_t{0};
-        const std::uint64_t e = first + offset_, block = e >> 2;
-        const unsigned shift = static_cast<unsigned>(e & 3);
-        const std::uint64_t word = detail::philox_keep_word(isa_, params_, block);
+        const std::uint64_t e = first + offset_, group = e >> 6;
+        const unsigned shift = static_cast<unsigned>(e & 63);
+        const std::uint64_t word = detail::philox_keep_word(isa_, params_, group);
         if (shift == 0) return word;
-        std::uint64_t next = 0; // the 4 decisions of block + 16
-        const auto out = philox4x32({{static_cast<std::uint32_t>(block + 16), static_cast<std::uint32_t>((block + 16) >> 32),
-                                      params_.tensor_key, params_.step}},
-                                    {{params_.k0, params_.k1}});
-        for (unsigned j = 0; j < 4; ++j) next |= std::uint64_t{out.w[j] < params_.threshold} << j;
-        return (word >> shift) | (next << (64 - shift));
+        return (word >> shift) | (detail::philox_keep_word(isa_, params_, group + 1) << (64 - shift));
     }
     //! Probability of keeping an element; kept gradients are divided by it.
     CHILDTUNE_HD double keep_probability() const { return p_; }

@@ -1,13 +1,18 @@
 #pragma once
 //! \file
-//! Vectorised Philox4x32-10 keep-bit generation for the CPU step (x86-64).
+//! Vectorised Philox4x32-10 keep bits for the CPU step (x86-64).
 //!
-//! A Child-Tuning_F step needs one Bernoulli decision per parameter; the scalar
-//! generator costs about as much as the whole memory-bound update, so the CPU
-//! path computes 16 Philox blocks (64 decisions) at once with SSE2 (part of every
-//! x86-64 target) or AVX2 (picked at run time through a per-function target
-//! attribute, so users need no `-march`). Every variant returns exactly the bits
-//! of the scalar definition in mask/bernoulli.hpp; the tests compare them.
+//! A Child-Tuning_F step needs one Bernoulli decision per parameter; a scalar
+//! generator costs more than the whole memory-bound update, so the CPU computes
+//! the 64 decisions of an element group at once: 16 Philox blocks, one per SIMD
+//! lane, with SSE2 (part of every x86-64 target), or AVX2 / AVX-512 picked at run
+//! time through per-function target attributes, so users need no `-march`.
+//!
+//! The element layout (mask/bernoulli.hpp) is chosen for this: element i of group
+//! g = i / 64 takes output word (i % 64) / 16 of block 16·g + i % 16, so comparing
+//! one output word across the 16 lanes yields 16 consecutive keep bits with no
+//! shuffling. Every variant returns exactly the bits of the scalar definition; the
+//! tests compare them.
 
 #include <childtune/config.hpp>
 #include <childtune/random/philox.hpp>
@@ -23,27 +28,22 @@
 
 namespace childtune::detail {
 
-//! Everything a keep-bit word depends on besides the block index.
+//! Everything a keep word depends on besides the group index.
 struct philox_keep_params {
-    std::uint32_t k0, k1;       //!< Philox key (the seed)
-    std::uint32_t tensor_key;   //!< counter word 2
-    std::uint32_t step;         //!< counter word 3
-    std::uint32_t threshold;    //!< keep iff draw < threshold (threshold < 2^32)
+    std::uint32_t k0, k1;     //!< Philox key (the seed)
+    std::uint32_t tensor_key; //!< counter word 2
+    std::uint32_t step;       //!< counter word 3
+    std::uint32_t threshold;  //!< keep iff draw < threshold (threshold < 2^32)
 };
 
-//! Spreads bit i of a 4-bit value to bit 4i.
-inline constexpr std::uint16_t spread4_table[16] = {
-    0x0000, 0x0001, 0x0010, 0x0011, 0x0100, 0x0101, 0x0110, 0x0111,
-    0x1000, 0x1001, 0x1010, 0x1011, 0x1100, 0x1101, 0x1110, 0x1111};
-
-//! Keep bits of the 16 blocks `block .. block + 15` (element 4b + j is bit 4(b - block) + j).
-inline std::uint64_t philox_keep_word_scalar(const philox_keep_params& p, std::uint64_t block) {
+//! Keep bits of elements 64g .. 64g + 63 (bit j for element 64g + j).
+inline std::uint64_t philox_keep_word_scalar(const philox_keep_params& p, std::uint64_t group) {
     std::uint64_t word = 0;
-    for (unsigned i = 0; i < 16; ++i) {
-        const std::uint64_t b = block + i;
-        const auto out = philox4x32({{static_cast<std::uint32_t>(b), static_cast<std::uint32_t>(b >> 32), p.tensor_key, p.step}},
+    for (unsigned lane = 0; lane < 16; ++lane) {
+        const std::uint64_t block = 16 * group + lane;
+        const auto out = philox4x32({{static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), p.tensor_key, p.step}},
                                     {{p.k0, p.k1}});
-        for (unsigned j = 0; j < 4; ++j) word |= std::uint64_t{out.w[j] < p.threshold} << (4 * i + j);
+        for (unsigned j = 0; j < 4; ++j) word |= std::uint64_t{out.w[j] < p.threshold} << (16 * j + lane);
     }
     return word;
 }
@@ -60,18 +60,14 @@ CHILDTUNE_ALWAYS_INLINE sse2_mulhilo sse2_mul(__m128i a, __m128i m) {
             _mm_or_si128(_mm_srli_epi64(even, 32), _mm_andnot_si128(low_half, odd))};
 }
 
-inline std::uint64_t philox_keep_word_sse2(const philox_keep_params& p, std::uint64_t block) {
-    constexpr int groups = 4; // 4 groups of 4 lanes: 16 blocks in flight
+inline std::uint64_t philox_keep_word_sse2(const philox_keep_params& p, std::uint64_t group) {
+    constexpr int groups = 4; // 4 x 4 lanes = the 16 blocks of the element group
+    const std::uint64_t first = 16 * group; // a multiple of 16: lo32 + 15 never wraps
     __m128i x0[groups], x1[groups], x2[groups], x3[groups];
     for (int g = 0; g < groups; ++g) {
-        std::uint32_t lo[4], hi[4];
-        for (int l = 0; l < 4; ++l) {
-            const std::uint64_t b = block + static_cast<std::uint64_t>(4 * g + l);
-            lo[l] = static_cast<std::uint32_t>(b);
-            hi[l] = static_cast<std::uint32_t>(b >> 32);
-        }
-        x0[g] = _mm_setr_epi32(static_cast<int>(lo[0]), static_cast<int>(lo[1]), static_cast<int>(lo[2]), static_cast<int>(lo[3]));
-        x1[g] = _mm_setr_epi32(static_cast<int>(hi[0]), static_cast<int>(hi[1]), static_cast<int>(hi[2]), static_cast<int>(hi[3]));
+        x0[g] = _mm_add_epi32(_mm_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(first))),
+                              _mm_setr_epi32(4 * g, 4 * g + 1, 4 * g + 2, 4 * g + 3));
+        x1[g] = _mm_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(first >> 32)));
         x2[g] = _mm_set1_epi32(static_cast<int>(p.tensor_key));
         x3[g] = _mm_set1_epi32(static_cast<int>(p.step));
     }
@@ -99,13 +95,11 @@ inline std::uint64_t philox_keep_word_sse2(const philox_keep_params& p, std::uin
     const __m128i limit = _mm_set1_epi32(static_cast<int>(p.threshold ^ 0x80000000u));
     std::uint64_t word = 0;
     for (int g = 0; g < groups; ++g) {
-        const __m128i* xs[4] = {&x0[g], &x1[g], &x2[g], &x3[g]};
-        std::uint64_t bits = 0;
+        const __m128i out[4] = {x0[g], x1[g], x2[g], x3[g]};
         for (int j = 0; j < 4; ++j) {
-            const __m128i keep = _mm_cmplt_epi32(_mm_xor_si128(*xs[j], bias), limit);
-            bits |= std::uint64_t{spread4_table[_mm_movemask_ps(_mm_castsi128_ps(keep))]} << j;
+            const __m128i keep = _mm_cmplt_epi32(_mm_xor_si128(out[j], bias), limit);
+            word |= std::uint64_t(static_cast<unsigned>(_mm_movemask_ps(_mm_castsi128_ps(keep)))) << (16 * j + 4 * g);
         }
-        word |= bits << (16 * g);
     }
     return word;
 }
@@ -118,24 +112,19 @@ struct avx2_mulhilo {
 __attribute__((target("avx2"))) CHILDTUNE_ALWAYS_INLINE avx2_mulhilo avx2_mul(__m256i a, __m256i m) {
     const __m256i even = _mm256_mul_epu32(a, m);
     const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);
-    // Interleave: low words of even/odd products, high words of even/odd products.
     return {_mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA),
             _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA)};
 }
 
 __attribute__((target("avx2"))) inline std::uint64_t philox_keep_word_avx2(const philox_keep_params& p,
-                                                                            std::uint64_t block) {
-    constexpr int groups = 2; // 2 groups of 8 lanes: 16 blocks in flight
+                                                                            std::uint64_t group) {
+    constexpr int groups = 2; // 2 x 8 lanes
+    const std::uint64_t first = 16 * group;
     __m256i x0[groups], x1[groups], x2[groups], x3[groups];
     for (int g = 0; g < groups; ++g) {
-        alignas(32) std::uint32_t lo[8], hi[8];
-        for (int l = 0; l < 8; ++l) {
-            const std::uint64_t b = block + static_cast<std::uint64_t>(8 * g + l);
-            lo[l] = static_cast<std::uint32_t>(b);
-            hi[l] = static_cast<std::uint32_t>(b >> 32);
-        }
-        x0[g] = _mm256_load_si256(reinterpret_cast<const __m256i*>(lo));
-        x1[g] = _mm256_load_si256(reinterpret_cast<const __m256i*>(hi));
+        x0[g] = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(first))),
+                                 _mm256_setr_epi32(8 * g, 8 * g + 1, 8 * g + 2, 8 * g + 3, 8 * g + 4, 8 * g + 5, 8 * g + 6, 8 * g + 7));
+        x1[g] = _mm256_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(first >> 32)));
         x2[g] = _mm256_set1_epi32(static_cast<int>(p.tensor_key));
         x3[g] = _mm256_set1_epi32(static_cast<int>(p.step));
     }
@@ -162,18 +151,56 @@ __attribute__((target("avx2"))) inline std::uint64_t philox_keep_word_avx2(const
     const __m256i limit = _mm256_set1_epi32(static_cast<int>(p.threshold ^ 0x80000000u));
     std::uint64_t word = 0;
     for (int g = 0; g < groups; ++g) {
-        const __m256i* xs[4] = {&x0[g], &x1[g], &x2[g], &x3[g]};
-        std::uint64_t bits = 0;
+        const __m256i out[4] = {x0[g], x1[g], x2[g], x3[g]};
         for (int j = 0; j < 4; ++j) {
-            // limit > x  <=>  x < limit (signed, after the bias)
-            const __m256i keep = _mm256_cmpgt_epi32(limit, _mm256_xor_si256(*xs[j], bias));
-            const unsigned m = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(keep)));
-            const std::uint64_t spread = std::uint64_t{spread4_table[m & 15u]} | (std::uint64_t{spread4_table[m >> 4]} << 16);
-            bits |= spread << j;
+            const __m256i keep = _mm256_cmpgt_epi32(limit, _mm256_xor_si256(out[j], bias)); // x < threshold
+            word |= std::uint64_t(static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(keep)))) << (16 * j + 8 * g);
         }
-        word |= bits << (32 * g);
     }
     return word;
+}
+
+struct avx512_mulhilo {
+    __m512i lo, hi;
+};
+// The zero-masking forms with an all-ones mask are the plain instructions; GCC 12's
+// unmasked wrappers trip -Wuninitialized on their "undefined" pass-through operand.
+__attribute__((target("avx512f"))) CHILDTUNE_ALWAYS_INLINE avx512_mulhilo avx512_mul(__m512i a, __m512i m) {
+    constexpr __mmask8 all = 0xFF;
+    const __m512i even = _mm512_maskz_mul_epu32(all, a, m);
+    const __m512i odd = _mm512_maskz_mul_epu32(all, _mm512_maskz_srli_epi64(all, a, 32), m);
+    return {_mm512_mask_blend_epi32(0xAAAA, even, _mm512_maskz_slli_epi64(all, odd, 32)),
+            _mm512_mask_blend_epi32(0xAAAA, _mm512_maskz_srli_epi64(all, even, 32), odd)};
+}
+
+//! One lane per block; three-way XORs in one instruction, unsigned compares into
+//! mask registers.
+__attribute__((target("avx512f"))) inline std::uint64_t philox_keep_word_avx512(const philox_keep_params& p,
+                                                                                std::uint64_t group) {
+    const std::uint64_t first = 16 * group;
+    __m512i x0 = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(first))),
+                                  _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    __m512i x1 = _mm512_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(first >> 32)));
+    __m512i x2 = _mm512_set1_epi32(static_cast<int>(p.tensor_key));
+    __m512i x3 = _mm512_set1_epi32(static_cast<int>(p.step));
+    const __m512i m0 = _mm512_set1_epi32(static_cast<int>(philox_m0));
+    const __m512i m1 = _mm512_set1_epi32(static_cast<int>(philox_m1));
+    std::uint32_t k0 = p.k0, k1 = p.k1;
+    for (int r = 0; r < 10; ++r) {
+        if (r > 0) {
+            k0 += philox_w0;
+            k1 += philox_w1;
+        }
+        const avx512_mulhilo a = avx512_mul(x0, m0);
+        const avx512_mulhilo b = avx512_mul(x2, m1);
+        x0 = _mm512_ternarylogic_epi32(b.hi, x1, _mm512_set1_epi32(static_cast<int>(k0)), 0x96);
+        x1 = b.lo;
+        x2 = _mm512_ternarylogic_epi32(a.hi, x3, _mm512_set1_epi32(static_cast<int>(k1)), 0x96);
+        x3 = a.lo;
+    }
+    const __m512i limit = _mm512_set1_epi32(static_cast<int>(p.threshold));
+    return std::uint64_t{_mm512_cmplt_epu32_mask(x0, limit)} | (std::uint64_t{_mm512_cmplt_epu32_mask(x1, limit)} << 16) |
+           (std::uint64_t{_mm512_cmplt_epu32_mask(x2, limit)} << 32) | (std::uint64_t{_mm512_cmplt_epu32_mask(x3, limit)} << 48);
 }
 
 inline bool cpu_has_avx2() {
@@ -183,13 +210,21 @@ inline bool cpu_has_avx2() {
     }();
     return has;
 }
+inline bool cpu_has_avx512() {
+    static const bool has = [] {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f") != 0;
+    }();
+    return has;
+}
 #endif
 
 //! Which implementation of the keep-word generator the CPU step uses.
-enum class philox_isa { scalar, sse2, avx2 };
+enum class philox_isa { scalar, sse2, avx2, avx512 };
 
 inline philox_isa best_philox_isa() {
 #if CHILDTUNE_HAS_AVX2_DISPATCH
+    if (cpu_has_avx512()) return philox_isa::avx512;
     if (cpu_has_avx2()) return philox_isa::avx2;
 #endif
 #if CHILDTUNE_HAS_SSE2
@@ -199,15 +234,29 @@ inline philox_isa best_philox_isa() {
 #endif
 }
 
-inline std::uint64_t philox_keep_word(philox_isa isa, const philox_keep_params& p, std::uint64_t block) {
+//! Whether this CPU can run `isa` (the tests run every variant that can).
+inline bool philox_isa_available(philox_isa isa) {
+    switch (isa) {
+    case philox_isa::scalar: return true;
+    case philox_isa::sse2: return CHILDTUNE_HAS_SSE2 != 0;
+#if CHILDTUNE_HAS_AVX2_DISPATCH
+    case philox_isa::avx2: return cpu_has_avx2();
+    case philox_isa::avx512: return cpu_has_avx512();
+#endif
+    default: return false;
+    }
+}
+
+inline std::uint64_t philox_keep_word(philox_isa isa, const philox_keep_params& p, std::uint64_t group) {
     switch (isa) {
 #if CHILDTUNE_HAS_AVX2_DISPATCH
-    case philox_isa::avx2: return philox_keep_word_avx2(p, block);
+    case philox_isa::avx512: return philox_keep_word_avx512(p, group);
+    case philox_isa::avx2: return philox_keep_word_avx2(p, group);
 #endif
 #if CHILDTUNE_HAS_SSE2
-    case philox_isa::sse2: return philox_keep_word_sse2(p, block);
+    case philox_isa::sse2: return philox_keep_word_sse2(p, group);
 #endif
-    default: return philox_keep_word_scalar(p, block);
+    default: return philox_keep_word_scalar(p, group);
     }
 }
 
