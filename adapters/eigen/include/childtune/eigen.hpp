@@ -33,6 +33,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -155,7 +156,13 @@ struct element_of {
     using type = std::conditional_t<std::is_const_v<scalar>, const mapped, mapped>;
 };
 
-inline std::string quoted(std::string_view name) { return "'" + std::string(name) + "'"; }
+//! Joins message pieces by appending; `"literal" + std::string&&` trips g++ 12's
+//! -Wrestrict false positive (GCC PR 105651) in users' optimised builds.
+inline std::string concat(std::initializer_list<std::string_view> parts) {
+    std::string s;
+    for (const auto part : parts) s.append(part);
+    return s;
+}
 
 //! Empty when x's coefficients are one gap-free run of x.size() elements in
 //! memory order, otherwise why not. Strides are run-time properties of Map and
@@ -170,13 +177,14 @@ std::string contiguity_problem(const Eigen::DenseBase<Derived>& base) {
     const auto outer_stride = static_cast<long long>(x.outerStride());
     const char* inner_word = Derived::IsRowMajor ? "row" : "column";
     if (inner > 1 && inner_stride != 1)
-        return "inner stride is " + std::to_string(inner_stride) + ", not 1: neighbouring elements of a " +
-               inner_word + " are not adjacent in memory (a row of a column-major matrix, a diagonal, or a Map/Ref "
-               "with an InnerStride)";
+        return concat({"inner stride is ", std::to_string(inner_stride), ", not 1: neighbouring elements of a ",
+                       inner_word,
+                       " are not adjacent in memory (a row of a column-major matrix, a diagonal, or a Map/Ref with "
+                       "an InnerStride)"});
     if (outer > 1 && outer_stride != inner)
-        return "outer stride is " + std::to_string(outer_stride) + " but each " + inner_word + " holds " +
-               std::to_string(inner) + " elements, so there are gaps between " + inner_word +
-               "s (a block that does not span whole " + inner_word + "s, or a Map/Ref with an OuterStride)";
+        return concat({"outer stride is ", std::to_string(outer_stride), " but each ", inner_word, " holds ",
+                       std::to_string(inner), " elements, so there are gaps between ", inner_word,
+                       "s (a block that does not span whole ", inner_word, "s, or a Map/Ref with an OuterStride)"});
     return {};
 }
 
@@ -184,7 +192,7 @@ template <class X>
 auto make_view(X& x, std::string_view what) {
     using E = typename element_of<X>::type;
     if (auto problem = contiguity_problem(x); !problem.empty())
-        childtune::detail::fail(std::string(what) + " is not contiguous: " + problem);
+        childtune::detail::fail(concat({what, " is not contiguous: ", problem}));
     return tensor_view<E>(reinterpret_cast<E*>(x.data()), static_cast<std::size_t>(x.size()));
 }
 
@@ -195,8 +203,8 @@ bool is_vector_shaped(const Eigen::DenseBase<Derived>& x) {
 
 template <class Derived>
 std::string shape_string(const Eigen::DenseBase<Derived>& x) {
-    return std::to_string(x.rows()) + "x" + std::to_string(x.cols()) +
-           (Derived::IsRowMajor ? " row-major" : " column-major");
+    return concat({std::to_string(x.rows()), "x", std::to_string(x.cols()),
+                   Derived::IsRowMajor ? " row-major" : " column-major"});
 }
 
 //! A parameter and its gradient are paired element by element in memory order,
@@ -207,14 +215,15 @@ std::string shape_string(const Eigen::DenseBase<Derived>& x) {
 template <class P, class G>
 void check_pairing(const Eigen::DenseBase<P>& param, const Eigen::DenseBase<G>& grad, const std::string& where) {
     if (param.size() != grad.size())
-        childtune::detail::fail(where + ": gradient has " + std::to_string(grad.size()) + " elements, parameter has " +
-                                std::to_string(param.size()));
+        childtune::detail::fail(concat({where, ": gradient has ", std::to_string(grad.size()),
+                                        " elements, parameter has ", std::to_string(param.size())}));
     if (is_vector_shaped(param) || is_vector_shaped(grad)) return;
     if (param.rows() != grad.rows() || param.cols() != grad.cols() ||
         static_cast<bool>(P::IsRowMajor) != static_cast<bool>(G::IsRowMajor))
-        childtune::detail::fail(where + ": gradient is " + shape_string(grad) + ", parameter is " +
-                                shape_string(param) +
-                                "; elements are paired in memory order, so shape and storage order must agree");
+        childtune::detail::fail(concat({where, ": gradient is ", shape_string(grad), ", parameter is ",
+                                        shape_string(param),
+                                        "; elements are paired in memory order, so shape and storage order must "
+                                        "agree"}));
 }
 
 template <class P, class G>
@@ -276,7 +285,7 @@ auto view(X&& x, std::string_view name = "(unnamed)") {
     if constexpr (!detail::check_object<X>()) {
         return tensor_view<float>{};
     } else {
-        return detail::make_view(x, "tensor " + detail::quoted(name));
+        return detail::make_view(x, detail::concat({"tensor '", name, "'"}));
     }
 }
 
@@ -287,7 +296,7 @@ auto const_view(X&& x, std::string_view name = "(unnamed)") {
         return tensor_view<const float>{};
     } else {
         using E = std::remove_const_t<typename detail::element_of<X>::type>;
-        return tensor_view<const E>(detail::make_view(x, "tensor " + detail::quoted(name)));
+        return tensor_view<const E>(detail::make_view(x, detail::concat({"tensor '", name, "'"})));
     }
 }
 
@@ -300,10 +309,10 @@ template <update_rule Rule, class P, class G>
 void add_parameter(optimizer<Rule>& opt, std::size_t group, std::string name, P&& param, G&& grad,
                    std::optional<std::uint32_t> key = std::nullopt) {
     if constexpr (detail::check_pair<P, G>()) {
-        const std::string where = "group '" + opt.group_name(group) + "', tensor " + detail::quoted(name);
+        const std::string where = detail::concat({"group '", opt.group_name(group), "', tensor '", name, "'"});
         detail::check_pairing(param, grad, where);
-        auto p = detail::make_view(param, where + ": parameter");
-        auto g = detail::make_view(grad, where + ": gradient");
+        auto p = detail::make_view(param, detail::concat({where, ": parameter"}));
+        auto g = detail::make_view(grad, detail::concat({where, ": gradient"}));
         using E = typename decltype(p)::value_type;
         opt.template add_parameter<E>(group, std::move(name), p, tensor_view<const E>(g), key);
     }
@@ -314,10 +323,10 @@ void add_parameter(optimizer<Rule>& opt, std::size_t group, std::string name, P&
 template <update_rule Rule, class P, class G>
 void rebind(optimizer<Rule>& opt, std::string_view name, P&& param, G&& grad) {
     if constexpr (detail::check_pair<P, G>()) {
-        const std::string where = "tensor " + detail::quoted(name);
+        const std::string where = detail::concat({"tensor '", name, "'"});
         detail::check_pairing(param, grad, where);
-        auto p = detail::make_view(param, where + ": parameter");
-        auto g = detail::make_view(grad, where + ": gradient");
+        auto p = detail::make_view(param, detail::concat({where, ": parameter"}));
+        auto g = detail::make_view(grad, detail::concat({where, ": gradient"}));
         using E = typename decltype(p)::value_type;
         opt.template rebind<E>(name, p, tensor_view<const E>(g));
     }
