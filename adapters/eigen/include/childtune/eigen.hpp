@@ -269,11 +269,8 @@ inline constexpr bool has_storage = [] {
 //! Whether x's elements form one gap-free run of x.size() elements.
 template <class Derived>
 bool is_contiguous(const Eigen::DenseBase<Derived>& x) {
-    static_assert(detail::has_direct_access<Derived>(),
-                  "childtune::eigen: this Eigen expression has no storage of its own (e.g. A + B, 2 * A, "
-                  "A.cwiseAbs(), A * B). The optimizer reads and writes memory in place: pass a Matrix, Array, "
-                  "Map, Ref or Block, and evaluate expressions into a Matrix first");
-    return detail::contiguity_problem(x).empty();
+    if constexpr (!detail::check_object<const Derived&>()) return false;
+    else return detail::contiguity_problem(x).empty();
 }
 
 //! A rank-1 view of x's memory in memory order: tensor_view<T> for writable
