@@ -42,7 +42,7 @@ static_assert(ct::update_rule<ct::sgd>);
 static_assert(!ct::update_rule<int>);
 static_assert(!ct::update_rule<ct::bernoulli>);
 
-namespace {
+namespace conformance {
 // A rule with everything but apply() is not an update rule.
 struct no_apply {
     static constexpr std::string_view name = "no_apply";
@@ -61,8 +61,8 @@ struct no_apply {
     template <class S>
     static step_constants<S> prepare(const options&, std::uint64_t, bool) { return {}; }
 };
-} // namespace
-static_assert(!ct::update_rule<no_apply>);
+} // namespace conformance
+static_assert(!ct::update_rule<conformance::no_apply>);
 
 static_assert(ct::execution_backend<ct::serial_backend>);
 static_assert(ct::execution_backend<ct::openmp_backend>);

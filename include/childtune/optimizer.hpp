@@ -247,7 +247,7 @@ public:
         for (std::size_t i = 0; i < jobs.size(); ++i)
             for (std::size_t b = 0; b < tensors_[i].param.size; b += chunk_elements)
                 items.push_back({i, b, std::min(tensors_[i].param.size, b + chunk_elements)});
-        exec.parallel_for(items.size(), [&](std::size_t w) {
+        run_items(exec, items, [&](std::size_t w) {
             const auto& it = items[w];
             jobs[it.tensor].run(jobs[it.tensor], it.begin, it.end);
         });
@@ -397,6 +397,7 @@ private:
     //! words stay aligned to the tensor start): small enough to balance threads,
     //! large enough that scheduling costs nothing.
     static constexpr std::size_t chunk_elements = std::size_t{1} << 16;
+    static constexpr std::size_t parallel_min_elements = std::size_t{1} << 17;
     static constexpr std::string_view state_magic{"CTSTATE\1", 8};
     static constexpr std::uint32_t state_format_version = 1;
 
@@ -490,6 +491,17 @@ private:
         j.state[1] = t.state[1].empty() ? nullptr : t.state[1].data();
     }
 
+    //! Runs the work items on `exec`, or on the calling thread when they hold too
+    //! few elements to pay for waking a thread team (small models would otherwise
+    //! spend their step in fork/join, and fight the model's own threads).
+    template <class E, class F>
+    static void run_items(const E& exec, const std::vector<work_item>& items, F&& f) {
+        std::size_t elements = 0;
+        for (const auto& it : items) elements += it.end - it.begin;
+        if (elements < parallel_min_elements) serial_backend{}.parallel_for(items.size(), f);
+        else exec.parallel_for(items.size(), f);
+    }
+
     //! Index of the first tensor (registration order) with a NaN/Inf gradient.
     template <class E>
     std::optional<std::size_t> first_nonfinite(const E& exec) const {
@@ -498,7 +510,7 @@ private:
             for (std::size_t b = 0; b < tensors_[i].grad.size; b += chunk_elements)
                 items.push_back({i, b, std::min(tensors_[i].grad.size, b + chunk_elements)});
         std::vector<unsigned char> bad(items.size(), 0);
-        exec.parallel_for(items.size(), [&](std::size_t w) {
+        run_items(exec, items, [&](std::size_t w) {
             const auto& it = items[w];
             const auto& g = tensors_[it.tensor].grad;
             const std::size_t n = it.end - it.begin;

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 namespace childtune {
 
@@ -81,10 +82,19 @@ CHILDTUNE_HD inline float float_from_float16_bits(std::uint16_t h) {
 }
 } // namespace detail
 
+//! Lets the 16-bit storage types view other libraries' 16-bit objects
+//! (c10::BFloat16, Eigen::half...) in place without breaking strict aliasing.
+#if defined(__GNUC__) || defined(__clang__)
+#define CHILDTUNE_MAY_ALIAS __attribute__((__may_alias__))
+#else
+#define CHILDTUNE_MAY_ALIAS
+#endif
+
 //! bfloat16 storage (1 sign, 8 exponent, 7 mantissa bits); layout-compatible with
-//! `c10::BFloat16`, `Eigen::bfloat16` and `__nv_bfloat16`.
-struct bfloat16 {
-    std::uint16_t bits = 0;
+//! `c10::BFloat16`, `Eigen::bfloat16` and `__nv_bfloat16`. Trivial, like the
+//! built-in floating types: a default-constructed value is uninitialised.
+struct CHILDTUNE_MAY_ALIAS bfloat16 {
+    std::uint16_t bits;
 
     bfloat16() = default;
     CHILDTUNE_HD explicit bfloat16(float f) : bits(detail::bfloat16_bits_from_float(f)) {}
@@ -98,8 +108,8 @@ struct bfloat16 {
 };
 
 //! IEEE binary16 storage; layout-compatible with `c10::Half`, `Eigen::half` and `__half`.
-struct float16 {
-    std::uint16_t bits = 0;
+struct CHILDTUNE_MAY_ALIAS float16 {
+    std::uint16_t bits;
 
     float16() = default;
     CHILDTUNE_HD explicit float16(float f) : bits(detail::float16_bits_from_float(f)) {}
@@ -113,6 +123,7 @@ struct float16 {
 };
 
 static_assert(sizeof(bfloat16) == 2 && sizeof(float16) == 2);
+static_assert(std::is_trivial_v<bfloat16> && std::is_trivial_v<float16>);
 
 namespace detail {
 //! Widens a stored parameter/gradient element to the compute type S.
