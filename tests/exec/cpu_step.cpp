@@ -28,7 +28,8 @@ template <class Rule, class S, class P, class MaskView>
 void scalar_step(const typename Rule::template step_constants<S>& c, masking_options mo, const MaskView& mask,
                  std::vector<P>& p, const std::vector<P>& g, std::vector<S>& s0, std::vector<S>& s1, std::size_t buffers) {
     for (std::size_t i = 0; i < p.size(); ++i) {
-        const auto e = detail::make_element_mask<bool, S>(mask.keep(i), true, false, mo, static_cast<S>(mask.keep_probability()));
+        const S keep_p = static_cast<S>(mask.keep_probability());
+        const auto e = detail::make_element_mask<bool, S>(mask.keep(i), true, false, mo, keep_p, keep_p != S(1));
         S x = detail::widen<S>(p[i]);
         S st[2] = {buffers > 0 ? s0[i] : S(0), buffers > 1 ? s1[i] : S(0)};
         Rule::apply(c, e, x, detail::widen<S>(g[i]), st);

@@ -60,7 +60,9 @@ void cpu_step_range_n(const typename Rule::template step_constants<S>& c, maskin
     constexpr std::size_t lanes = sizeof(V) / sizeof(S);
     const K all = lane_mask(static_cast<V*>(nullptr), ~std::uint64_t{0});
     const K none = lane_mask(static_cast<V*>(nullptr), 0);
-    const V keep_probability = V(static_cast<S>(mask.keep_probability()));
+    const S p = static_cast<S>(mask.keep_probability());
+    const V keep_probability = V(p);
+    const bool rescales = p != S(1);
     S* s0 = x.state[0];
     S* s1 = x.state[1];
 
@@ -70,7 +72,7 @@ void cpu_step_range_n(const typename Rule::template step_constants<S>& c, maskin
         std::size_t j = 0;
         for (; j + lanes <= n; j += lanes, bits >>= lanes) {
             const std::size_t i = w + j;
-            const auto e = make_element_mask(lane_mask(static_cast<V*>(nullptr), bits), all, none, options, keep_probability);
+            const auto e = make_element_mask(lane_mask(static_cast<V*>(nullptr), bits), all, none, options, keep_probability, rescales);
             step_lanes<Rule, Buffers, V>(c, e, x.param + i, x.grad + i, s0 + (Buffers > 0 ? i : 0), s1 + (Buffers > 1 ? i : 0));
         }
         if (j < n) { // ragged end: same lane arithmetic on a zero-padded copy
@@ -81,7 +83,7 @@ void cpu_step_range_n(const typename Rule::template step_constants<S>& c, maskin
             std::copy_n(x.grad + i, r, tg);
             if constexpr (Buffers > 0) std::copy_n(s0 + i, r, t0);
             if constexpr (Buffers > 1) std::copy_n(s1 + i, r, t1);
-            const auto e = make_element_mask(lane_mask(static_cast<V*>(nullptr), bits), all, none, options, keep_probability);
+            const auto e = make_element_mask(lane_mask(static_cast<V*>(nullptr), bits), all, none, options, keep_probability, rescales);
             step_lanes<Rule, Buffers, V>(c, e, tp, tg, t0, t1);
             std::copy_n(tp, r, x.param + i);
             if constexpr (Buffers > 0) std::copy_n(t0, r, s0 + i);

@@ -68,13 +68,13 @@ struct adam {
         using detail::vsqrt;
         V& m = state[0];
         V& v = state[1];
-        g = select(e.gradient_kept, g / e.gradient_divisor, V(S(0)));
+        g = select(e.gradient_kept, e.rescaled_gradient(g), V(S(0)));
         if (c.decay) g = select(e.decay_kept, g + V(c.weight_decay) * p, g);
         m = m * V(c.beta1) + V(c.one_minus_beta1) * g;
         v = v * V(c.beta2) + V(c.one_minus_beta2) * g * g;
         const V denom = vsqrt(v) / V(c.bc2_sqrt) + V(c.eps);
         const V delta = V(c.neg_step_size) * m / denom;
-        p = select(e.update_kept, p + delta / e.update_divisor, p);
+        p = select(e.update_kept, p + e.rescaled_update(delta), p);
     }
 };
 

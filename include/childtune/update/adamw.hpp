@@ -96,12 +96,12 @@ struct adamw {
         V& m = state[0];
         V& v = state[1];
         if (c.decay && !c.legacy) p = select(e.decay_kept, p * V(c.decay_factor), p);
-        g = select(e.gradient_kept, g / e.gradient_divisor, V(S(0)));
+        g = select(e.gradient_kept, e.rescaled_gradient(g), V(S(0)));
         m = m * V(c.beta1) + V(c.one_minus_beta1) * g;
         v = v * V(c.beta2) + V(c.one_minus_beta2) * g * g;
         const V denom = c.legacy ? vsqrt(v) + V(c.eps) : vsqrt(v) / V(c.bc2_sqrt) + V(c.eps);
         const V delta = V(c.neg_step_size) * m / denom;
-        p = select(e.update_kept, p + delta / e.update_divisor, p);
+        p = select(e.update_kept, p + e.rescaled_update(delta), p);
         if (c.decay && c.legacy) p = select(e.decay_kept, p + V(c.neg_lr_wd) * p, p);
     }
 };

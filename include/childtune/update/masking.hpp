@@ -41,19 +41,33 @@ struct element_mask {
     K decay_kept;    //!< apply weight decay
     V gradient_divisor; //!< kept gradients are divided by it (p, or 1)
     V update_divisor;   //!< applied updates are divided by it (p, or 1)
+    //! Whether the divisions happen at all: a division by 1 is exact but costs
+    //! as much as a real one, and the step is short of dividers, not of branches
+    //! (these two are the same for every element of a tensor).
+    bool rescale_gradient;
+    bool rescale_update;
+
+    CHILDTUNE_HD V rescaled_gradient(V g) const { return rescale_gradient ? g / gradient_divisor : g; }
+    CHILDTUNE_HD V rescaled_update(V u) const { return rescale_update ? u / update_divisor : u; }
 };
 
 namespace detail {
 CHILDTUNE_HD constexpr bool mask_or(bool a, bool b) { return a || b; }
 
 //! Builds the element mask from the raw keep decision. `all`/`none` are K's
-//! all-true/all-false values; `keep_probability` is p for Child-Tuning_F, else 1.
+//! all-true/all-false values; `keep_probability` is p for Child-Tuning_F, else 1
+//! (`rescales` says which).
 template <class K, class V>
-CHILDTUNE_HD element_mask<K, V> make_element_mask(K keep, K all, K none, masking_options m, V keep_probability) {
+CHILDTUNE_HD element_mask<K, V> make_element_mask(K keep, K all, K none, masking_options m, V keep_probability,
+                                                  bool rescales) {
     const bool on_gradient = m.target == mask_target::gradient;
-    return {mask_or(keep, on_gradient ? none : all), mask_or(keep, on_gradient ? all : none),
-            mask_or(keep, m.decay_masked ? all : none), on_gradient ? keep_probability : V(1),
-            on_gradient ? V(1) : keep_probability};
+    return {mask_or(keep, on_gradient ? none : all),
+            mask_or(keep, on_gradient ? all : none),
+            mask_or(keep, m.decay_masked ? all : none),
+            on_gradient ? keep_probability : V(1),
+            on_gradient ? V(1) : keep_probability,
+            rescales && on_gradient,
+            rescales && !on_gradient};
 }
 } // namespace detail
 

@@ -64,14 +64,14 @@ struct sgd {
     template <class V, class K, class S>
     CHILDTUNE_HD static void apply(const step_constants<S>& c, const element_mask<K, V>& e, V& p, V g, V (&state)[2]) {
         using detail::select;
-        g = select(e.gradient_kept, g / e.gradient_divisor, V(S(0)));
+        g = select(e.gradient_kept, e.rescaled_gradient(g), V(S(0)));
         if (c.decay) g = select(e.decay_kept, g + V(c.weight_decay) * p, g);
         if (c.use_momentum) {
             V& buf = state[0];
             buf = c.first ? g : buf * V(c.momentum) + V(c.one_minus_dampening) * g;
             g = c.nesterov ? g + V(c.momentum) * buf : buf;
         }
-        p = select(e.update_kept, p + V(c.neg_lr) * g / e.update_divisor, p);
+        p = select(e.update_kept, p + e.rescaled_update(V(c.neg_lr) * g), p);
     }
 };
 
