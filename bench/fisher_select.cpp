@@ -8,11 +8,12 @@
 #include <childtune/select/order_statistic.hpp>
 #include <childtune/select/top_p.hpp>
 
+#include "bench_env.hpp"
+
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <span>
 #include <string>
 #include <vector>
@@ -20,11 +21,7 @@
 namespace {
 
 std::size_t bench_n() {
-    static const std::size_t n = [] {
-        const char* env = std::getenv("CHILDTUNE_BENCH_SELECT_N");
-        const unsigned long long v = env ? std::strtoull(env, nullptr, 10) : 0;
-        return v != 0 ? static_cast<std::size_t>(v) : std::size_t{256} << 20;
-    }();
+    static const std::size_t n = bench_env::size_or("CHILDTUNE_BENCH_SELECT_N", std::size_t{256} << 20);
     return n;
 }
 

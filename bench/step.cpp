@@ -14,21 +14,18 @@
 #include <childtune/optimizer.hpp>
 #include <childtune/update/adamw.hpp>
 
+#include "bench_env.hpp"
+
 #include <benchmark/benchmark.h>
 
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 #include <vector>
 
 namespace {
 
 std::size_t bench_n() {
-    static const std::size_t n = [] {
-        const char* env = std::getenv("CHILDTUNE_BENCH_N");
-        const unsigned long long v = env ? std::strtoull(env, nullptr, 10) : 0;
-        return v != 0 ? static_cast<std::size_t>(v) : std::size_t{64} << 20;
-    }();
+    static const std::size_t n = bench_env::size_or("CHILDTUNE_BENCH_N", std::size_t{64} << 20);
     return n;
 }
 

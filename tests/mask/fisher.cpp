@@ -1,5 +1,7 @@
 #include <childtune/mask/fisher.hpp>
 
+#include "support/error_matcher.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -21,13 +23,7 @@ using childtune::tensor_view;
 
 namespace {
 
-// Matches a childtune::error whose message contains `text`.
-struct error_with : Catch::MatcherBase<childtune::error> {
-    std::string text;
-    explicit error_with(std::string t) : text(std::move(t)) {}
-    bool match(const childtune::error& e) const override { return std::string(e.what()).find(text) != std::string::npos; }
-    std::string describe() const override { return "is a childtune::error containing \"" + text + "\""; }
-};
+using test_support::error_with;
 
 // What the reference loop does per batch and tensor, written plainly:
 // clip_grad_norm_(param, max_norm) on the tensor alone, then score += grad**2 / N.

@@ -1,5 +1,7 @@
 #include <childtune/select/order_statistic.hpp>
 
+#include "support/error_matcher.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -17,13 +19,7 @@ using childtune::serial_backend;
 
 namespace {
 
-// Matches a childtune::error whose message contains `text`.
-struct error_with : Catch::MatcherBase<childtune::error> {
-    std::string text;
-    explicit error_with(std::string t) : text(std::move(t)) {}
-    bool match(const childtune::error& e) const override { return std::string(e.what()).find(text) != std::string::npos; }
-    std::string describe() const override { return "is a childtune::error containing \"" + text + "\""; }
-};
+using test_support::error_with;
 
 template <class T>
 struct brute_force {

@@ -2,6 +2,8 @@
 
 #include "data/percentile_kat.hpp"
 
+#include "support/error_matcher.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -21,13 +23,7 @@ using childtune::selection_rule;
 
 namespace {
 
-// Matches a childtune::error whose message contains `text`.
-struct error_with : Catch::MatcherBase<childtune::error> {
-    std::string text;
-    explicit error_with(std::string t) : text(std::move(t)) {}
-    bool match(const childtune::error& e) const override { return std::string(e.what()).find(text) != std::string::npos; }
-    std::string describe() const override { return "is a childtune::error containing \"" + text + "\""; }
-};
+using test_support::error_with;
 
 namespace kat = childtune_test::percentile_kat;
 

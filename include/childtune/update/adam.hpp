@@ -32,11 +32,7 @@ struct adam {
     };
 
     static void validate(const options& o, std::string_view group) {
-        detail::require_finite_nonnegative(o.lr, "lr", group);
-        detail::require_beta(o.beta1, "beta1", group);
-        detail::require_beta(o.beta2, "beta2", group);
-        detail::require_finite_nonnegative(o.eps, "eps", group);
-        detail::require_finite_nonnegative(o.weight_decay, "weight_decay", group);
+        detail::validate_adam_family(o, group);
     }
     static std::size_t state_buffers(const options&) { return 2; }
 

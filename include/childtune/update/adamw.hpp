@@ -43,11 +43,7 @@ struct adamw {
     };
 
     static void validate(const options& o, std::string_view group) {
-        detail::require_finite_nonnegative(o.lr, "lr", group);
-        detail::require_beta(o.beta1, "beta1", group);
-        detail::require_beta(o.beta2, "beta2", group);
-        detail::require_finite_nonnegative(o.eps, "eps", group);
-        detail::require_finite_nonnegative(o.weight_decay, "weight_decay", group);
+        detail::validate_adam_family(o, group);
         if (o.flavour != adamw_flavour::torch && o.flavour != adamw_flavour::legacy)
             detail::fail("group '" + std::string(group) + "': unknown AdamW flavour");
     }

@@ -82,6 +82,15 @@ inline void require_beta(double value, std::string_view what, std::string_view g
         fail("group '" + std::string(group) + "': " + std::string(what) + " = " + std::to_string(value) +
              " must be in [0, 1)");
 }
+//! The hyperparameters Adam and AdamW share: lr, betas, eps, weight decay.
+template <class Options>
+void validate_adam_family(const Options& o, std::string_view group) {
+    require_finite_nonnegative(o.lr, "lr", group);
+    require_beta(o.beta1, "beta1", group);
+    require_beta(o.beta2, "beta2", group);
+    require_finite_nonnegative(o.eps, "eps", group);
+    require_finite_nonnegative(o.weight_decay, "weight_decay", group);
+}
 } // namespace detail
 
 } // namespace childtune
