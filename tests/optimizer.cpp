@@ -420,3 +420,35 @@ TEST_CASE("state precision, empty tensors, rebinding and introspection", "[optim
     CHECK(p2[0] != before);
     CHECK_THROWS_WITH(f32.rebind<float>("v", p2, g2), Catch::Contains("no tensor named 'v'"));
 }
+
+TEST_CASE("Tensors whose gradient is absent are skipped, as LibTorch skips undefined grads", "[optimizer]") {
+    // A steps x and y together, but y has no gradient at the second step; B steps x
+    // every time, C steps y only when it has a gradient. A must equal B and C.
+    std::vector<float> ax(300, 1.0f), ay(70, -1.0f), gx(300), gy(70);
+    std::vector<float> bx = ax, cy = ay;
+    optimizer<adamw> a(bernoulli{0.5, 9}), b(bernoulli{0.5, 9}), c(bernoulli{0.5, 9});
+    for (auto* o : {&a, &b, &c}) o->add_group("encoder", base);
+    a.add_parameter(0, "x", ax, gx);
+    a.add_parameter(0, "y", ay, gy);
+    b.add_parameter(0, "x", bx, gx);
+    c.add_parameter(0, "y", cy, gy);
+    std::mt19937 rng(8);
+    std::normal_distribution<float> n(0.0f, 0.1f);
+    for (int t = 0; t < 3; ++t) {
+        for (auto& v : gx) v = n(rng);
+        for (auto& v : gy) v = n(rng);
+        const bool y_has_grad = t != 1;
+        if (y_has_grad) a.rebind<float>(a.tensor_index("y"), ay, gy);
+        else a.clear_gradient(a.tensor_index("y"));
+        CHECK(a.has_gradient(1) == y_has_grad);
+        a.step();
+        b.step();
+        // C's Bernoulli step counter must follow A's, so it steps (and skips) alike.
+        if (y_has_grad) c.rebind<float>(0, cy, gy);
+        else c.clear_gradient(0);
+        c.step();
+    }
+    CHECK(ax == bx);
+    CHECK(ay == cy);
+    CHECK_THROWS_WITH(a.clear_gradient(2), Catch::Contains("tensor index 2 is out of range"));
+}

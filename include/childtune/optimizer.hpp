@@ -169,10 +169,17 @@ public:
         add_parameter<T>(group, std::move(name), tensor_view<T>(param), tensor_view<const T>(grad), key);
     }
     //! Points a registered tensor at new memory (same size and type), e.g. after
-    //! the model reallocated it. The optimizer state is kept.
+    //! the model reallocated it, and marks its gradient present. The optimizer
+    //! state is kept.
     template <parameter_element T>
     void rebind(std::string_view name, tensor_view<T> param, tensor_view<const T> grad) {
-        auto& t = checked_tensor(name);
+        rebind(tensor_index(name), param, grad);
+    }
+    //! The same by registration index (frameworks that rebind every step skip the
+    //! name lookup).
+    template <parameter_element T>
+    void rebind(std::size_t index, tensor_view<T> param, tensor_view<const T> grad) {
+        auto& t = checked_tensor(index);
         const std::string where = describe(t.group, t.name);
         if (dtype_of<T> != t.param.type)
             detail::fail(where + ": cannot rebind a " + std::string(dtype_name(t.param.type)) + " tensor to " +
@@ -183,6 +190,18 @@ public:
         check_buffers(where, param, grad, &t);
         t.param = param;
         t.grad = grad;
+        t.has_gradient = true;
+    }
+    //! Marks a tensor's gradient absent: steps skip it (no update, no decay, its
+    //! state and step count unchanged), as LibTorch's optimizers skip parameters
+    //! whose `grad()` is undefined. rebind() makes it present again.
+    void clear_gradient(std::size_t index) { checked_tensor(index).has_gradient = false; }
+    bool has_gradient(std::size_t index) const { return const_cast<optimizer*>(this)->checked_tensor(index).has_gradient; }
+    //! Registration index of the tensor called `name`, or an error.
+    std::size_t tensor_index(std::string_view name) const {
+        auto it = tensor_index_.find(std::string(name));
+        if (it == tensor_index_.end()) detail::fail("no tensor named '" + std::string(name) + "'");
+        return it->second;
     }
     std::size_t tensor_count() const { return tensors_.size(); }
     std::vector<std::string> tensor_names() const {
@@ -229,6 +248,7 @@ public:
         std::vector<std::pair<std::size_t, std::vector<std::byte>>> fresh;
         for (std::size_t i = 0; i < tensors_.size(); ++i) {
             const auto& t = tensors_[i];
+            if (!t.has_gradient) continue;
             for (std::size_t b = t.buffers; b < jobs[i].buffers; ++b)
                 fresh.emplace_back(i * 2 + b, std::vector<std::byte>(t.param.size * state_size(t.state_type)));
         }
@@ -238,21 +258,20 @@ public:
         }
         for (std::size_t i = 0; i < tensors_.size(); ++i) {
             auto& t = tensors_[i];
+            if (!t.has_gradient) continue;
             const bool fresh_state = t.buffers < jobs[i].buffers;
             t.buffers = std::max(t.buffers, jobs[i].buffers);
             finish_job(jobs[i], t, fresh_state);
         }
 
-        std::vector<work_item> items;
-        for (std::size_t i = 0; i < jobs.size(); ++i)
-            for (std::size_t b = 0; b < tensors_[i].param.size; b += chunk_elements)
-                items.push_back({i, b, std::min(tensors_[i].param.size, b + chunk_elements)});
+        const auto items = work_items();
         run_items(exec, items, [&](std::size_t w) {
             const auto& it = items[w];
             jobs[it.tensor].run(jobs[it.tensor], it.begin, it.end);
         });
 
-        for (auto& t : tensors_) ++t.steps;
+        for (auto& t : tensors_)
+            if (t.has_gradient) ++t.steps;
         ++step_count_;
         return {};
     }
@@ -414,6 +433,7 @@ private:
         any_tensor_view grad;
         dtype state_type = dtype::float32;
         std::uint64_t steps = 0;
+        bool has_gradient = true;
         std::size_t buffers = 0; //!< state buffers allocated
         std::vector<std::byte> state[2];
     };
@@ -491,6 +511,16 @@ private:
         j.state[1] = t.state[1].empty() ? nullptr : t.state[1].data();
     }
 
+    //! The ranges of at most chunk_elements of every tensor whose gradient is present.
+    std::vector<work_item> work_items() const {
+        std::vector<work_item> items;
+        for (std::size_t i = 0; i < tensors_.size(); ++i)
+            if (tensors_[i].has_gradient)
+                for (std::size_t b = 0; b < tensors_[i].param.size; b += chunk_elements)
+                    items.push_back({i, b, std::min(tensors_[i].param.size, b + chunk_elements)});
+        return items;
+    }
+
     //! Runs the work items on `exec`, or on the calling thread when they hold too
     //! few elements to pay for waking a thread team (small models would otherwise
     //! spend their step in fork/join, and fight the model's own threads).
@@ -505,10 +535,7 @@ private:
     //! Index of the first tensor (registration order) with a NaN/Inf gradient.
     template <class E>
     std::optional<std::size_t> first_nonfinite(const E& exec) const {
-        std::vector<work_item> items;
-        for (std::size_t i = 0; i < tensors_.size(); ++i)
-            for (std::size_t b = 0; b < tensors_[i].grad.size; b += chunk_elements)
-                items.push_back({i, b, std::min(tensors_[i].grad.size, b + chunk_elements)});
+        const auto items = work_items();
         std::vector<unsigned char> bad(items.size(), 0);
         run_items(exec, items, [&](std::size_t w) {
             const auto& it = items[w];
@@ -600,10 +627,11 @@ private:
         auto it = tensor_index_.find(std::string(name));
         return it == tensor_index_.end() ? nullptr : &tensors_[it->second];
     }
-    tensor_record& checked_tensor(std::string_view name) {
-        auto it = tensor_index_.find(std::string(name));
-        if (it == tensor_index_.end()) detail::fail("no tensor named '" + std::string(name) + "'");
-        return tensors_[it->second];
+    tensor_record& checked_tensor(std::size_t index) {
+        if (index >= tensors_.size())
+            detail::fail("tensor index " + std::to_string(index) + " is out of range (" + std::to_string(tensors_.size()) +
+                         " tensors)");
+        return tensors_[index];
     }
     group_record& checked_group(std::size_t group) {
         if (group >= groups_.size())
