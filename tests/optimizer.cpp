@@ -451,4 +451,17 @@ TEST_CASE("Tensors whose gradient is absent are skipped, as LibTorch skips undef
     CHECK(ax == bx);
     CHECK(ay == cy);
     CHECK_THROWS_WITH(a.clear_gradient(2), Catch::Contains("tensor index 2 is out of range"));
+
+    // Registered before its gradient exists: skipped until rebound.
+    std::vector<float> late(5, 1.0f), late_grad(5, 1.0f);
+    a.add_parameter<float>(0, "late", late);
+    CHECK_FALSE(a.has_gradient(2));
+    a.step();
+    CHECK(late == std::vector<float>(5, 1.0f));
+    CHECK_THROWS_WITH(a.rebind<float>(2, late, tensor_view<const float>(nullptr, 5)), Catch::Contains("null gradient"));
+    CHECK_THROWS_WITH(a.add_parameter<float>(0, "nullgrad", late_grad, tensor_view<const float>(nullptr, 5)),
+                      Catch::Contains("null gradient"));
+    a.rebind<float>(2, late, late_grad);
+    a.step();
+    CHECK(late != std::vector<float>(5, 1.0f));
 }

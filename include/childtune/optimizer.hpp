@@ -137,27 +137,14 @@ public:
     template <parameter_element T>
     void add_parameter(std::size_t group, std::string name, tensor_view<T> param, tensor_view<const T> grad,
                        std::optional<std::uint32_t> key = std::nullopt) {
-        checked_group(group);
-        if (name.empty()) detail::fail("group '" + groups_[group].name + "': a tensor name must not be empty");
-        const std::string where = describe(group, name);
-        if (find_tensor(name)) detail::fail(where + ": registered twice (the name is taken)");
-        check_buffers(where, param, grad, nullptr);
-        const std::uint32_t k = key.value_or(stable_tensor_key(name));
-        for (const auto& t : tensors_)
-            if (t.key == k)
-                detail::fail(where + ": its Bernoulli key collides with tensor '" + t.name + "'; pass an explicit key");
-        if (groups_[group].masked)
-            if (const auto* f = std::get_if<fixed>(&mode_)) (void)f->view(name, param.size());
-
-        tensor_record t;
-        t.name = std::move(name);
-        t.group = group;
-        t.key = k;
-        t.param = param;
-        t.grad = grad;
-        t.state_type = state_type_for(dtype_of<T>);
-        tensor_index_.emplace(t.name, tensors_.size());
-        tensors_.push_back(std::move(t));
+        register_parameter(group, std::move(name), param, grad, key, true);
+    }
+    //! Registers a parameter whose gradient does not exist yet (frameworks that
+    //! allocate gradients lazily): steps skip it until rebind() supplies one.
+    template <parameter_element T>
+    void add_parameter(std::size_t group, std::string name, tensor_view<T> param,
+                       std::optional<std::uint32_t> key = std::nullopt) {
+        register_parameter(group, std::move(name), param, tensor_view<const T>(nullptr, param.size()), key, false);
     }
     //! Convenience for contiguous containers (std::vector, std::array, std::span).
     template <contiguous_tensor P, contiguous_tensor G>
@@ -188,6 +175,7 @@ public:
             detail::fail(where + ": cannot rebind " + std::to_string(t.param.size) + " elements to " +
                          std::to_string(param.size()));
         check_buffers(where, param, grad, &t);
+        if (grad.size() > 0 && !grad.data()) detail::fail(where + ": null gradient data pointer");
         t.param = param;
         t.grad = grad;
         t.has_gradient = true;
@@ -473,6 +461,34 @@ private:
         return state == dtype::float64 ? pick_runner<P, double>(mask) : pick_runner<P, float>(mask);
     }
 
+    template <class T>
+    void register_parameter(std::size_t group, std::string name, tensor_view<T> param, tensor_view<const T> grad,
+                            std::optional<std::uint32_t> key, bool gradient_present) {
+        checked_group(group);
+        if (name.empty()) detail::fail("group '" + groups_[group].name + "': a tensor name must not be empty");
+        const std::string where = describe(group, name);
+        if (find_tensor(name)) detail::fail(where + ": registered twice (the name is taken)");
+        check_buffers(where, param, grad, nullptr);
+        if (gradient_present && grad.size() > 0 && !grad.data()) detail::fail(where + ": null gradient data pointer");
+        const std::uint32_t k = key.value_or(stable_tensor_key(name));
+        for (const auto& t : tensors_)
+            if (t.key == k)
+                detail::fail(where + ": its Bernoulli key collides with tensor '" + t.name + "'; pass an explicit key");
+        if (groups_[group].masked)
+            if (const auto* f = std::get_if<fixed>(&mode_)) (void)f->view(name, param.size());
+
+        tensor_record t;
+        t.name = std::move(name);
+        t.group = group;
+        t.key = k;
+        t.param = param;
+        t.grad = grad;
+        t.has_gradient = gradient_present;
+        t.state_type = state_type_for(dtype_of<T>);
+        tensor_index_.emplace(t.name, tensors_.size());
+        tensors_.push_back(std::move(t));
+    }
+
     //! Validates and resolves mask views and state needs; changes nothing.
     std::vector<job> prepare_jobs() const {
         if (const auto* f = std::get_if<fixed>(&mode_)) check_mask_covers(*f);
@@ -579,11 +595,13 @@ private:
             detail::fail(where + ": gradient has " + std::to_string(grad.size()) + " elements, parameter has " +
                          std::to_string(param.size()));
         if (param.size() == 0) return;
-        if (!param.data() || !grad.data()) detail::fail(where + ": null data pointer");
+        if (!param.data()) detail::fail(where + ": null parameter data pointer");
         const auto bytes = param.size() * sizeof(T);
         const auto* p = reinterpret_cast<const std::byte*>(param.data());
-        const auto* g = reinterpret_cast<const std::byte*>(grad.data());
-        if (p < g + bytes && g < p + bytes) detail::fail(where + ": parameter and gradient memory overlap");
+        if (grad.data()) { // null only while the gradient is absent
+            const auto* g = reinterpret_cast<const std::byte*>(grad.data());
+            if (p < g + bytes && g < p + bytes) detail::fail(where + ": parameter and gradient memory overlap");
+        }
         for (const auto& t : tensors_) {
             if (&t == self || t.param.size == 0) continue;
             const auto* q = static_cast<const std::byte*>(t.param.data);
