@@ -1,0 +1,439 @@
+// Conformance of the LibTorch adapter. One translation unit on purpose: each
+// file that includes <torch/torch.h> costs ~20 s to compile.
+#include "reference/naive_optimizers.hpp"
+
+#include <childtune/torch.hpp>
+
+#include <catch2/catch.hpp>
+#include <torch/torch.h>
+
+#include <cstring>
+#include <sstream>
+#include <string>
+#include <vector>
+
+using namespace childtune::torch;
+using childtune::adamw_flavour;
+
+namespace {
+
+struct NetImpl : ::torch::nn::Module {
+    ::torch::nn::Linear layer1{nullptr}, layer2{nullptr}, head{nullptr};
+    NetImpl() {
+        layer1 = register_module("layer1", ::torch::nn::Linear(8, 16));
+        layer2 = register_module("layer2", ::torch::nn::Linear(16, 16));
+        head = register_module("head", ::torch::nn::Linear(16, 3));
+    }
+    at::Tensor forward(at::Tensor x) { return head(::torch::tanh(layer2(::torch::tanh(layer1(x))))); }
+};
+TORCH_MODULE(Net);
+
+Net make_net(std::uint64_t seed) {
+    ::torch::manual_seed(seed);
+    return Net();
+}
+
+// The same (deterministic) batch for step t, for every model.
+std::pair<at::Tensor, at::Tensor> batch(int t) {
+    auto gen = at::detail::createCPUGenerator(1000 + static_cast<std::uint64_t>(t));
+    return {at::randn({32, 8}, gen), at::randint(0, 3, {32}, gen)};
+}
+
+void backward(Net& m, int t) {
+    auto [x, y] = batch(t);
+    ::torch::nn::functional::cross_entropy(m->forward(x), y).backward();
+}
+
+std::vector<float> values(const at::Tensor& t) {
+    const at::Tensor c = t.detach().to(at::kFloat).contiguous();
+    return {c.data_ptr<float>(), c.data_ptr<float>() + c.numel()};
+}
+
+bool same_bits(const at::Tensor& a, const at::Tensor& b) {
+    return a.sizes() == b.sizes() && std::memcmp(a.data_ptr(), b.data_ptr(), a.nbytes()) == 0;
+}
+
+void require_close(const at::Tensor& got, const at::Tensor& want, double rel, const std::string& what) {
+    const auto g = values(got), w = values(want);
+    for (std::size_t i = 0; i < g.size(); ++i) {
+        // Relative to the value, floored at 0.01: near-zero parameters carry the
+        // absolute rounding differences of their larger neighbours.
+        const double tol = rel * std::max(std::abs(double(w[i])), 1e-2);
+        if (!(std::abs(double(g[i]) - double(w[i])) <= tol)) {
+            INFO(what << "[" << i << "]: childtune " << g[i] << " reference " << w[i]);
+            REQUIRE(std::abs(double(g[i]) - double(w[i])) <= tol);
+        }
+    }
+}
+
+} // namespace
+
+TEST_CASE("torch flavour, no mask, equals torch::optim::AdamW over many steps and several groups", "[torch][adamw]") {
+    auto a = make_net(1), b = make_net(1);
+    // Different lr and weight decay per group, as torch::optim::AdamW allows.
+    ChildTuningAdamW ours(std::vector<ChildTuningAdamW::group_type>{
+                              {{"layer1.weight", "layer1.bias"}, {a->layer1->weight, a->layer1->bias},
+                               ChildTuningAdamWOptions(1e-2).weight_decay(0.05)},
+                              {{"layer2.weight", "layer2.bias", "head.weight", "head.bias"},
+                               {a->layer2->weight, a->layer2->bias, a->head->weight, a->head->bias},
+                               ChildTuningAdamWOptions(3e-3).weight_decay(0.01).betas({0.8, 0.99})}},
+                          childtune::dense{});
+    std::vector<::torch::optim::OptimizerParamGroup> groups;
+    groups.emplace_back(std::vector<at::Tensor>{b->layer1->weight, b->layer1->bias},
+                        std::make_unique<::torch::optim::AdamWOptions>(::torch::optim::AdamWOptions(1e-2).weight_decay(0.05)));
+    groups.emplace_back(std::vector<at::Tensor>{b->layer2->weight, b->layer2->bias, b->head->weight, b->head->bias},
+                        std::make_unique<::torch::optim::AdamWOptions>(
+                            ::torch::optim::AdamWOptions(3e-3).weight_decay(0.01).betas({0.8, 0.99})));
+    ::torch::optim::AdamW theirs(std::move(groups));
+    for (int t = 0; t < 50; ++t) {
+        ours.zero_grad();
+        theirs.zero_grad();
+        backward(a, t);
+        backward(b, t);
+        ours.step();
+        theirs.step();
+    }
+    const auto pa = a->named_parameters(), pb = b->named_parameters();
+    for (const auto& item : pa) require_close(item.value(), pb[item.key()], 1e-5, item.key());
+}
+
+TEST_CASE("Adam and SGD siblings equal torch::optim::Adam and SGD without a mask", "[torch][adam][sgd]") {
+    {
+        auto a = make_net(2), b = make_net(2);
+        ChildTuningAdam ours(a->named_parameters(), ChildTuningAdamOptions(5e-3).weight_decay(0.02));
+        ::torch::optim::Adam theirs(b->parameters(), ::torch::optim::AdamOptions(5e-3).weight_decay(0.02));
+        for (int t = 0; t < 30; ++t) {
+            ours.zero_grad();
+            theirs.zero_grad();
+            backward(a, t);
+            backward(b, t);
+            ours.step();
+            theirs.step();
+        }
+        for (const auto& item : a->named_parameters()) require_close(item.value(), b->named_parameters()[item.key()], 1e-5, item.key());
+    }
+    {
+        auto a = make_net(3), b = make_net(3);
+        ChildTuningSGD ours(a->named_parameters(), ChildTuningSGDOptions(0.05).momentum(0.9).nesterov(true).weight_decay(1e-3));
+        ::torch::optim::SGD theirs(b->parameters(),
+                                   ::torch::optim::SGDOptions(0.05).momentum(0.9).nesterov(true).weight_decay(1e-3));
+        for (int t = 0; t < 30; ++t) {
+            ours.zero_grad();
+            theirs.zero_grad();
+            backward(a, t);
+            backward(b, t);
+            ours.step();
+            theirs.step();
+        }
+        for (const auto& item : a->named_parameters()) require_close(item.value(), b->named_parameters()[item.key()], 1e-5, item.key());
+    }
+}
+
+namespace {
+// Runs ChildTuningAdamW (legacy flavour, "layer" tensors masked) and the
+// hand-written reference of the published ChildTuningAdamW side by side.
+void compare_with_published_rule(const childtune::mask_mode& mode, bool force_aten) {
+    const double lr = 2e-3, wd = 0.01;
+    auto m = make_net(4);
+    ChildTuningAdamW opt(m->named_parameters(), ChildTuningAdamWOptions(lr).weight_decay(wd).flavour(adamw_flavour::legacy),
+                         mode, name_contains("layer"));
+    opt.force_aten_path(force_aten);
+    std::vector<std::string> names;
+    std::vector<std::vector<float>> ref_params;
+    std::vector<reference::legacy_adamw<float>> refs;
+    for (const auto& item : m->named_parameters()) {
+        names.push_back(item.key());
+        ref_params.push_back(values(item.value()));
+        refs.emplace_back(lr, 0.9, 0.999, 1e-8, wd);
+    }
+    for (int t = 0; t < 30; ++t) {
+        opt.zero_grad();
+        backward(m, t);
+        const auto params = m->named_parameters();
+        for (std::size_t i = 0; i < names.size(); ++i) {
+            const auto grad = values(params[names[i]].grad());
+            std::vector<bool> keep(grad.size(), true);
+            double keep_p = 1.0;
+            if (names[i].find("layer") != std::string::npos) {
+                if (const auto* b = std::get_if<childtune::bernoulli>(&mode)) {
+                    const auto view = b->view(childtune::stable_tensor_key(names[i]), static_cast<std::uint64_t>(t));
+                    for (std::size_t j = 0; j < keep.size(); ++j) keep[j] = view.keep(j);
+                    keep_p = b->p;
+                } else if (const auto* f = std::get_if<childtune::fixed>(&mode)) {
+                    for (std::size_t j = 0; j < keep.size(); ++j) keep[j] = f->masks.find(names[i])->test(j);
+                }
+            }
+            refs[i].apply(ref_params[i], grad, keep, keep_p, {});
+        }
+        opt.step();
+        for (std::size_t i = 0; i < names.size(); ++i) {
+            const auto got = values(m->named_parameters()[names[i]]);
+            for (std::size_t j = 0; j < got.size(); ++j) {
+                INFO(names[i] << "[" << j << "] after step " << t + 1);
+                REQUIRE(got[j] == Approx(ref_params[i][j]).epsilon(2e-5).margin(1e-7));
+            }
+        }
+    }
+}
+
+childtune::mask_set random_masks(Net& m, double p) {
+    childtune::mask_set set;
+    std::mt19937 rng(5);
+    std::bernoulli_distribution keep(p);
+    for (const auto& item : m->named_parameters()) {
+        if (item.key().find("layer") == std::string::npos) continue;
+        childtune::bit_mask bits(static_cast<std::size_t>(item.value().numel()));
+        for (std::size_t j = 0; j < bits.size(); ++j) bits.set(j, keep(rng));
+        set.add(item.key(), std::move(bits));
+    }
+    return set;
+}
+} // namespace
+
+TEST_CASE("legacy flavour equals the published Child-Tuning rule: dense, CT_F, CT_D", "[torch][reference]") {
+    auto m = make_net(4);
+    const std::vector<childtune::mask_mode> modes = {childtune::dense{}, childtune::bernoulli{0.3, 11},
+                                                     childtune::fixed{random_masks(m, 0.3)}};
+    for (bool aten : {false, true})
+        for (const auto& mode : modes) {
+            CAPTURE(aten, mode.index());
+            compare_with_published_rule(mode, aten);
+        }
+}
+
+namespace {
+std::string archive_of(const ::torch::optim::Optimizer& opt) {
+    std::ostringstream out;
+    ::torch::save(opt, out);
+    return out.str();
+}
+} // namespace
+
+TEST_CASE("torch::save / torch::load continue bit-identically and restore group options", "[torch][state]") {
+    for (bool aten : {false, true})
+        for (const childtune::mask_mode& mode : {childtune::mask_mode{childtune::bernoulli{0.4, 21}},
+                                                 childtune::mask_mode{childtune::dense{}}}) {
+            CAPTURE(aten, mode.index());
+            auto straight = make_net(6), resumed = make_net(6);
+            const auto options = ChildTuningAdamWOptions(1e-2).weight_decay(0.01);
+            ChildTuningAdamW a(straight->named_parameters(), options, mode, name_contains("layer"));
+            a.force_aten_path(aten);
+            std::string saved;
+            {
+                ChildTuningAdamW first(resumed->named_parameters(), options, mode, name_contains("layer"));
+                first.force_aten_path(aten);
+                for (int t = 0; t < 4; ++t) {
+                    first.zero_grad();
+                    backward(resumed, t);
+                    first.step();
+                }
+                first.param_groups()[1].options().set_lr(5e-3); // a scheduler's change
+                saved = archive_of(first);
+            }
+            for (int t = 0; t < 4; ++t) {
+                a.zero_grad();
+                backward(straight, t);
+                a.step();
+            }
+            a.param_groups()[1].options().set_lr(5e-3);
+
+            // A fresh optimizer as a new process builds it: default options, dense.
+            ChildTuningAdamW b(resumed->named_parameters(), ChildTuningAdamWOptions(), childtune::dense{}, name_contains("layer"));
+            b.force_aten_path(aten);
+            std::istringstream in(saved);
+            ::torch::load(b, in);
+            CHECK(b.param_groups()[1].options().get_lr() == 5e-3);
+            CHECK(static_cast<const ChildTuningAdamWOptions&>(b.param_groups()[0].options()).weight_decay() == 0.01);
+            CHECK_FALSE(static_cast<const ChildTuningAdamWOptions&>(b.param_groups()[1].options()).masked());
+            CHECK(b.mask().index() == mode.index());
+            CHECK(b.step_count() == 4);
+            for (int t = 4; t < 10; ++t) {
+                a.zero_grad();
+                b.zero_grad();
+                backward(straight, t);
+                backward(resumed, t);
+                a.step();
+                b.step();
+            }
+            for (const auto& item : straight->named_parameters())
+                REQUIRE(same_bits(item.value(), resumed->named_parameters()[item.key()]));
+        }
+}
+
+TEST_CASE("the ATen path agrees with the fused kernels for every rule and mask", "[torch][aten]") {
+    auto model = make_net(7);
+    const auto masks = random_masks(model, 0.5);
+    for (const childtune::mask_mode& mode : {childtune::mask_mode{childtune::dense{}}, childtune::mask_mode{childtune::bernoulli{0.3, 2}},
+                                             childtune::mask_mode{childtune::fixed{masks}}})
+        for (auto target : {childtune::mask_target::gradient, childtune::mask_target::update}) {
+            const childtune::optimizer_options core{.masking = {target, false}};
+            auto fused_sgd = make_net(7), aten_sgd = make_net(7), fused_adam = make_net(7), aten_adam = make_net(7);
+            ChildTuningSGD s1(fused_sgd->named_parameters(), ChildTuningSGDOptions(0.1).momentum(0.9).weight_decay(0.01), mode,
+                              name_contains("layer"), core);
+            ChildTuningSGD s2(aten_sgd->named_parameters(), ChildTuningSGDOptions(0.1).momentum(0.9).weight_decay(0.01), mode,
+                              name_contains("layer"), core);
+            ChildTuningAdam a1(fused_adam->named_parameters(), ChildTuningAdamOptions(1e-2).weight_decay(0.01), mode,
+                               name_contains("layer"), core);
+            ChildTuningAdam a2(aten_adam->named_parameters(), ChildTuningAdamOptions(1e-2).weight_decay(0.01), mode,
+                               name_contains("layer"), core);
+            s2.force_aten_path(true);
+            a2.force_aten_path(true);
+            for (int t = 0; t < 15; ++t) {
+                for (auto* m : {&fused_sgd, &aten_sgd, &fused_adam, &aten_adam}) {
+                    (*m)->zero_grad();
+                    backward(*m, t);
+                }
+                s1.step();
+                s2.step();
+                a1.step();
+                a2.step();
+            }
+            CAPTURE(mode.index(), static_cast<int>(target));
+            for (const auto& item : fused_sgd->named_parameters())
+                require_close(aten_sgd->named_parameters()[item.key()], item.value(), 1e-5, "sgd " + item.key());
+            for (const auto& item : fused_adam->named_parameters())
+                require_close(aten_adam->named_parameters()[item.key()], item.value(), 1e-5, "adam " + item.key());
+        }
+}
+
+TEST_CASE("mixed precision: bfloat16 and half parameters step in place with float state", "[torch][precision]") {
+    for (auto type : {at::kBFloat16, at::kHalf}) {
+        ::torch::manual_seed(9);
+        at::Tensor p = at::randn({300}).to(type).set_requires_grad(true);
+        at::Tensor p32 = p.detach().to(at::kFloat).clone();
+        ChildTuningAdamW opt(std::vector<at::Tensor>{p}, ChildTuningAdamWOptions(1e-2), childtune::bernoulli{0.5, 3});
+        std::vector<float> ref = values(p32);
+        reference::torch_adamw<float> r(1e-2, 0.9, 0.999, 1e-8, 1e-2);
+        for (int t = 0; t < 5; ++t) {
+            at::Tensor g = at::randn({300}).to(type);
+            p.mutable_grad() = g;
+            std::vector<bool> keep(300);
+            const auto view = childtune::bernoulli{0.5, 3}.view(childtune::stable_tensor_key("param_group0.0"), static_cast<std::uint64_t>(t));
+            for (std::size_t j = 0; j < 300; ++j) keep[j] = view.keep(j);
+            // The reference sees what the step sees: the stored 16-bit values, widened.
+            r.apply(ref, values(g), keep, 0.5, {});
+            opt.step();
+            for (std::size_t j = 0; j < 300; ++j) ref[j] = static_cast<float>(at::scalar_tensor(ref[j]).to(type).item<float>());
+        }
+        const auto got = values(p);
+        for (std::size_t j = 0; j < 300; ++j) REQUIRE(got[j] == ref[j]);
+    }
+}
+
+TEST_CASE("parameters without gradients are skipped, as torch's optimizers skip them", "[torch]") {
+    auto a = make_net(10), b = make_net(10);
+    ChildTuningAdamW ours(a->named_parameters(), ChildTuningAdamWOptions(1e-2));
+    ::torch::optim::AdamW theirs(b->parameters(), ::torch::optim::AdamWOptions(1e-2));
+    for (int t = 0; t < 5; ++t) {
+        ours.zero_grad();
+        theirs.zero_grad();
+        backward(a, t);
+        backward(b, t);
+        if (t % 2 == 0) { // the head gets no gradient on even steps
+            a->head->weight.mutable_grad() = at::Tensor();
+            b->head->weight.mutable_grad() = at::Tensor();
+        }
+        ours.step();
+        theirs.step();
+    }
+    require_close(a->head->weight, b->head->weight, 1e-5, "head.weight");
+}
+
+TEST_CASE("step(closure) returns the closure's loss", "[torch]") {
+    auto m = make_net(11);
+    ChildTuningAdamW opt(m->named_parameters(), ChildTuningAdamWOptions(1e-2));
+    auto [x, y] = batch(0);
+    at::Tensor loss = opt.step([&] {
+        opt.zero_grad();
+        at::Tensor l = ::torch::nn::functional::cross_entropy(m->forward(x), y);
+        l.backward();
+        return l;
+    });
+    CHECK(loss.defined());
+    CHECK(opt.step_count() == 1);
+}
+
+TEST_CASE("bad tensors and options get a clear error naming the parameter", "[torch][errors]") {
+    at::Tensor transposed = at::randn({4, 3}).t().set_requires_grad(true);
+    CHECK_THROWS_WITH(ChildTuningAdamW(std::vector<at::Tensor>{transposed}, ChildTuningAdamWOptions()),
+                      Catch::Contains("'param_group0.0'") && Catch::Contains("not contiguous"));
+    at::Tensor ints = at::zeros({3}, at::kInt);
+    CHECK_THROWS_WITH(ChildTuningAdamW(std::vector<at::Tensor>{ints}, ChildTuningAdamWOptions()),
+                      Catch::Contains("unsupported dtype"));
+
+    at::Tensor p = at::randn({5}).set_requires_grad(true);
+    ChildTuningAdamW opt(std::vector<at::Tensor>{p}, ChildTuningAdamWOptions());
+    p.mutable_grad() = at::randn({5}).to_sparse();
+    const at::Tensor before = p.detach().clone();
+    CHECK_THROWS_WITH(opt.step(), Catch::Contains("'param_group0.0'") && Catch::Contains("sparse gradients"));
+    p.mutable_grad() = at::full({5}, std::numeric_limits<float>::quiet_NaN());
+    CHECK_THROWS_WITH(opt.step(), Catch::Contains("'param_group0.0'") && Catch::Contains("NaN or Inf"));
+    p.mutable_grad() = at::ones({5});
+    opt.param_groups()[0].options().set_lr(-1.0);
+    CHECK_THROWS_WITH(opt.step(), Catch::Contains("lr"));
+    CHECK(same_bits(p.detach(), before));
+    CHECK(opt.step_count() == 0);
+
+    auto m = make_net(12);
+    childtune::mask_set wrong;
+    wrong.add("layer1.weight", childtune::bit_mask(3));
+    CHECK_THROWS_WITH(ChildTuningAdamW(m->named_parameters(), ChildTuningAdamWOptions(), childtune::fixed{wrong}, name_contains("layer")),
+                      Catch::Contains("'layer1.weight'") && Catch::Contains("has 3 elements"));
+}
+
+TEST_CASE("named parameters split into a masked and a dense group by name", "[torch][groups]") {
+    auto m = make_net(13);
+    ChildTuningAdamW opt(m->named_parameters(), ChildTuningAdamWOptions(1e-3), childtune::bernoulli{0.2, 1}, name_contains("layer"));
+    REQUIRE(opt.param_groups().size() == 2);
+    CHECK(opt.param_groups()[0].params().size() == 4);
+    CHECK(opt.param_groups()[1].params().size() == 2);
+    CHECK(static_cast<const ChildTuningAdamWOptions&>(opt.param_groups()[0].options()).masked());
+    CHECK_FALSE(static_cast<const ChildTuningAdamWOptions&>(opt.param_groups()[1].options()).masked());
+    CHECK(opt.parameter_names() == std::vector<std::string>{"layer1.weight", "layer1.bias", "layer2.weight", "layer2.bias",
+                                                            "head.weight", "head.bias"});
+    // The dense head moves like plain AdamW even though the mode is CT_F (one step:
+    // afterwards its gradients differ, because the layers below it moved differently).
+    auto d = make_net(13);
+    ChildTuningAdamW dense_opt(d->named_parameters(), ChildTuningAdamWOptions(1e-3));
+    backward(m, 0);
+    backward(d, 0);
+    opt.step();
+    dense_opt.step();
+    CHECK(same_bits(m->head->weight.detach(), d->head->weight.detach()));
+    CHECK_FALSE(same_bits(m->layer1->weight.detach(), d->layer1->weight.detach()));
+}
+
+TEST_CASE("fisher_mask follows the reference loop and keeps the top p of the masked tensors", "[torch][fisher]") {
+    auto m = make_net(14);
+    std::vector<int> batches = {0, 1, 2, 3, 4};
+    const auto loss_of = [&](int t) {
+        auto [x, y] = batch(t);
+        return ::torch::nn::functional::cross_entropy(m->forward(x), y);
+    };
+    m->eval();
+    const auto result = fisher_mask(*m, batches, loss_of,
+                                    {.keep = 0.3, .max_grad_norm = 1.0, .masked_if = name_contains("layer"), .progress = false});
+    CHECK_FALSE(m->is_training()); // mode restored
+    CHECK(result.batches == 5);
+    REQUIRE(result.masks.tensor_count() == 4);
+    CHECK(result.masks.find("head.weight") == nullptr);
+    CHECK(result.summary.size() == 4);
+    CHECK(static_cast<double>(result.kept) / static_cast<double>(result.masks.total_size()) == Approx(0.3).margin(0.01));
+
+    // The same loop by hand with the core accumulator gives the same mask.
+    childtune::fisher_accumulator<float> by_hand({.max_grad_norm = 1.0, .num_batches = 5});
+    for (const auto& item : m->named_parameters())
+        if (item.key().find("layer") != std::string::npos) by_hand.add_tensor(item.key(), static_cast<std::size_t>(item.value().numel()));
+    m->train();
+    for (int t : batches) {
+        m->zero_grad();
+        loss_of(t).backward();
+        for (const auto& item : m->named_parameters())
+            if (item.key().find("layer") != std::string::npos)
+                by_hand.accumulate(item.key(), childtune::torch::detail::view_of<const float>(item.value().grad().contiguous()));
+        by_hand.end_batch();
+    }
+    CHECK(by_hand.select(0.3).masks == result.masks);
+    CHECK_THROWS_WITH(fisher_mask(*m, batches, loss_of, {.masked_if = name_contains("decoder"), .progress = false}),
+                      Catch::Contains("no parameter"));
+}
