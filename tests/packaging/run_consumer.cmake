@@ -2,7 +2,8 @@
 # build type of the main build.
 #   cmake -D SOURCE_DIR=<consumer> -D BINARY_DIR=<scratch> -D GENERATOR=<gen>
 #         -D CXX_COMPILER=<c++> [-D MAKE_PROGRAM=<ninja/make>] [-D BUILD_TYPE=<config>]
-#         [-D PREFIX_PATH=<installed prefix>] [-D EIGEN3_DIR=<dir>] [-D CHILDTUNE_SOURCE_DIR=<src>]
+#         [-D PREFIX_PATH=<installed prefix>] [-D EIGEN3_DIR=<dir>] [-D TORCH_DIR=<dir>]
+#         [-D CHILDTUNE_SOURCE_DIR=<src>]
 #         [-D EXPECT_CONFIGURE_ERROR=<regex>] -P run_consumer.cmake
 # With EXPECT_CONFIGURE_ERROR the configure step must fail with output matching it.
 foreach(_var IN ITEMS SOURCE_DIR BINARY_DIR GENERATOR CXX_COMPILER)
@@ -28,6 +29,9 @@ if(PREFIX_PATH)
 endif()
 if(EIGEN3_DIR)
   list(APPEND _args "-DEigen3_DIR=${EIGEN3_DIR}")
+endif()
+if(TORCH_DIR)
+  list(APPEND _args "-DTorch_DIR=${TORCH_DIR}")
 endif()
 if(CHILDTUNE_SOURCE_DIR)
   list(APPEND _args "-DCHILDTUNE_SOURCE_DIR=${CHILDTUNE_SOURCE_DIR}")
