@@ -434,6 +434,30 @@ TEST_CASE("fisher_mask follows the reference loop and keeps the top p of the mas
         by_hand.end_batch();
     }
     CHECK(by_hand.select(0.3).masks == result.masks);
+
+    // The same batches from a torch data loader and from a generator.
+    std::vector<at::Tensor> xs, ys;
+    for (int t : batches) {
+        auto [x, y] = batch(t);
+        xs.push_back(x);
+        ys.push_back(y);
+    }
+    auto loader = ::torch::data::make_data_loader<::torch::data::samplers::SequentialSampler>(
+        ::torch::data::datasets::TensorDataset(at::cat(xs)).map(::torch::data::transforms::Stack<::torch::data::TensorExample>()),
+        ::torch::data::DataLoaderOptions().batch_size(32));
+    std::size_t b = 0;
+    const auto from_loader = fisher_mask(
+        *m, *loader,
+        [&](const ::torch::data::TensorExample& example) {
+            return ::torch::nn::functional::cross_entropy(m->forward(example.data), ys[b++]);
+        },
+        {.keep = 0.3, .max_grad_norm = 1.0, .masked_if = name_contains("layer"), .progress = false, .num_batches = 5});
+    CHECK(from_loader.masks == result.masks);
+    int next = 0;
+    const auto from_generator = fisher_mask(
+        *m, [&]() -> std::optional<int> { return next < 5 ? std::optional<int>(next++) : std::nullopt; }, loss_of,
+        {.keep = 0.3, .max_grad_norm = 1.0, .masked_if = name_contains("layer"), .progress = false, .num_batches = 5});
+    CHECK(from_generator.masks == result.masks);
     CHECK_THROWS_WITH(fisher_mask(*m, batches, loss_of, {.masked_if = name_contains("decoder"), .progress = false}),
                       Catch::Contains("no parameter"));
 }

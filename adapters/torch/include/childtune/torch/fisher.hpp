@@ -20,7 +20,9 @@
 #include <torch/types.h>
 
 #include <cstddef>
+#include <concepts>
 #include <cstdio>
+#include <iterator>
 #include <ranges>
 #include <string>
 #include <utility>
@@ -45,11 +47,38 @@ struct fisher_result {
     std::size_t batches = 0;           //!< batches accumulated
 };
 
-//! Accumulates Fisher scores of `model` over `batches` (any input range; each
-//! element is passed to `loss_of`, which returns the scalar loss of that batch)
-//! and selects the Child-Tuning_D mask. Gradients of the model are zeroed before
-//! each batch and after the last; the training mode is restored afterwards.
-template <std::ranges::input_range Batches, class LossOf>
+namespace detail {
+//! Anything a range-for can walk: containers, ranges, torch::data data loaders
+//! (whose iterators predate the C++20 iterator concepts).
+template <class B>
+concept iterable_batches = requires(B& b) {
+    std::begin(b);
+    std::end(b);
+};
+//! A callable that yields the next batch, or an empty optional at the end.
+template <class B>
+concept batch_generator = requires(B& b) {
+    static_cast<bool>(b());
+    *b();
+};
+
+template <class Batches, class F>
+void for_each_batch(Batches&& batches, F&& f) {
+    if constexpr (iterable_batches<Batches>) {
+        for (auto&& batch : batches) f(batch);
+    } else {
+        while (auto batch = batches()) f(*batch);
+    }
+}
+} // namespace detail
+
+//! Accumulates Fisher scores of `model` over `batches` — a range, a torch data
+//! loader, or a callable returning std::optional<batch> — passing each batch to
+//! `loss_of`, which returns the scalar loss of that batch, and selects the
+//! Child-Tuning_D mask. Gradients of the model are zeroed before each batch and
+//! after the last; the training mode is restored afterwards.
+template <class Batches, class LossOf>
+    requires detail::iterable_batches<Batches> || detail::batch_generator<Batches>
 fisher_result fisher_mask(::torch::nn::Module& model, Batches&& batches, LossOf&& loss_of,
                           const fisher_mask_options& options = {}) {
     std::size_t n = options.num_batches;
@@ -69,7 +98,7 @@ fisher_result fisher_mask(::torch::nn::Module& model, Batches&& batches, LossOf&
     const bool was_training = model.is_training();
     model.train(true);
     std::size_t seen = 0;
-    for (auto&& batch : batches) {
+    detail::for_each_batch(batches, [&](auto&& batch) {
         model.zero_grad();
         {
             ::torch::AutoGradMode enable_grad(true);
@@ -95,7 +124,7 @@ fisher_result fisher_mask(::torch::nn::Module& model, Batches&& batches, LossOf&
             else std::fprintf(stderr, "\rFisher information: batch %zu", seen);
             std::fflush(stderr);
         }
-    }
+    });
     if (options.progress) std::fprintf(stderr, "\n");
     model.zero_grad();
     model.train(was_training);
