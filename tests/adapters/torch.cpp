@@ -68,6 +68,22 @@ void require_close(const at::Tensor& got, const at::Tensor& want, double rel, co
 
 } // namespace
 
+namespace {
+// Steps our optimizer on `a` and LibTorch's on `b` (same start, same batches).
+template <class Ours, class Theirs>
+void step_side_by_side(Ours& ours, Theirs& theirs, Net& a, Net& b, int steps) {
+    for (int t = 0; t < steps; ++t) {
+        ours.zero_grad();
+        theirs.zero_grad();
+        backward(a, t);
+        backward(b, t);
+        ours.step();
+        theirs.step();
+    }
+    for (const auto& item : a->named_parameters()) require_close(item.value(), b->named_parameters()[item.key()], 1e-5, item.key());
+}
+} // namespace
+
 TEST_CASE("torch flavour, no mask, equals torch::optim::AdamW over many steps and several groups", "[torch][adamw]") {
     auto a = make_net(1), b = make_net(1);
     // Different lr and weight decay per group, as torch::optim::AdamW allows.
@@ -85,16 +101,7 @@ TEST_CASE("torch flavour, no mask, equals torch::optim::AdamW over many steps an
                         std::make_unique<::torch::optim::AdamWOptions>(
                             ::torch::optim::AdamWOptions(3e-3).weight_decay(0.01).betas({0.8, 0.99})));
     ::torch::optim::AdamW theirs(std::move(groups));
-    for (int t = 0; t < 50; ++t) {
-        ours.zero_grad();
-        theirs.zero_grad();
-        backward(a, t);
-        backward(b, t);
-        ours.step();
-        theirs.step();
-    }
-    const auto pa = a->named_parameters(), pb = b->named_parameters();
-    for (const auto& item : pa) require_close(item.value(), pb[item.key()], 1e-5, item.key());
+    step_side_by_side(ours, theirs, a, b, 50);
 }
 
 TEST_CASE("Adam and SGD siblings equal torch::optim::Adam and SGD without a mask", "[torch][adam][sgd]") {
@@ -102,31 +109,34 @@ TEST_CASE("Adam and SGD siblings equal torch::optim::Adam and SGD without a mask
         auto a = make_net(2), b = make_net(2);
         ChildTuningAdam ours(a->named_parameters(), ChildTuningAdamOptions(5e-3).weight_decay(0.02));
         ::torch::optim::Adam theirs(b->parameters(), ::torch::optim::AdamOptions(5e-3).weight_decay(0.02));
-        for (int t = 0; t < 30; ++t) {
-            ours.zero_grad();
-            theirs.zero_grad();
-            backward(a, t);
-            backward(b, t);
-            ours.step();
-            theirs.step();
-        }
-        for (const auto& item : a->named_parameters()) require_close(item.value(), b->named_parameters()[item.key()], 1e-5, item.key());
+        step_side_by_side(ours, theirs, a, b, 30);
     }
     {
         auto a = make_net(3), b = make_net(3);
         ChildTuningSGD ours(a->named_parameters(), ChildTuningSGDOptions(0.05).momentum(0.9).nesterov(true).weight_decay(1e-3));
         ::torch::optim::SGD theirs(b->parameters(),
                                    ::torch::optim::SGDOptions(0.05).momentum(0.9).nesterov(true).weight_decay(1e-3));
-        for (int t = 0; t < 30; ++t) {
-            ours.zero_grad();
-            theirs.zero_grad();
-            backward(a, t);
-            backward(b, t);
-            ours.step();
-            theirs.step();
-        }
-        for (const auto& item : a->named_parameters()) require_close(item.value(), b->named_parameters()[item.key()], 1e-5, item.key());
+        step_side_by_side(ours, theirs, a, b, 30);
     }
+}
+
+TEST_CASE("options serialize through archives and compare by value", "[torch][options]") {
+    auto o = ChildTuningAdamWOptions(3e-4);
+    o.betas({0.8, 0.95}).eps(1e-6).weight_decay(0.1).flavour(adamw_flavour::legacy).correct_bias(false).masked(false);
+    ::torch::serialize::OutputArchive out;
+    o.serialize(out);
+    std::ostringstream bytes;
+    out.save_to(bytes);
+    ::torch::serialize::InputArchive in;
+    std::istringstream read(bytes.str());
+    in.load_from(read);
+    ChildTuningAdamWOptions back;
+    back.serialize(in);
+    CHECK(back == o);
+    CHECK_FALSE(back == ChildTuningAdamWOptions(3e-4));
+    CHECK(back.get_lr() == 3e-4);
+    back.set_lr(1.0);
+    CHECK(back.lr() == 1.0);
 }
 
 namespace {

@@ -8,6 +8,7 @@
 //! Each options type converts to and from the core rule's options; the core
 //! validates them (childtune::error naming the group).
 
+#include <childtune/error.hpp>
 #include <childtune/update/adam.hpp>
 #include <childtune/update/adamw.hpp>
 #include <childtune/update/sgd.hpp>
@@ -16,26 +17,53 @@
 #include <torch/optim/optimizer.h>
 #include <torch/serialize/archive.h>
 
+#include <algorithm>
+#include <array>
 #include <cstdint>
 #include <string>
 #include <tuple>
+#include <vector>
 
 namespace childtune::torch {
 
-namespace detail {
-template <class T>
-void write_option(::torch::serialize::OutputArchive& archive, const std::string& key, T value) {
-    archive.write(key, c10::IValue(value));
-}
-inline bool read_option(::torch::serialize::InputArchive& archive, const std::string& key, c10::IValue& value) {
-    return archive.try_read(key, value);
-}
-} // namespace detail
+//! What the three options types share: lr access for schedulers, serialization
+//! (the core rule's option values plus `masked`, so a new rule option needs no new
+//! archive code) and comparison.
+template <class Derived, class Rule>
+struct child_tuning_options : public ::torch::optim::OptimizerCloneableOptions<Derived> {
+    double get_lr() const override { return self().lr(); }
+    void set_lr(const double value) override { self().lr(value); }
+    void serialize(::torch::serialize::OutputArchive& archive) const override {
+        const auto values = Rule::to_values(self().to_core());
+        archive.write("childtune_options", c10::IValue(std::vector<double>(values.begin(), values.end())));
+        archive.write("masked", c10::IValue(self().masked()));
+    }
+    void serialize(::torch::serialize::InputArchive& archive) override {
+        c10::IValue values, masked;
+        archive.read("childtune_options", values);
+        archive.read("masked", masked);
+        const auto list = values.toDoubleVector();
+        std::array<double, Rule::option_count> v{};
+        if (list.size() != v.size())
+            childtune::detail::fail("options archive: " + std::to_string(list.size()) + " values for '" +
+                                    std::string(Rule::name) + "', expected " + std::to_string(v.size()));
+        std::copy(list.begin(), list.end(), v.begin());
+        self() = Derived::from_core(Rule::from_values(v), masked.toBool());
+    }
+    friend bool operator==(const Derived& a, const Derived& b) {
+        return a.to_core() == b.to_core() && a.masked() == b.masked();
+    }
+
+private:
+    const Derived& self() const { return static_cast<const Derived&>(*this); }
+    Derived& self() { return static_cast<Derived&>(*this); }
+};
+
 
 //! Options of ChildTuningAdamW: torch's AdamWOptions plus the flavour (the legacy
 //! HF-style AdamW of the published Child-Tuning optimizer, or torch's), bias
 //! correction and whether the group is masked.
-struct ChildTuningAdamWOptions : public ::torch::optim::OptimizerCloneableOptions<ChildTuningAdamWOptions> {
+struct ChildTuningAdamWOptions : public child_tuning_options<ChildTuningAdamWOptions, adamw> {
     using betas_t = std::tuple<double, double>;
     ChildTuningAdamWOptions(double lr = 1e-3) : lr_(lr) {} // NOLINT(google-explicit-constructor): as torch's
     TORCH_ARG(double, lr) = 1e-3;
@@ -57,36 +85,10 @@ public:
         r.masked(is_masked);
         return r;
     }
-    double get_lr() const override { return lr(); }
-    void set_lr(const double value) override { lr(value); }
-    void serialize(::torch::serialize::OutputArchive& archive) const override {
-        detail::write_option(archive, "lr", lr());
-        detail::write_option(archive, "beta1", std::get<0>(betas()));
-        detail::write_option(archive, "beta2", std::get<1>(betas()));
-        detail::write_option(archive, "eps", eps());
-        detail::write_option(archive, "weight_decay", weight_decay());
-        detail::write_option(archive, "flavour", static_cast<std::int64_t>(flavour()));
-        detail::write_option(archive, "correct_bias", correct_bias());
-        detail::write_option(archive, "masked", masked());
-    }
-    void serialize(::torch::serialize::InputArchive& archive) override {
-        c10::IValue v, w;
-        if (detail::read_option(archive, "lr", v)) lr(v.toDouble());
-        if (detail::read_option(archive, "beta1", v) && detail::read_option(archive, "beta2", w))
-            betas({v.toDouble(), w.toDouble()});
-        if (detail::read_option(archive, "eps", v)) eps(v.toDouble());
-        if (detail::read_option(archive, "weight_decay", v)) weight_decay(v.toDouble());
-        if (detail::read_option(archive, "flavour", v)) flavour(static_cast<adamw_flavour>(v.toInt()));
-        if (detail::read_option(archive, "correct_bias", v)) correct_bias(v.toBool());
-        if (detail::read_option(archive, "masked", v)) masked(v.toBool());
-    }
-    friend bool operator==(const ChildTuningAdamWOptions& a, const ChildTuningAdamWOptions& b) {
-        return a.to_core() == b.to_core() && a.masked() == b.masked();
-    }
 };
 
 //! Options of ChildTuningAdam: torch's AdamOptions (L2 weight decay) plus `masked`.
-struct ChildTuningAdamOptions : public ::torch::optim::OptimizerCloneableOptions<ChildTuningAdamOptions> {
+struct ChildTuningAdamOptions : public child_tuning_options<ChildTuningAdamOptions, adam> {
     using betas_t = std::tuple<double, double>;
     ChildTuningAdamOptions(double lr = 1e-3) : lr_(lr) {} // NOLINT(google-explicit-constructor)
     TORCH_ARG(double, lr) = 1e-3;
@@ -104,32 +106,10 @@ public:
         r.masked(is_masked);
         return r;
     }
-    double get_lr() const override { return lr(); }
-    void set_lr(const double value) override { lr(value); }
-    void serialize(::torch::serialize::OutputArchive& archive) const override {
-        detail::write_option(archive, "lr", lr());
-        detail::write_option(archive, "beta1", std::get<0>(betas()));
-        detail::write_option(archive, "beta2", std::get<1>(betas()));
-        detail::write_option(archive, "eps", eps());
-        detail::write_option(archive, "weight_decay", weight_decay());
-        detail::write_option(archive, "masked", masked());
-    }
-    void serialize(::torch::serialize::InputArchive& archive) override {
-        c10::IValue v, w;
-        if (detail::read_option(archive, "lr", v)) lr(v.toDouble());
-        if (detail::read_option(archive, "beta1", v) && detail::read_option(archive, "beta2", w))
-            betas({v.toDouble(), w.toDouble()});
-        if (detail::read_option(archive, "eps", v)) eps(v.toDouble());
-        if (detail::read_option(archive, "weight_decay", v)) weight_decay(v.toDouble());
-        if (detail::read_option(archive, "masked", v)) masked(v.toBool());
-    }
-    friend bool operator==(const ChildTuningAdamOptions& a, const ChildTuningAdamOptions& b) {
-        return a.to_core() == b.to_core() && a.masked() == b.masked();
-    }
 };
 
 //! Options of ChildTuningSGD: torch's SGDOptions plus `masked`.
-struct ChildTuningSGDOptions : public ::torch::optim::OptimizerCloneableOptions<ChildTuningSGDOptions> {
+struct ChildTuningSGDOptions : public child_tuning_options<ChildTuningSGDOptions, sgd> {
     ChildTuningSGDOptions(double lr) : lr_(lr) {} // NOLINT(google-explicit-constructor)
     TORCH_ARG(double, lr);
     TORCH_ARG(double, momentum) = 0;
@@ -146,28 +126,6 @@ public:
         r.momentum(o.momentum).dampening(o.dampening).weight_decay(o.weight_decay).nesterov(o.nesterov);
         r.masked(is_masked);
         return r;
-    }
-    double get_lr() const override { return lr(); }
-    void set_lr(const double value) override { lr(value); }
-    void serialize(::torch::serialize::OutputArchive& archive) const override {
-        detail::write_option(archive, "lr", lr());
-        detail::write_option(archive, "momentum", momentum());
-        detail::write_option(archive, "dampening", dampening());
-        detail::write_option(archive, "weight_decay", weight_decay());
-        detail::write_option(archive, "nesterov", nesterov());
-        detail::write_option(archive, "masked", masked());
-    }
-    void serialize(::torch::serialize::InputArchive& archive) override {
-        c10::IValue v;
-        if (detail::read_option(archive, "lr", v)) lr(v.toDouble());
-        if (detail::read_option(archive, "momentum", v)) momentum(v.toDouble());
-        if (detail::read_option(archive, "dampening", v)) dampening(v.toDouble());
-        if (detail::read_option(archive, "weight_decay", v)) weight_decay(v.toDouble());
-        if (detail::read_option(archive, "nesterov", v)) nesterov(v.toBool());
-        if (detail::read_option(archive, "masked", v)) masked(v.toBool());
-    }
-    friend bool operator==(const ChildTuningSGDOptions& a, const ChildTuningSGDOptions& b) {
-        return a.to_core() == b.to_core() && a.masked() == b.masked();
     }
 };
 
