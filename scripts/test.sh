@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-./scripts/install-deps.sh cmake ninja-build g++ clang libomp-dev catch2 libeigen3-dev libbenchmark-dev
+./scripts/install-deps.sh cmake ninja-build g++ clang libomp-dev catch2 libeigen3-dev libbenchmark-dev libtorch-dev dataset-fashion-mnist gnuplot-nox zlib1g-dev
 
 jobs=$(nproc)
 for cxx in ${COMPILERS:-g++ clang++}; do
