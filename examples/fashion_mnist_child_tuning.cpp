@@ -63,7 +63,7 @@ namespace fs = std::filesystem;
 
 struct settings {
     int shots = 20;   //!< labelled training images per target class
-    int seeds = 5;
+    int seeds = 10;
     int epochs = 30;  //!< fine-tuning epochs
     double p_f = 0.3; //!< Child-Tuning_F keep probability
     double p_d = 0.3; //!< Child-Tuning_D kept fraction
@@ -83,7 +83,7 @@ constexpr const char* usage_text =
     "  prints the test accuracy per method (mean +- std over seeds, paired differences).\n"
     "options (a value follows the flag or '='):\n"
     "  --K N, --shots N      labelled training images per target class (default 20)\n"
-    "  --seeds N             fine-tuning seeds per method (default 5)\n"
+    "  --seeds N             fine-tuning seeds per method (default 10)\n"
     "  --pF P                Child-Tuning_F keep probability, in (0, 1] (default 0.3)\n"
     "  --pD P                Child-Tuning_D kept fraction, in (0, 1] (default 0.3)\n"
     "  --epochs N            fine-tuning epochs (default 30)\n"

@@ -118,14 +118,17 @@ std::string plot(const std::filesystem::path& png, const std::vector<method_resu
         std::ofstream gp(script_path, std::ios::trunc);
         if (!gp) return "cannot write " + script_path.string() + ": plot skipped";
         // Per-seed points spread a little around the method's x so that equal
-        // accuracies stay visible; the mean and its std bar sit at the x itself.
+        // accuracies stay visible, one line per seed across the methods (the
+        // differences are paired); the mean and its std bar sit at the x itself.
         gp << "$points << EOD\n";
-        for (std::size_t k = 0; k < methods.size(); ++k) {
-            const auto& m = methods[k];
-            const double n = static_cast<double>(m.accuracy.size());
-            for (std::size_t i = 0; i < m.accuracy.size(); ++i)
-                gp << format("%.4f %.4f\n", static_cast<double>(k + 1) - 0.15 + 0.3 * (static_cast<double>(i) + 0.5) / n,
-                             100 * m.accuracy[i]);
+        const std::size_t seeds = methods.front().accuracy.size();
+        for (std::size_t i = 0; i < seeds; ++i) {
+            for (std::size_t k = 0; k < methods.size(); ++k)
+                gp << format("%.4f %.4f\n",
+                             static_cast<double>(k + 1) - 0.15 +
+                                 0.3 * (static_cast<double>(i) + 0.5) / static_cast<double>(seeds),
+                             100 * methods[k].accuracy[i]);
+            gp << "\n";
         }
         gp << "EOD\n$means << EOD\n";
         for (std::size_t k = 0; k < methods.size(); ++k) {
@@ -155,7 +158,7 @@ std::string plot(const std::filesystem::path& png, const std::vector<method_resu
         for (std::size_t k = 0; k < methods.size(); ++k)
             gp << (k ? ", " : "") << gnuplot_quote(methods[k].name) << " " << k + 1;
         gp << ") noenhanced\n";
-        gp << "plot $points using 1:2 with points pt 7 ps 0.8 lc rgb '#7f7f7f' title 'one seed', \\\n"
+        gp << "plot $points using 1:2 with linespoints pt 7 ps 0.8 lw 0.5 lc rgb '#a0a0a0' title 'one seed', \\\n"
               "     $means using 1:2:3 with yerrorbars pt 5 ps 1.5 lw 2 lc rgb '#c00000' title 'mean +- std'\n";
         if (!gp.flush()) return "cannot write " + script_path.string() + ": plot skipped";
     }
