@@ -473,9 +473,9 @@ int main(int argc, char** argv) try {
 
     // ---- 2. fine-tuning ----
     std::printf("2. fine-tuning on classes 5-9: K = %d images per class, %d epochs, batch %lld, lr %g, "
-                "weight decay %g, %d seeds; test: %lld images\n",
+                "weight decay %g, %d seed%s; test: %lld images\n",
                 s.shots, s.epochs, static_cast<long long>(finetune_batch), s.lr, weight_decay, s.seeds,
-                static_cast<long long>(target_test.size()));
+                s.seeds == 1 ? "" : "s", static_cast<long long>(target_test.size()));
     char p_f_text[16], p_d_text[16];
     std::snprintf(p_f_text, sizeof p_f_text, "%.2f", s.p_f);
     std::snprintf(p_d_text, sizeof p_d_text, "%.2f", s.p_d);
