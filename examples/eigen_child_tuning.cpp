@@ -32,6 +32,9 @@
 //!     eigen_child_tuning [--seeds 10] [--shots 8] [--epochs 100] [--pF 0.3] [--pD 0.3]
 //!     eigen_child_tuning --smoke        # a fraction of a second, for CI
 
+#include "common/cli.hpp"
+#include "common/stats.hpp"
+
 #include <childtune/childtune.hpp>
 #include <childtune/eigen.hpp>
 #include <childtune/mask/fisher.hpp>
@@ -96,64 +99,30 @@ constexpr const char* usage_text =
     "                   flags after it override its values\n"
     "  --help           this text\n";
 
-[[noreturn]] void usage_error(const std::string& message) {
-    std::fprintf(stderr, "eigen_child_tuning: %s\n%s", message.c_str(), usage_text);
-    std::exit(2);
-}
-
-template <class T>
-T parse_number(std::string_view flag, const std::string& text) {
-    try {
-        std::size_t used = 0;
-        if constexpr (std::is_floating_point_v<T>) {
-            const T value = static_cast<T>(std::stod(text, &used));
-            if (used == text.size()) return value;
-        } else {
-            const long long value = std::stoll(text, &used);
-            if (used == text.size() && value >= 0 && static_cast<unsigned long long>(value) <= std::numeric_limits<T>::max())
-                return static_cast<T>(value);
-        }
-    } catch (const std::exception&) {
-    }
-    usage_error("invalid value '" + text + "' for " + std::string(flag));
-}
-
 settings parse(int argc, char** argv) {
     settings s;
-    for (int i = 1; i < argc; ++i) {
-        std::string arg = argv[i];
-        std::optional<std::string> value;
-        if (const auto eq = arg.find('='); eq != std::string::npos) {
-            value = arg.substr(eq + 1);
-            arg.resize(eq);
-        }
-        const auto next = [&]() -> std::string {
-            if (value) return *value;
-            if (i + 1 >= argc) usage_error(arg + " needs a value");
-            return argv[++i];
-        };
-        if (arg == "--help" || arg == "-h") {
-            std::fputs(usage_text, stdout);
-            std::exit(0);
-        } else if (arg == "--smoke") {
+    example_cli::arguments args(argc, argv, "eigen_child_tuning", usage_text);
+    while (args.next()) {
+        if (args.is("--smoke")) {
             s.seeds = 2;
             s.epochs = 20;
             s.pretrain_examples = 3000;
             s.pretrain_epochs = 2;
             s.test_examples = 1000;
-        } else if (arg == "--seeds") s.seeds = parse_number<int>(arg, next());
-        else if (arg == "--shots") s.shots = parse_number<int>(arg, next());
-        else if (arg == "--epochs") s.epochs = parse_number<int>(arg, next());
-        else if (arg == "--pF") s.p_f = parse_number<double>(arg, next());
-        else if (arg == "--pD") s.p_d = parse_number<double>(arg, next());
-        else if (arg == "--lr") s.lr = parse_number<double>(arg, next());
-        else if (arg == "--pretrain-examples") s.pretrain_examples = parse_number<int>(arg, next());
-        else if (arg == "--pretrain-epochs") s.pretrain_epochs = parse_number<int>(arg, next());
-        else if (arg == "--test-examples") s.test_examples = parse_number<int>(arg, next());
-        else if (arg == "--world-seed") s.world_seed = parse_number<std::uint64_t>(arg, next());
-        else if (arg == "--threads") s.threads = parse_number<int>(arg, next());
-        else usage_error("unknown option '" + arg + "'");
+        } else if (args.is("--seeds")) s.seeds = args.number<int>();
+        else if (args.is("--shots")) s.shots = args.number<int>();
+        else if (args.is("--epochs")) s.epochs = args.number<int>();
+        else if (args.is("--pF")) s.p_f = args.number<double>();
+        else if (args.is("--pD")) s.p_d = args.number<double>();
+        else if (args.is("--lr")) s.lr = args.number<double>();
+        else if (args.is("--pretrain-examples")) s.pretrain_examples = args.number<int>();
+        else if (args.is("--pretrain-epochs")) s.pretrain_epochs = args.number<int>();
+        else if (args.is("--test-examples")) s.test_examples = args.number<int>();
+        else if (args.is("--world-seed")) s.world_seed = args.number<std::uint64_t>();
+        else if (args.is("--threads")) s.threads = args.number<int>();
+        else args.unknown();
     }
+    const auto usage_error = [&](const std::string& message) { args.fail(message); };
     if (s.seeds < 1) usage_error("--seeds must be >= 1");
     if (s.shots < 1) usage_error("--shots must be >= 1");
     if (s.epochs < 1 || s.pretrain_epochs < 0) usage_error("--epochs must be >= 1, --pretrain-epochs >= 0");
@@ -416,33 +385,6 @@ childtune::mask_set fisher_mask(const mlp& start, const dataset& d, std::size_t 
     return fisher.select(p_d).masks;
 }
 
-//! Mean and sample standard deviation.
-struct summary {
-    double mean = 0, std = 0;
-};
-summary summarize(const std::vector<double>& v) {
-    summary s;
-    for (double x : v) s.mean += x;
-    s.mean /= static_cast<double>(v.size());
-    if (v.size() > 1) {
-        for (double x : v) s.std += (x - s.mean) * (x - s.mean);
-        s.std = std::sqrt(s.std / static_cast<double>(v.size() - 1));
-    }
-    return s;
-}
-//! Per-seed differences a - b. Every method sees the same data, head and batch
-//! order for a seed, so the paired difference removes the (large) variation
-//! between few-shot samples that the per-method std is dominated by.
-std::vector<double> minus(const std::vector<double>& a, const std::vector<double>& b) {
-    std::vector<double> d(a.size());
-    for (std::size_t i = 0; i < a.size(); ++i) d[i] = a[i] - b[i];
-    return d;
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
 } // namespace
 
 int main(int argc, char** argv) try {
@@ -467,7 +409,7 @@ int main(int argc, char** argv) try {
         register_model(opt, o, pretrained, g);
         train(opt, pretrained, g, source, s.pretrain_epochs, 64, exec, world_rng);
     }
-    const double t_pretrain = seconds_since(t_start);
+    const double t_pretrain = example_stats::seconds_since(t_start);
 
     std::printf("Child-Tuning on an Eigen MLP %ld-%ld-%ld (%ld hidden + %ld head parameters)\n", long(input_dim),
                 long(hidden_dim), long(hidden_dim), long(hidden_dim * (input_dim + hidden_dim + 2)),
@@ -506,7 +448,7 @@ int main(int argc, char** argv) try {
 
         const auto t_fisher = std::chrono::steady_clock::now();
         const childtune::mask_set masks = fisher_mask(start, train_set, batch, s.p_d);
-        fisher_seconds += seconds_since(t_fisher);
+        fisher_seconds += example_stats::seconds_since(t_fisher);
         if (seed == 0)
             for (const auto& t : masks.summary())
                 mask_report += "  " + t.name + " " + std::to_string(std::lround(100 * t.kept_fraction())) + "%";
@@ -527,7 +469,7 @@ int main(int argc, char** argv) try {
             rng order_rng(4000 + seed64);
             loss[k].push_back(train(opt, m, g, train_set, s.epochs, batch, exec, order_rng));
             acc[k].push_back(accuracy(m, target_test));
-            train_seconds[k] += seconds_since(t0);
+            train_seconds[k] += example_stats::seconds_since(t0);
         }
     }
 
@@ -535,14 +477,14 @@ int main(int argc, char** argv) try {
     std::printf("%-15s %-5s %-20s %-22s %-6s %-10s %s\n", "method", "p", "test accuracy (%)", "vs vanilla (paired)",
                 "better", "train loss", "time/seed");
     for (int k = 0; k < method_count; ++k) {
-        const summary a = summarize(acc[k]);
-        const summary l = summarize(loss[k]);
+        const example_stats::mean_std a = example_stats::summarize(acc[k]);
+        const example_stats::mean_std l = example_stats::summarize(loss[k]);
         char p[16] = "-", delta[64] = "", better[16] = "";
         if (k == child_f) std::snprintf(p, sizeof p, "%.2f", s.p_f);
         if (k == child_d) std::snprintf(p, sizeof p, "%.2f", s.p_d);
         if (k != vanilla) {
-            const auto d = minus(acc[k], acc[vanilla]);
-            const summary ds = summarize(d);
+            const auto d = example_stats::paired_differences(acc[k], acc[vanilla]);
+            const example_stats::mean_std ds = example_stats::summarize(d);
             // standard error of the mean paired difference
             std::snprintf(delta, sizeof delta, "%+6.2f +- %.2f", 100 * ds.mean,
                           100 * ds.std / std::sqrt(static_cast<double>(d.size())));
@@ -555,7 +497,7 @@ int main(int argc, char** argv) try {
     }
     std::printf("\n+- after an accuracy: std over seeds; after a paired difference: its standard error.\n");
     std::printf("Fisher scores + top-p selection: %.4f s per seed. Total %.2f s (%d thread%s).\n",
-                fisher_seconds / s.seeds, seconds_since(t_start), s.threads, s.threads == 1 ? "" : "s");
+                fisher_seconds / s.seeds, example_stats::seconds_since(t_start), s.threads, s.threads == 1 ? "" : "s");
     return 0;
 } catch (const std::exception& e) {
     std::fprintf(stderr, "eigen_child_tuning: %s\n", e.what());

@@ -27,6 +27,8 @@
 //! per-seed accuracies, a CSV of every run and a PNG plot (gnuplot) in --out.
 //! The numbers are a function of the flags only.
 
+#include "common/cli.hpp"
+#include "common/stats.hpp"
 #include "fashion_mnist/idx.hpp"
 #include "fashion_mnist/report.hpp"
 
@@ -101,67 +103,32 @@ constexpr const char* usage_text =
     "                        it override its values\n"
     "  --help                this text\n";
 
-[[noreturn]] void usage_error(const std::string& message) {
-    std::fprintf(stderr, "fashion_mnist_child_tuning: %s\n%s", message.c_str(), usage_text);
-    std::exit(2);
-}
-
-template <class T>
-T parse_number(std::string_view flag, const std::string& text) {
-    try {
-        std::size_t used = 0;
-        if constexpr (std::is_floating_point_v<T>) {
-            const T value = static_cast<T>(std::stod(text, &used));
-            if (used == text.size()) return value;
-        } else {
-            const long long value = std::stoll(text, &used);
-            if (used == text.size() && value >= 0 &&
-                static_cast<unsigned long long>(value) <= static_cast<unsigned long long>(std::numeric_limits<T>::max()))
-                return static_cast<T>(value);
-        }
-    } catch (const std::exception&) {
-    }
-    usage_error("invalid value '" + text + "' for " + std::string(flag));
-}
-
 settings parse(int argc, char** argv) {
     settings s;
-    for (int i = 1; i < argc; ++i) {
-        std::string arg = argv[i];
-        std::optional<std::string> value;
-        if (const auto eq = arg.find('='); eq != std::string::npos) {
-            value = arg.substr(eq + 1);
-            arg.resize(eq);
-        }
-        const auto next = [&]() -> std::string {
-            if (value) return *value;
-            if (i + 1 >= argc) usage_error(arg + " needs a value");
-            return argv[++i];
-        };
-        if (arg == "--help" || arg == "-h") {
-            std::fputs(usage_text, stdout);
-            std::exit(0);
-        } else if (arg == "--smoke") {
+    example_cli::arguments args(argc, argv, "fashion_mnist_child_tuning", usage_text);
+    while (args.next()) {
+        if (args.is("--smoke")) {
             s.pretrain_examples = 2000;
             s.pretrain_epochs = 1;
             s.test_examples = 1000;
             s.seeds = 2;
             s.shots = 5;
             s.epochs = 3;
-        } else if (arg == "--K" || arg == "--shots") s.shots = parse_number<int>(arg, next());
-        else if (arg == "--seeds") s.seeds = parse_number<int>(arg, next());
-        else if (arg == "--pF") s.p_f = parse_number<double>(arg, next());
-        else if (arg == "--pD") s.p_d = parse_number<double>(arg, next());
-        else if (arg == "--epochs") s.epochs = parse_number<int>(arg, next());
-        else if (arg == "--lr") s.lr = parse_number<double>(arg, next());
-        else if (arg == "--pretrain-epochs") s.pretrain_epochs = parse_number<int>(arg, next());
-        else if (arg == "--pretrain-examples") s.pretrain_examples = parse_number<std::size_t>(arg, next());
-        else if (arg == "--test-examples") s.test_examples = parse_number<std::size_t>(arg, next());
-        else if (arg == "--threads") s.threads = parse_number<int>(arg, next());
-        else if (arg == "--out") s.out = next();
-        else if (arg == "--data") s.data = next();
-        else usage_error("unknown option '" + arg + "'");
+        } else if (args.is("--K") || args.is("--shots")) s.shots = args.number<int>();
+        else if (args.is("--seeds")) s.seeds = args.number<int>();
+        else if (args.is("--pF")) s.p_f = args.number<double>();
+        else if (args.is("--pD")) s.p_d = args.number<double>();
+        else if (args.is("--epochs")) s.epochs = args.number<int>();
+        else if (args.is("--lr")) s.lr = args.number<double>();
+        else if (args.is("--pretrain-epochs")) s.pretrain_epochs = args.number<int>();
+        else if (args.is("--pretrain-examples")) s.pretrain_examples = args.number<std::size_t>();
+        else if (args.is("--test-examples")) s.test_examples = args.number<std::size_t>();
+        else if (args.is("--threads")) s.threads = args.number<int>();
+        else if (args.is("--out")) s.out = args.text();
+        else if (args.is("--data")) s.data = args.text();
+        else args.unknown();
     }
+    const auto usage_error = [&](const std::string& message) { args.fail(message); };
     if (s.seeds < 1) usage_error("--seeds must be >= 1");
     if (s.shots < 1) usage_error("--K must be >= 1");
     if (s.epochs < 1) usage_error("--epochs must be >= 1");
@@ -309,9 +276,6 @@ double accuracy(cnn& m, const task_data& d) {
     return static_cast<double>(right) / static_cast<double>(d.size());
 }
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 // ---- pretraining ------------------------------------------------------------------
 
@@ -347,7 +311,7 @@ void pretrain(cnn& m, const task_data& source, int epochs) {
             ++since;
             if ((b + 1) % 100 == 0 || b + 1 == batches.size()) {
                 std::printf("  pretraining epoch %d/%d, batch %zu/%zu: loss %.4f (%.0f s)\n", e + 1, epochs, b + 1,
-                            batches.size(), sum / static_cast<double>(since), seconds_since(t0));
+                            batches.size(), sum / static_cast<double>(since), example_stats::seconds_since(t0));
                 sum = 0;
                 since = 0;
             }
@@ -466,7 +430,7 @@ int main(int argc, char** argv) try {
     } else {
         std::printf("1. no pretraining (--pretrain-epochs 0): the body starts at random\n");
     }
-    const double pretrain_seconds = seconds_since(t_pretrain);
+    const double pretrain_seconds = example_stats::seconds_since(t_pretrain);
     std::printf("   source test accuracy (classes 0-4, %lld images): %.2f%% (%s %.1f s)\n",
                 static_cast<long long>(source_test.size()), 100 * accuracy(pretrained, source_test),
                 cached ? "loaded in" : "pretrained in", pretrain_seconds);
@@ -530,13 +494,13 @@ int main(int argc, char** argv) try {
             r.seeds.push_back(seed);
             r.accuracy.push_back(acc);
             r.train_loss.push_back(loss);
-            r.seconds.push_back(seconds_since(t0));
+            r.seconds.push_back(example_stats::seconds_since(t0));
             std::printf("   [%*d/%d] seed %d  %-15s test accuracy %6.2f%%  train loss %.4f  (%.1f s)\n", width, run + 1,
                         runs, seed, r.name.c_str(), 100 * acc, loss, r.seconds.back());
             ++run;
         }
     }
-    const double finetune_seconds = seconds_since(t_finetune);
+    const double finetune_seconds = example_stats::seconds_since(t_finetune);
 
     // ---- 3. results ----
     std::printf("\n%s", fashion_mnist::format_table(methods).c_str());
@@ -547,7 +511,7 @@ int main(int argc, char** argv) try {
     std::snprintf(title, sizeof title, "Fashion-MNIST 5-9, K = %d per class, %d seeds", s.shots, s.seeds);
     std::printf("%s\n", fashion_mnist::plot(s.out / "fashion_mnist_accuracy.png", methods, title).c_str());
     std::printf("time: pretraining %.1f s%s, fine-tuning %.1f s (%.1f s per seed), total %.1f s\n", pretrain_seconds,
-                cached ? " (cache)" : "", finetune_seconds, finetune_seconds / s.seeds, seconds_since(t_start));
+                cached ? " (cache)" : "", finetune_seconds, finetune_seconds / s.seeds, example_stats::seconds_since(t_start));
     return 0;
 } catch (const std::exception& e) {
     std::fprintf(stderr, "fashion_mnist_child_tuning: %s\n", e.what());

@@ -1,5 +1,7 @@
 #include "report.hpp"
 
+#include "../common/stats.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -8,18 +10,16 @@
 #include <stdexcept>
 
 namespace fashion_mnist {
+using example_stats::mean_std;
+using example_stats::paired_differences;
+using example_stats::summarize;
+
 namespace {
 
 std::string format(const char* fmt, auto... args) {
     char buffer[256];
     std::snprintf(buffer, sizeof buffer, fmt, args...);
     return buffer;
-}
-
-std::vector<double> minus(const std::vector<double>& a, const std::vector<double>& b) {
-    std::vector<double> d(a.size());
-    for (std::size_t i = 0; i < a.size(); ++i) d[i] = a[i] - b[i];
-    return d;
 }
 
 //! A path as one word for /bin/sh.
@@ -44,18 +44,6 @@ std::string gnuplot_quote(const std::string& s) {
 
 } // namespace
 
-mean_std summarize(const std::vector<double>& v) {
-    mean_std s;
-    if (v.empty()) return s;
-    for (const double x : v) s.mean += x;
-    s.mean /= static_cast<double>(v.size());
-    if (v.size() > 1) {
-        for (const double x : v) s.std += (x - s.mean) * (x - s.mean);
-        s.std = std::sqrt(s.std / static_cast<double>(v.size() - 1));
-    }
-    return s;
-}
-
 std::string format_table(const std::vector<method_results>& methods) {
     if (methods.empty()) return {};
     const auto& base = methods.front();
@@ -67,7 +55,7 @@ std::string format_table(const std::vector<method_results>& methods) {
         const mean_std a = summarize(m.accuracy);
         std::string delta, better;
         if (k > 0) {
-            const auto d = minus(m.accuracy, base.accuracy);
+            const auto d = paired_differences(m.accuracy, base.accuracy);
             const mean_std ds = summarize(d);
             // The standard error of the mean paired difference: the few-shot
             // sample moves every method together, the pairing removes that.

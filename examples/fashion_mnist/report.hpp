@@ -21,12 +21,6 @@ struct method_results {
     std::vector<double> seconds;    //!< fine-tuning time, including its Fisher pass
 };
 
-//! Mean and sample standard deviation (0 for one value).
-struct mean_std {
-    double mean = 0, std = 0;
-};
-mean_std summarize(const std::vector<double>& v);
-
 //! The summary table (mean +- std per method; for every method after the first,
 //! the paired difference to the first: mean +- standard error, and the seeds on
 //! which it is better), then the per-seed accuracies and differences.
