@@ -349,6 +349,24 @@ TEST_CASE("parameters without gradients are skipped, as torch's optimizers skip 
     require_close(a->head->weight, b->head->weight, 1e-5, "head.weight");
 }
 
+TEST_CASE("the thread count of the fused step does not change results", "[torch]") {
+    auto a = make_net(15), b = make_net(15);
+    ChildTuningAdamW one(a->named_parameters(), ChildTuningAdamWOptions(1e-2), childtune::bernoulli{0.3, 4});
+    ChildTuningAdamW two(b->named_parameters(), ChildTuningAdamWOptions(1e-2), childtune::bernoulli{0.3, 4});
+    one.set_threads(1);
+    two.set_threads(2);
+    CHECK_THROWS_WITH(two.set_threads(-1), Catch::Contains(">= 0"));
+    for (int t = 0; t < 3; ++t) {
+        for (auto* m : {&a, &b}) {
+            (*m)->zero_grad();
+            backward(*m, t);
+        }
+        one.step();
+        two.step();
+    }
+    for (const auto& item : a->named_parameters()) REQUIRE(same_bits(item.value(), b->named_parameters()[item.key()]));
+}
+
 TEST_CASE("step(closure) returns the closure's loss", "[torch]") {
     auto m = make_net(11);
     ChildTuningAdamW opt(m->named_parameters(), ChildTuningAdamWOptions(1e-2));

@@ -28,6 +28,10 @@
 #include <utility>
 #include <vector>
 
+#if __has_include(<unistd.h>)
+#include <unistd.h>
+#endif
+
 namespace childtune::torch {
 
 struct fisher_mask_options {
@@ -48,6 +52,14 @@ struct fisher_result {
 };
 
 namespace detail {
+inline bool stderr_is_terminal() {
+#if __has_include(<unistd.h>)
+    return ::isatty(2) != 0;
+#else
+    return false;
+#endif
+}
+
 //! Anything a range-for can walk: containers, ranges, torch::data data loaders
 //! (whose iterators predate the C++20 iterator concepts).
 template <class B>
@@ -95,6 +107,8 @@ fisher_result fisher_mask(::torch::nn::Module& model, Batches&& batches, LossOf&
         }
     if (selected.empty()) childtune::detail::fail("fisher_mask: no parameter of the module passes masked_if");
 
+    // A progress line redrawn with '\r' only on a terminal; logs and pipes get one line.
+    const bool interactive = options.progress && detail::stderr_is_terminal();
     const bool was_training = model.is_training();
     model.train(true);
     std::size_t seen = 0;
@@ -119,13 +133,16 @@ fisher_result fisher_mask(::torch::nn::Module& model, Batches&& batches, LossOf&
         }
         fisher.end_batch();
         ++seen;
-        if (options.progress) {
+        if (options.progress && interactive) {
             if (n != 0) std::fprintf(stderr, "\rFisher information: batch %zu/%zu", seen, n);
             else std::fprintf(stderr, "\rFisher information: batch %zu", seen);
             std::fflush(stderr);
         }
     });
-    if (options.progress) std::fprintf(stderr, "\n");
+    if (options.progress) {
+        if (interactive) std::fprintf(stderr, "\n");
+        else std::fprintf(stderr, "Fisher information: %zu batches\n", seen);
+    }
     model.zero_grad();
     model.train(was_training);
 

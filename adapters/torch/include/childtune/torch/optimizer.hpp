@@ -125,7 +125,7 @@ public:
                 return loss;
             }
         const std::uint64_t step_index = core_.step_count();
-        last_result_ = core_.step();
+        last_result_ = core_.step(backend_);
         if (last_result_.applied) step_on_device(step_index);
         return loss;
     }
@@ -141,6 +141,12 @@ public:
     }
     const std::vector<std::string>& parameter_names() const { return names_; }
     const childtune::optimizer<rule_type>& core() const { return core_; }
+    //! Threads of the fused CPU step (0: OpenMP's default, which follows
+    //! torch::set_num_threads). Results do not depend on it.
+    void set_threads(int threads) {
+        if (threads < 0) childtune::detail::fail("set_threads: a thread count must be >= 0");
+        backend_.threads = threads;
+    }
     //! Sends CPU tensors through the ATen path too (for testing that path on
     //! machines without a GPU). Choose before the first step.
     void force_aten_path(bool on) {
@@ -407,6 +413,7 @@ private:
     std::vector<device_state> device_;
     std::unordered_map<std::size_t, at::Tensor> device_masks_; //!< fixed masks expanded on the device
     bool force_aten_ = false;
+    openmp_backend backend_;
     step_result last_result_;
 };
 
