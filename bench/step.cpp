@@ -1,132 +1,153 @@
-// The fused CPU step (dense AdamW, Child-Tuning_F, Child-Tuning_D) beside a
-// stream-triad probe and a plain C++ AdamW loop, all in one binary so the ratios
-// are measured under the same load.
+// The optimizer step, torch-free methods: the stream-triad probe (the roofline),
+// AdamW as a plain C++ loop (what a user writes by hand), and childtune's fused
+// step (dense AdamW, Child-Tuning_F, Child-Tuning_D; fp32, and 16-bit parameters
+// with fp32 state) through childtune::optimizer. step_torch.cpp adds the LibTorch
+// peers to the same binary when LibTorch is found.
 //
 // fp32 AdamW moves 28 bytes per parameter (read param, grad, m, v; write param,
-// m, v); the triad moves 12 bytes per element as STREAM counts them. N defaults
-// to 64 Mi parameters; set CHILDTUNE_BENCH_N to change it (CI smoke-tests with a
-// small N). Build with the project's defaults: this file is compiled at -O2, no
-// -march, no fast-math, the flags a user's training code has.
+// m, v); 16-bit parameters and gradients with fp32 state move 22; the triad moves
+// 12 bytes per element as STREAM counts them (its write-allocate traffic is not
+// counted). This file is compiled at -O2, no -march, no fast-math: the flags a
+// user's training code has.
 
 #include <childtune/exec/backend.hpp>
-#include <childtune/mask/bernoulli.hpp>
-#include <childtune/mask/fixed.hpp>
+#include <childtune/numeric/half.hpp>
 #include <childtune/optimizer.hpp>
+#include <childtune/tensor_view.hpp>
 #include <childtune/update/adamw.hpp>
 
-#include "bench_env.hpp"
+#include "step_support.hpp"
 
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cmath>
-#include <cstdint>
+#include <cstddef>
 #include <vector>
 
 namespace {
 
-std::size_t bench_n() {
-    static const std::size_t n = bench_env::size_or("CHILDTUNE_BENCH_N", std::size_t{64} << 20);
-    return n;
-}
+using bench::mode;
 
-constexpr double bytes_per_param = 28.0;
-constexpr double keep_probability = 0.3;
-
-// First-touch every buffer in parallel, with the same static split the work uses,
-// so pages are spread as in a real training process.
-std::vector<float> filled(std::size_t n, float value) {
-    std::vector<float> v(n);
-    childtune::default_backend{}.parallel_for((n + 65535) / 65536, [&](std::size_t b) {
-        const std::size_t end = std::min(n, (b + 1) * 65536);
-        for (std::size_t i = b * 65536; i < end; ++i) v[i] = value * static_cast<float>(1 + (i % 7));
+// STREAM triad a = b + s*c over as many elements as the shape has parameters:
+// the memory-bandwidth roofline of this machine.
+void triad(benchmark::State& state, const bench::shape& s) {
+    const std::size_t base = bench::begin_memory();
+    const std::size_t n = s.total;
+    bench::buffer<float> a(n), b(n), c(n);
+    a.fill([](std::size_t) { return 0.0f; });
+    b.fill([](std::size_t i) { return bench::param_value(i); });
+    c.fill([](std::size_t i) { return bench::grad_value(i); });
+    float* pa = a.data();
+    const float* pb = b.data();
+    const float* pc = c.data();
+    constexpr std::size_t chunk = std::size_t{1} << 16;
+    bench::time_steps(state, [&] {
+        childtune::default_backend{}.parallel_for((n + chunk - 1) / chunk, [&](std::size_t w) {
+            const std::size_t end = std::min(n, (w + 1) * chunk);
+            for (std::size_t i = w * chunk; i < end; ++i) pa[i] = pb[i] + 1.5f * pc[i];
+        });
     });
-    return v;
+    bench::report(state, s, 12.0, base, bench::core_threads());
 }
 
-void report(benchmark::State& state, double bytes_per_item) {
-    const auto n = static_cast<double>(bench_n());
-    state.counters["params/s"] =
-        benchmark::Counter(n, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::OneK::kIs1000);
-    state.counters["bytes/s"] = benchmark::Counter(n * bytes_per_item, benchmark::Counter::kIsIterationInvariantRate,
-                                                   benchmark::Counter::OneK::kIs1000);
-}
-
-// STREAM triad a = b + s*c: the memory-bandwidth roofline of this machine.
-void triad(benchmark::State& state) {
-    const std::size_t n = bench_n();
-    auto a = filled(n, 0.0f), b = filled(n, 1.0f), c = filled(n, 2.0f);
-    const std::size_t chunk = 1 << 16, items = (n + chunk - 1) / chunk;
-    for (auto _ : state) {
-        childtune::default_backend{}.parallel_for(items, [&](std::size_t w) {
-            const std::size_t end = std::min(n, (w + 1) * chunk);
-            for (std::size_t i = w * chunk; i < end; ++i) a[i] = b[i] + 1.5f * c[i];
-        });
-        benchmark::ClobberMemory();
+// The reference AdamW (legacy flavour) as a plain loop per tensor, parallel
+// within each tensor. std::sqrt must set errno, so at -O2 the compiler keeps this
+// loop scalar.
+void plain_loop(benchmark::State& state, const bench::shape& s) {
+    auto& prob = bench::problem_for(s);
+    const std::size_t base = bench::begin_memory();
+    std::vector<bench::buffer<float>> m, v;
+    for (const auto& t : s.tensors) {
+        m.emplace_back(t.size);
+        v.emplace_back(t.size);
+        m.back().fill([](std::size_t) { return 0.0f; });
+        v.back().fill([](std::size_t) { return 0.0f; });
     }
-    report(state, 12.0);
+    const float b1 = 0.9f, b2 = 0.999f, eps = static_cast<float>(bench::adam_eps);
+    const float decay = static_cast<float>(bench::learning_rate * bench::weight_decay);
+    int t = 0;
+    constexpr std::size_t chunk = std::size_t{1} << 16;
+    bench::time_steps(state, [&] {
+        ++t;
+        const float step = static_cast<float>(bench::learning_rate * std::sqrt(1 - std::pow(0.999, t)) / (1 - std::pow(0.9, t)));
+        for (std::size_t k = 0; k < s.tensors.size(); ++k) {
+            const auto& spec = s.tensors[k];
+            float* p = prob.param(spec);
+            const float* g = prob.grad(spec);
+            float* mk = m[k].data();
+            float* vk = v[k].data();
+            const std::size_t n = spec.size;
+            childtune::default_backend{}.parallel_for((n + chunk - 1) / chunk, [&](std::size_t w) {
+                const std::size_t end = std::min(n, (w + 1) * chunk);
+                for (std::size_t i = w * chunk; i < end; ++i) {
+                    mk[i] = b1 * mk[i] + (1 - b1) * g[i];
+                    vk[i] = b2 * vk[i] + (1 - b2) * g[i] * g[i];
+                    p[i] -= step * mk[i] / (std::sqrt(vk[i]) + eps);
+                    p[i] -= decay * p[i];
+                }
+            });
+        }
+    });
+    bench::report(state, s, 28.0, base, bench::core_threads());
 }
 
-// What a user writes by hand: the reference AdamW as a plain loop. std::sqrt
-// must set errno, so at -O2 the compiler keeps this loop scalar.
-void plain_loop_adamw(benchmark::State& state) {
-    const std::size_t n = bench_n();
-    auto p = filled(n, 1.0f), g = filled(n, 0.01f), m = filled(n, 0.0f), v = filled(n, 0.0f);
-    const std::size_t chunk = 1 << 16, items = (n + chunk - 1) / chunk;
-    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, step = 1e-3f, decay = 1.0f - 1e-5f;
-    for (auto _ : state) {
-        childtune::default_backend{}.parallel_for(items, [&](std::size_t w) {
-            const std::size_t end = std::min(n, (w + 1) * chunk);
-            for (std::size_t i = w * chunk; i < end; ++i) {
-                p[i] *= decay;
-                m[i] = b1 * m[i] + (1 - b1) * g[i];
-                v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
-                p[i] -= step * m[i] / (std::sqrt(v[i]) + eps);
-            }
-        });
-        benchmark::ClobberMemory();
-    }
-    report(state, bytes_per_param);
+// childtune::optimizer<adamw> over the shape's tensors: one group of encoder
+// tensors (masked) and one of the rest (masked by Child-Tuning_F only, as the
+// reference does).
+void core_step(benchmark::State& state, const bench::shape& s, mode m, childtune::nonfinite_policy check) {
+    auto& prob = bench::problem_for(s, m);
+    const std::size_t base = bench::begin_memory();
+    childtune::optimizer<childtune::adamw> opt(bench::mask_for(m, prob), {.on_nonfinite = check});
+    const auto encoder = opt.add_group("encoder", bench::adamw_options(m), true);
+    const auto rest = opt.add_group("other", bench::adamw_options(m), m == mode::ct_f);
+    for (const auto& t : s.tensors)
+        opt.add_parameter<float>(t.encoder ? encoder : rest, t.name, {prob.param(t), t.size}, {prob.grad(t), t.size});
+    opt.step(); // allocates the state outside the timed loop
+    bench::time_steps(state, [&] { opt.step(); });
+    bench::report(state, s, 28.0, base, bench::core_threads());
 }
 
-enum class mode { dense, bernoulli, fisher };
+void core_dense(benchmark::State& st, const bench::shape& s) { core_step(st, s, mode::dense, childtune::nonfinite_policy::unchecked); }
+void core_dense_checked(benchmark::State& st, const bench::shape& s) { core_step(st, s, mode::dense, childtune::nonfinite_policy::raise); }
+void core_ct_f(benchmark::State& st, const bench::shape& s) { core_step(st, s, mode::ct_f, childtune::nonfinite_policy::unchecked); }
+void core_ct_d(benchmark::State& st, const bench::shape& s) { core_step(st, s, mode::ct_d, childtune::nonfinite_policy::unchecked); }
 
-// One fp32 tensor of N parameters in a masked group through childtune's
-// optimizer (job set-up included), with or without the NaN/Inf pre-scan.
-void fused_step(benchmark::State& state, mode which, childtune::nonfinite_policy check) {
-    const std::size_t n = bench_n();
-    auto p = filled(n, 1.0f), g = filled(n, 0.01f);
-    childtune::mask_mode mask = childtune::dense{};
-    if (which == mode::bernoulli) mask = childtune::bernoulli{keep_probability, 42};
-    if (which == mode::fisher) {
-        childtune::bit_mask bits(n);
-        const auto draws = childtune::bernoulli{keep_probability, 7}.view(1, 0);
-        for (std::size_t w = 0; w < bits.words().size(); ++w) bits.words()[w] = draws.bits64(64 * w);
-        childtune::mask_set set;
-        set.add("encoder.weight", childtune::bit_mask(n, std::vector<std::uint64_t>(bits.words().begin(), bits.words().end())));
-        mask = childtune::fixed{std::move(set)};
-    }
-    childtune::optimizer<childtune::adamw> opt(std::move(mask), {.on_nonfinite = check});
-    const auto group = opt.add_group("encoder", {.lr = 1e-5, .weight_decay = 0.01});
-    opt.add_parameter(group, "encoder.weight", p, g);
-    opt.step(); // allocate the state outside the timed loop
-    for (auto _ : state) {
-        opt.step();
-        benchmark::ClobberMemory();
-    }
-    report(state, bytes_per_param);
+// 16-bit parameters and gradients with fp32 state (chosen automatically): one
+// flat tensor, its own memory (22 bytes per parameter).
+template <class P>
+void mixed_step(benchmark::State& state, const bench::shape& s, mode m) {
+    const std::size_t base = bench::begin_memory();
+    const auto& t = s.tensors.front();
+    bench::buffer<P> p(t.size), g(t.size);
+    p.fill([](std::size_t i) { return P(bench::param_value(i)); });
+    g.fill([](std::size_t i) { return P(bench::grad_value(i)); });
+    childtune::optimizer<childtune::adamw> opt(m == mode::ct_f ? childtune::mask_mode{childtune::bernoulli{bench::keep_probability, 42}}
+                                                               : childtune::mask_mode{childtune::dense{}},
+                                               {.on_nonfinite = childtune::nonfinite_policy::unchecked});
+    const auto group = opt.add_group("encoder", bench::adamw_options(m), true);
+    opt.add_parameter<P>(group, t.name, {p.data(), t.size}, {g.data(), t.size});
+    opt.step();
+    bench::time_steps(state, [&] { opt.step(); });
+    bench::report(state, s, 22.0, base, bench::core_threads());
 }
+
+void bf16_dense(benchmark::State& st, const bench::shape& s) { mixed_step<childtune::bfloat16>(st, s, mode::dense); }
+void bf16_ct_f(benchmark::State& st, const bench::shape& s) { mixed_step<childtune::bfloat16>(st, s, mode::ct_f); }
+void fp16_dense(benchmark::State& st, const bench::shape& s) { mixed_step<childtune::float16>(st, s, mode::dense); }
+void fp16_ct_f(benchmark::State& st, const bench::shape& s) { mixed_step<childtune::float16>(st, s, mode::ct_f); }
+
+using bench::add_method;
+constexpr unsigned everywhere = bench::flat | bench::model;
+const add_method m_triad{{0, "triad", &triad, everywhere}};
+const add_method m_plain{{10, "plain_loop/adamw", &plain_loop, everywhere}};
+const add_method m_dense{{30, "childtune/dense", &core_dense, everywhere}};
+const add_method m_dense_checked{{31, "childtune/dense+nan_check", &core_dense_checked, everywhere}};
+const add_method m_ct_f{{32, "childtune/ct_f", &core_ct_f, everywhere}};
+const add_method m_ct_d{{33, "childtune/ct_d", &core_ct_d, everywhere}};
+const add_method m_bf16_dense{{50, "childtune/bf16/dense", &bf16_dense, bench::largest_flat}};
+const add_method m_bf16_ct_f{{51, "childtune/bf16/ct_f", &bf16_ct_f, bench::largest_flat}};
+const add_method m_fp16_dense{{52, "childtune/fp16/dense", &fp16_dense, bench::largest_flat}};
+const add_method m_fp16_ct_f{{53, "childtune/fp16/ct_f", &fp16_ct_f, bench::largest_flat}};
 
 } // namespace
-
-BENCHMARK(triad)->Name("triad")->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(fused_step, dense, mode::dense, childtune::nonfinite_policy::unchecked)
-    ->Name("step/dense")->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(fused_step, ct_f, mode::bernoulli, childtune::nonfinite_policy::unchecked)
-    ->Name("step/ct_f")->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(fused_step, ct_d, mode::fisher, childtune::nonfinite_policy::unchecked)
-    ->Name("step/ct_d")->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(fused_step, dense_checked, mode::dense, childtune::nonfinite_policy::raise)
-    ->Name("step/dense+nan_check")->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(fused_step, ct_f_checked, mode::bernoulli, childtune::nonfinite_policy::raise)
-    ->Name("step/ct_f+nan_check")->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(plain_loop_adamw)->Name("plain_loop/adamw")->UseRealTime()->Unit(benchmark::kMillisecond);

@@ -1,0 +1,20 @@
+// main() of the step benchmarks: registers every method of every shape in a fixed
+// order (all methods of one shape back to back, on the same memory), then runs
+// Google Benchmark as usual.
+
+#include "step_support.hpp"
+
+#include <benchmark/benchmark.h>
+
+#include <string>
+
+int main(int argc, char** argv) {
+    bench::context().emplace_back("compiler", __VERSION__);
+    bench::context().emplace_back("openmp_threads", std::to_string(childtune::default_backend{}.concurrency()));
+    bench::register_all();
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}
