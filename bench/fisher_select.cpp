@@ -1,5 +1,11 @@
 // Child-Tuning_D mask selection: the global top-p cut over N float Fisher scores,
-// beside what a user would otherwise write (nth_element or sort on a copy).
+// beside what a user would otherwise write (nth_element or sort on a copy) and
+// what the published code does (concatenate every score, percentile on a copy).
+//
+// Besides time, every benchmark reports the peak memory it adds: `extra_heap`,
+// the peak of live operator-new bytes above those live at its start (this binary
+// counts them), and `extra_rss`, the peak resident set (VmHWM) above the RSS at
+// its start. Our selection's figure includes the masks it returns (N/8 bytes).
 //
 // N defaults to 256 Mi scores (about a BERT-large encoder, twice over); set
 // CHILDTUNE_BENCH_SELECT_N to change it (CI smoke-tests with a small N).
@@ -13,10 +19,61 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <new>
 #include <span>
 #include <string>
 #include <vector>
+
+#include <malloc.h>
+
+// ---- a counting global allocator -------------------------------------------------------------
+
+namespace {
+
+std::atomic<std::size_t> live_bytes{0}, peak_bytes{0};
+
+void note_allocation(void* p) {
+    if (!p) throw std::bad_alloc();
+    const std::size_t now = live_bytes.fetch_add(malloc_usable_size(p), std::memory_order_relaxed) + malloc_usable_size(p);
+    std::size_t peak = peak_bytes.load(std::memory_order_relaxed);
+    while (now > peak && !peak_bytes.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+    }
+}
+void note_release(void* p) {
+    if (p) live_bytes.fetch_sub(malloc_usable_size(p), std::memory_order_relaxed);
+}
+
+} // namespace
+
+void* operator new(std::size_t n) {
+    void* p = std::malloc(n == 0 ? 1 : n);
+    note_allocation(p);
+    return p;
+}
+void* operator new(std::size_t n, std::align_val_t a) {
+    const auto align = static_cast<std::size_t>(a);
+    void* p = std::aligned_alloc(align, (n + align - 1) / align * align);
+    note_allocation(p);
+    return p;
+}
+void* operator new[](std::size_t n) { return operator new(n); }
+void* operator new[](std::size_t n, std::align_val_t a) { return operator new(n, a); }
+void operator delete(void* p) noexcept {
+    note_release(p);
+    std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept { operator delete(p); }
+void operator delete(void* p, std::align_val_t) noexcept { operator delete(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { operator delete(p); }
+void operator delete[](void* p) noexcept { operator delete(p); }
+void operator delete[](void* p, std::size_t) noexcept { operator delete(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { operator delete(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { operator delete(p); }
 
 namespace {
 
@@ -24,6 +81,48 @@ std::size_t bench_n() {
     static const std::size_t n = bench_env::size_or("CHILDTUNE_BENCH_SELECT_N", std::size_t{256} << 20);
     return n;
 }
+
+// ---- peak-memory probes ---------------------------------------------------------------------------
+
+std::size_t status_bytes(const char* key) {
+    std::FILE* f = std::fopen("/proc/self/status", "r");
+    if (!f) return 0;
+    char line[256];
+    std::size_t kib = 0;
+    const std::size_t len = std::strlen(key);
+    while (std::fgets(line, sizeof line, f))
+        if (std::strncmp(line, key, len) == 0) {
+            kib = static_cast<std::size_t>(std::strtoull(line + len, nullptr, 10));
+            break;
+        }
+    std::fclose(f);
+    return kib * 1024;
+}
+
+// What one benchmark adds to the heap and to the resident set at its peak.
+class memory_probe {
+public:
+    memory_probe() {
+        malloc_trim(0); // hand freed heap pages back, so new allocations show in the RSS
+        if (std::FILE* f = std::fopen("/proc/self/clear_refs", "w")) { // VmHWM := VmRSS (Linux >= 4.0)
+            std::fputs("5", f);
+            std::fclose(f);
+        }
+        rss_ = status_bytes("VmRSS:");
+        heap_ = live_bytes.load();
+        peak_bytes.store(heap_);
+    }
+    void report(benchmark::State& state) const {
+        using C = benchmark::Counter;
+        const std::size_t hwm = status_bytes("VmHWM:"), heap = peak_bytes.load();
+        state.counters["extra_heap"] = C(static_cast<double>(heap > heap_ ? heap - heap_ : 0), C::kDefaults, C::OneK::kIs1024);
+        state.counters["extra_rss"] = C(static_cast<double>(hwm > rss_ ? hwm - rss_ : 0), C::kDefaults, C::OneK::kIs1024);
+        state.counters["N"] = static_cast<double>(bench_n());
+    }
+
+private:
+    std::size_t rss_ = 0, heap_ = 0;
+};
 
 constexpr std::size_t layers = 24;
 constexpr double keep_fraction = 0.3;
@@ -78,10 +177,12 @@ const layered& layered_scores() {
 template <class Backend>
 void top_p(benchmark::State& state, childtune::selection_rule rule, Backend backend) {
     const auto& in = layered_scores();
+    const memory_probe memory;
     for (auto _ : state) {
         auto r = childtune::select_top_p(in.tensors, keep_fraction, rule, backend);
         benchmark::DoNotOptimize(r.kept);
     }
+    memory.report(state);
     state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(bench_n()));
     state.counters["threads"] = static_cast<double>(backend.concurrency());
 }
@@ -100,10 +201,12 @@ void BM_top_p_exact_count(benchmark::State& state) {
 void BM_select_kth(benchmark::State& state) {
     const auto& in = layered_scores();
     const std::size_t k = static_cast<std::size_t>(static_cast<double>(bench_n() - 1) * (1 - keep_fraction));
+    const memory_probe memory;
     for (auto _ : state) {
         auto r = childtune::select_kth(in.segments, k);
         benchmark::DoNotOptimize(r.value);
     }
+    memory.report(state);
     state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(bench_n()));
 }
 
@@ -111,6 +214,7 @@ void BM_select_kth(benchmark::State& state) {
 void BM_nth_element_on_copy(benchmark::State& state) {
     const auto& x = scores();
     const std::size_t k = static_cast<std::size_t>(static_cast<double>(bench_n() - 1) * (1 - keep_fraction));
+    const memory_probe memory;
     std::vector<float> copy;
     for (auto _ : state) {
         state.PauseTiming();
@@ -119,11 +223,13 @@ void BM_nth_element_on_copy(benchmark::State& state) {
         std::nth_element(copy.begin(), copy.begin() + static_cast<std::ptrdiff_t>(k), copy.end());
         benchmark::DoNotOptimize(copy[k]);
     }
+    memory.report(state);
     state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(bench_n()));
 }
 
 void BM_sort_on_copy(benchmark::State& state) {
     const auto& x = scores();
+    const memory_probe memory;
     std::vector<float> copy;
     for (auto _ : state) {
         state.PauseTiming();
@@ -132,7 +238,39 @@ void BM_sort_on_copy(benchmark::State& state) {
         std::sort(copy.begin(), copy.end());
         benchmark::DoNotOptimize(copy.data());
     }
+    memory.report(state);
     state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(bench_n()));
+}
+
+// What the published Child-Tuning code does, in C++: concatenate every tensor's
+// scores into one array (torch.cat), take numpy.percentile on it (which
+// partitions a copy), then build one byte mask per tensor (`score >= polar`, a
+// bool tensor). All of it timed: the copies are part of that path.
+void BM_reference_cat_percentile(benchmark::State& state) {
+    const auto& in = layered_scores();
+    const std::size_t n = bench_n();
+    const double rank = static_cast<double>(n - 1) * (1 - keep_fraction);
+    const auto k = static_cast<std::size_t>(rank);
+    const memory_probe memory;
+    for (auto _ : state) {
+        std::vector<float> all;
+        all.reserve(n);
+        for (const auto& seg : in.segments) all.insert(all.end(), seg.begin(), seg.end());
+        std::vector<float> part(all);
+        std::nth_element(part.begin(), part.begin() + static_cast<std::ptrdiff_t>(k), part.end());
+        const float lo = part[k];
+        const float hi = k + 1 < n ? *std::min_element(part.begin() + static_cast<std::ptrdiff_t>(k) + 1, part.end()) : lo;
+        const double polar = static_cast<double>(lo) + (static_cast<double>(hi) - static_cast<double>(lo)) * (rank - static_cast<double>(k));
+        std::vector<std::vector<unsigned char>> masks;
+        for (const auto& seg : in.segments) {
+            std::vector<unsigned char> m(seg.size());
+            for (std::size_t i = 0; i < seg.size(); ++i) m[i] = static_cast<double>(seg[i]) >= polar;
+            masks.push_back(std::move(m));
+        }
+        benchmark::DoNotOptimize(masks.data());
+    }
+    memory.report(state);
+    state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(n));
 }
 
 } // namespace
@@ -141,5 +279,6 @@ BENCHMARK(BM_top_p_percentile)->Unit(benchmark::kMillisecond)->UseRealTime()->It
 BENCHMARK(BM_top_p_percentile_serial)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
 BENCHMARK(BM_top_p_exact_count)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(3);
 BENCHMARK(BM_select_kth)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(3);
+BENCHMARK(BM_reference_cat_percentile)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
 BENCHMARK(BM_nth_element_on_copy)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
 BENCHMARK(BM_sort_on_copy)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
