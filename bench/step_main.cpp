@@ -11,6 +11,11 @@
 int main(int argc, char** argv) {
     bench::context().emplace_back("compiler", __VERSION__);
     bench::context().emplace_back("openmp_threads", std::to_string(childtune::default_backend{}.concurrency()));
+    for (const auto& s : bench::shapes())
+        if (s.model) {
+            bench::context().emplace_back("model_layers", std::to_string(s.layers));
+            bench::context().emplace_back("model_hidden", std::to_string(s.hidden));
+        }
     bench::register_all();
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

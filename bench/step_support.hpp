@@ -128,6 +128,7 @@ struct shape {
     bool model = false;  // the BERT-large-shaped set (else one flat tensor)
     std::size_t total = 0;
     std::size_t storage = 0; // total plus the alignment padding between tensors
+    std::size_t layers = 0, hidden = 0; // of the model-shaped set
     std::vector<tensor_spec> tensors;
 
     void add(std::string name, std::vector<std::int64_t> dims, bool encoder) {
@@ -160,6 +161,8 @@ inline shape model_shape(std::size_t hidden, std::size_t layers) {
     shape s;
     s.label = "model";
     s.model = true;
+    s.layers = layers;
+    s.hidden = hidden;
     s.add("embeddings.word_embeddings.weight", {30522, h}, false);
     s.add("embeddings.position_embeddings.weight", {512, h}, false);
     s.add("embeddings.token_type_embeddings.weight", {2, h}, false);
