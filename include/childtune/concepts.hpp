@@ -69,7 +69,9 @@ concept gradient_mask = std::copyable<M> && requires(const M m) { m.validate(); 
 //! per-step scalars; `apply` updates one element or one vector of lanes.
 //! Semantics: `apply` is a pure function of its arguments made of IEEE operations
 //! the scalar and vector forms evaluate identically, so every backend and thread
-//! split gives the same bits; state buffers start at zero.
+//! split gives the same bits; state buffers start at zero. A rule whose `apply` is
+//! marked CHILDTUNE_HD_INLINE declares `static constexpr bool inline_apply = true`
+//! and gets the AVX2 kernel; others run the SSE2 kernel (see exec/cpu_step.hpp).
 template <class R>
 concept update_rule =
     std::default_initializable<typename R::options> && std::equality_comparable<typename R::options> &&

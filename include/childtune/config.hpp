@@ -24,6 +24,12 @@
 #define CHILDTUNE_ALWAYS_INLINE inline
 #endif
 
+//! Host/device code that must be inlined into its caller. The step kernels rely
+//! on it: a wide vector passed by value between a function compiled for AVX2 and
+//! one compiled without it would be passed differently on each side, so update
+//! rules mark `apply` with it (and declare `inline_apply`; see concepts.hpp).
+#define CHILDTUNE_HD_INLINE CHILDTUNE_HD CHILDTUNE_ALWAYS_INLINE
+
 //! 1 when the CPU kernels use SSE2 vectors (part of every x86-64 target, so no
 //! user flag is needed); 0 on other architectures, which use the portable scalar
 //! kernel. Define it to 0 before including childtune to force the scalar kernel.

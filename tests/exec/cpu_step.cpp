@@ -39,12 +39,21 @@ void scalar_step(const typename Rule::template step_constants<S>& c, masking_opt
     }
 }
 
+std::vector<detail::cpu_isa> isas() {
+    std::vector<detail::cpu_isa> out;
+    for (auto isa : {detail::cpu_isa::scalar, detail::cpu_isa::sse2, detail::cpu_isa::avx2, detail::cpu_isa::avx512})
+        if (detail::cpu_supports(isa)) out.push_back(isa);
+    return out;
+}
+
 template <class Rule, class S, class P, class MaskView>
 void check_vector_equals_scalar(const typename Rule::options& o, const MaskView& mask, masking_options mo) {
+  for (const auto isa : isas()) {
+    CAPTURE(static_cast<int>(isa));
     std::mt19937 rng(5);
     std::normal_distribution<float> normal(0.0f, 1.0f);
     const std::size_t buffers = Rule::state_buffers(o);
-    for (std::size_t n : {1u, 3u, 4u, 63u, 64u, 65u, 127u, 200u, 1000u}) {
+    for (std::size_t n : {1u, 3u, 4u, 15u, 17u, 63u, 64u, 65u, 127u, 200u, 1000u}) {
         std::vector<P> p(n), g(n);
         std::vector<S> s0(n), s1(n);
         for (std::size_t i = 0; i < n; ++i) {
@@ -60,22 +69,28 @@ void check_vector_equals_scalar(const typename Rule::options& o, const MaskView&
             // Split the range at a multiple of 64, as the optimizer's work items do.
             const std::size_t split = n > 64 ? 64 : n;
             detail::step_operands<P, S> x{p.data(), g.data(), {s0.data(), s1.data()}};
-            detail::cpu_step_range<Rule, S, P>(c, mo, mask, x, buffers, 0, split);
-            detail::cpu_step_range<Rule, S, P>(c, mo, mask, x, buffers, split, n);
+            detail::cpu_step_range<Rule, S, P>(c, mo, mask, x, buffers, 0, split, isa);
+            detail::cpu_step_range<Rule, S, P>(c, mo, mask, x, buffers, split, n, isa);
             scalar_step<Rule, S, P>(c, mo, mask, p2, g, s0b, s1b, buffers);
         }
         INFO("n = " << n);
-        REQUIRE(same_bits(p, p2));
+        for (std::size_t q = 0; q < n; ++q) {
+            INFO("element " << q << ": vector " << detail::widen<double>(p[q]) << ", scalar " << detail::widen<double>(p2[q]));
+            REQUIRE(std::memcmp(&p[q], &p2[q], sizeof(P)) == 0);
+        }
         REQUIRE(same_bits(s0, s0b));
         REQUIRE(same_bits(s1, s1b));
     }
+  }
 }
 
 template <class Rule, class S, class P>
 void check_all_masks(const typename Rule::options& o) {
+    INFO("rule " << Rule::name);
     bit_mask fixed_bits(1000);
     for (std::size_t i = 0; i < 1000; i += 3) fixed_bits.set(i);
     for (auto mo : {masking_options{mask_target::gradient, true}, masking_options{mask_target::update, false}}) {
+        CAPTURE(static_cast<int>(mo.target));
         check_vector_equals_scalar<Rule, S, P>(o, dense_view{}, mo);
         check_vector_equals_scalar<Rule, S, P>(o, bernoulli{0.3, 8}.view(4, 2), mo);
         check_vector_equals_scalar<Rule, S, P>(o, fixed_view(fixed_bits), mo);

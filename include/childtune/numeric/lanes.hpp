@@ -19,18 +19,18 @@
 namespace childtune::detail {
 
 // ---- scalar forms ---------------------------------------------------------------
-CHILDTUNE_HD inline float select(bool k, float a, float b) { return k ? a : b; }
-CHILDTUNE_HD inline double select(bool k, double a, double b) { return k ? a : b; }
-CHILDTUNE_HD inline float vsqrt(float x) { return sqrtf(x); }
-CHILDTUNE_HD inline double vsqrt(double x) { return sqrt(x); }
+CHILDTUNE_HD_INLINE float select(bool k, float a, float b) { return k ? a : b; }
+CHILDTUNE_HD_INLINE double select(bool k, double a, double b) { return k ? a : b; }
+CHILDTUNE_HD_INLINE float vsqrt(float x) { return sqrtf(x); }
+CHILDTUNE_HD_INLINE double vsqrt(double x) { return sqrt(x); }
 template <class S, class P>
     requires std::is_floating_point_v<S>
-CHILDTUNE_HD S load(S*, const P* p) { return widen<S>(*p); }
+CHILDTUNE_HD_INLINE S load(S*, const P* p) { return widen<S>(*p); }
 template <class P, class S>
     requires std::is_floating_point_v<S>
-CHILDTUNE_HD void store(P* p, S x) { *p = narrow<P>(x); }
+CHILDTUNE_HD_INLINE void store(P* p, S x) { *p = narrow<P>(x); }
 template <class S>
     requires std::is_floating_point_v<S>
-CHILDTUNE_HD bool lane_mask(S*, std::uint64_t bits) { return (bits & 1u) != 0; }
+CHILDTUNE_HD_INLINE bool lane_mask(S*, std::uint64_t bits) { return (bits & 1u) != 0; }
 
 } // namespace childtune::detail

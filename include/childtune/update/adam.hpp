@@ -18,6 +18,8 @@
 namespace childtune {
 
 struct adam {
+    //! `apply` is always inlined, so the AVX2 kernels may instantiate it.
+    static constexpr bool inline_apply = true;
     static constexpr std::string_view name = "adam";
     static constexpr std::size_t max_state_buffers = 2;
 
@@ -59,7 +61,7 @@ struct adam {
     }
 
     template <class V, class K, class S>
-    CHILDTUNE_HD static void apply(const step_constants<S>& c, const element_mask<K, V>& e, V& p, V g, V (&state)[2]) {
+    CHILDTUNE_HD_INLINE static void apply(const step_constants<S>& c, const element_mask<K, V>& e, V& p, V g, V (&state)[2]) {
         using detail::select;
         using detail::vsqrt;
         V& m = state[0];

@@ -26,6 +26,8 @@ namespace childtune {
 enum class adamw_flavour : std::uint8_t { torch = 0, legacy = 1 };
 
 struct adamw {
+    //! `apply` is always inlined, so the AVX2 kernels may instantiate it.
+    static constexpr bool inline_apply = true;
     static constexpr std::string_view name = "adamw";
     static constexpr std::size_t max_state_buffers = 2; //!< exp_avg, exp_avg_sq
 
@@ -86,7 +88,7 @@ struct adamw {
 
     //! One element (or one vector of lanes).
     template <class V, class K, class S>
-    CHILDTUNE_HD static void apply(const step_constants<S>& c, const element_mask<K, V>& e, V& p, V g, V (&state)[2]) {
+    CHILDTUNE_HD_INLINE static void apply(const step_constants<S>& c, const element_mask<K, V>& e, V& p, V g, V (&state)[2]) {
         using detail::select;
         using detail::vsqrt;
         V& m = state[0];

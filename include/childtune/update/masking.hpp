@@ -47,27 +47,48 @@ struct element_mask {
     bool rescale_gradient;
     bool rescale_update;
 
-    CHILDTUNE_HD V rescaled_gradient(V g) const { return rescale_gradient ? g / gradient_divisor : g; }
-    CHILDTUNE_HD V rescaled_update(V u) const { return rescale_update ? u / update_divisor : u; }
+    CHILDTUNE_HD_INLINE V rescaled_gradient(V g) const { return rescale_gradient ? g / gradient_divisor : g; }
+    CHILDTUNE_HD_INLINE V rescaled_update(V u) const { return rescale_update ? u / update_divisor : u; }
 };
 
 namespace detail {
-CHILDTUNE_HD constexpr bool mask_or(bool a, bool b) { return a || b; }
+CHILDTUNE_HD_INLINE constexpr bool mask_or(bool a, bool b) { return a || b; }
 
-//! Builds the element mask from the raw keep decision. `all`/`none` are K's
-//! all-true/all-false values; `keep_probability` is p for Child-Tuning_F, else 1
-//! (`rescales` says which).
+//! What a range's element masks share: computed once per range, so the loop
+//! only ORs each keep decision into three precomputed masks.
 template <class K, class V>
-CHILDTUNE_HD element_mask<K, V> make_element_mask(K keep, K all, K none, masking_options m, V keep_probability,
-                                                  bool rescales) {
+struct mask_plan {
+    K gradient_always; //!< all lanes when the mask targets the update, else none
+    K update_always;   //!< all lanes when the mask targets the gradient, else none
+    K decay_always;    //!< all lanes when masked entries decay too, else none
+    element_mask<K, V> base;
+
+    CHILDTUNE_HD_INLINE element_mask<K, V> operator()(K keep) const {
+        element_mask<K, V> e = base;
+        e.gradient_kept = mask_or(keep, gradient_always);
+        e.update_kept = mask_or(keep, update_always);
+        e.decay_kept = mask_or(keep, decay_always);
+        return e;
+    }
+};
+
+//! The plan of a range: `all`/`none` are K's all-true/all-false values;
+//! `keep_probability` is p for Child-Tuning_F, else 1 (`rescales` says which).
+template <class K, class V>
+CHILDTUNE_HD_INLINE mask_plan<K, V> make_mask_plan(K all, K none, masking_options m, V keep_probability, bool rescales) {
     const bool on_gradient = m.target == mask_target::gradient;
-    return {mask_or(keep, on_gradient ? none : all),
-            mask_or(keep, on_gradient ? all : none),
-            mask_or(keep, m.decay_masked ? all : none),
-            on_gradient ? keep_probability : V(1),
-            on_gradient ? V(1) : keep_probability,
-            rescales && on_gradient,
-            rescales && !on_gradient};
+    return {on_gradient ? none : all,
+            on_gradient ? all : none,
+            m.decay_masked ? all : none,
+            {none, none, none, on_gradient ? keep_probability : V(1), on_gradient ? V(1) : keep_probability,
+             rescales && on_gradient, rescales && !on_gradient}};
+}
+
+//! The element mask of one keep decision (scalar code: a plan of one element).
+template <class K, class V>
+CHILDTUNE_HD_INLINE element_mask<K, V> make_element_mask(K keep, K all, K none, masking_options m, V keep_probability,
+                                                         bool rescales) {
+    return make_mask_plan(all, none, m, keep_probability, rescales)(keep);
 }
 } // namespace detail
 

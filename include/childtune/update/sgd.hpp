@@ -16,8 +16,11 @@
 namespace childtune {
 
 struct sgd {
+    //! `apply` is always inlined, so the AVX2 kernels may instantiate it.
+    static constexpr bool inline_apply = true;
     static constexpr std::string_view name = "sgd";
     static constexpr std::size_t max_state_buffers = 1; //!< momentum_buffer
+    static constexpr std::size_t min_state_buffers = 0; //!< none without momentum
 
     struct options {
         double lr = 1e-3;
@@ -62,7 +65,7 @@ struct sgd {
     }
 
     template <class V, class K, class S>
-    CHILDTUNE_HD static void apply(const step_constants<S>& c, const element_mask<K, V>& e, V& p, V g, V (&state)[2]) {
+    CHILDTUNE_HD_INLINE static void apply(const step_constants<S>& c, const element_mask<K, V>& e, V& p, V g, V (&state)[2]) {
         using detail::select;
         g = select(e.gradient_kept, e.rescaled_gradient(g), V(S(0)));
         if (c.decay) g = select(e.decay_kept, g + V(c.weight_decay) * p, g);

@@ -3,135 +3,281 @@
 //! The small vector vocabulary the CPU step is written in.
 //!
 //! Update rules are templates over a value type V and a lane-mask type K: with
-//! V = float/double and K = bool they are the scalar definition (also the code a
-//! CUDA or Thrust kernel runs); with the SSE2 types below the same source text runs
-//! 4 floats or 2 doubles at a time. SSE2 is part of every x86-64 target, so the
-//! hot loop is vectorised under the users' ordinary flags (plain -O2, no -march,
-//! no fast-math) — the compiler's auto-vectoriser would give up on `std::sqrt`,
-//! which must set errno (DESIGN.md §4). Each operation is one IEEE-754 operation
-//! in both forms, so the vector and scalar paths give identical bits.
+//! V = float/double and K = bool they are the scalar definition (numeric/lanes.hpp,
+//! also the code a CUDA or Thrust kernel runs); with `simd<S, N>` the same source
+//! text runs N lanes at a time.
+//!
+//! `simd` wraps the compilers' generic vectors (`vector_size`), not intrinsics:
+//! their operators are built in, so a rule instantiated with a 32- or 64-byte
+//! vector compiles in any function and becomes AVX2 or AVX-512 code once it is
+//! inlined into a function compiled for that target (exec/cpu_step.hpp), while the
+//! 16-byte form is SSE2, part of every x86-64 target. Users keep their ordinary
+//! flags (plain -O2, no -march, no fast-math) — the compiler's own vectoriser would
+//! give up on `std::sqrt`, which must set errno (DESIGN.md §4). The one operation
+//! with no generic form, the square root, is taken 128 bits at a time with SSE2.
+//! Each operation is one IEEE-754 operation in every form, so all widths and the
+//! scalar definition give identical bits (tested).
 
 #include <childtune/config.hpp>
 #include <childtune/numeric/half.hpp>
 #include <childtune/numeric/lanes.hpp>
 
-#include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #if CHILDTUNE_HAS_SSE2
 #include <emmintrin.h>
 #endif
 
+// Wide generic vectors passed by value in functions compiled without AVX make
+// GCC and clang warn that such a function's ABI would differ from an AVX build.
+// Every function here is always-inlined into the step kernels, so no such
+// boundary exists.
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
 namespace childtune::detail {
 
 #if CHILDTUNE_HAS_SSE2
-// ---- SSE2 forms ------------------------------------------------------------------
-struct f32x4 {
-    __m128 v;
-    static constexpr int lanes = 4;
-    using scalar = float;
-    f32x4() = default;
-    CHILDTUNE_ALWAYS_INLINE f32x4(__m128 x) : v(x) {}
-    CHILDTUNE_ALWAYS_INLINE f32x4(float x) : v(_mm_set1_ps(x)) {}
-};
-struct m32x4 {
-    __m128 v;
-};
-CHILDTUNE_ALWAYS_INLINE f32x4 operator+(f32x4 a, f32x4 b) { return _mm_add_ps(a.v, b.v); }
-CHILDTUNE_ALWAYS_INLINE f32x4 operator-(f32x4 a, f32x4 b) { return _mm_sub_ps(a.v, b.v); }
-CHILDTUNE_ALWAYS_INLINE f32x4 operator*(f32x4 a, f32x4 b) { return _mm_mul_ps(a.v, b.v); }
-CHILDTUNE_ALWAYS_INLINE f32x4 operator/(f32x4 a, f32x4 b) { return _mm_div_ps(a.v, b.v); }
-CHILDTUNE_ALWAYS_INLINE f32x4 vsqrt(f32x4 a) { return _mm_sqrt_ps(a.v); }
-CHILDTUNE_ALWAYS_INLINE f32x4 select(m32x4 k, f32x4 a, f32x4 b) {
-    return _mm_or_ps(_mm_and_ps(k.v, a.v), _mm_andnot_ps(k.v, b.v));
-}
-CHILDTUNE_ALWAYS_INLINE m32x4 mask_or(m32x4 a, m32x4 b) { return {_mm_or_ps(a.v, b.v)}; }
 
-struct f64x2 {
-    __m128d v;
-    static constexpr int lanes = 2;
-    using scalar = double;
-    f64x2() = default;
-    CHILDTUNE_ALWAYS_INLINE f64x2(__m128d x) : v(x) {}
-    CHILDTUNE_ALWAYS_INLINE f64x2(double x) : v(_mm_set1_pd(x)) {}
+//! The compiler's generic vector of N elements of T.
+template <class T, int N>
+struct native_vector {
+    typedef T type __attribute__((vector_size(sizeof(T) * N)));
 };
-struct m64x2 {
-    __m128d v;
+template <class T, int N>
+using native_vector_t = typename native_vector<T, N>::type;
+
+//! The integer type of a lane of state type S (lane masks, bit manipulation).
+template <class S>
+using lane_int = std::conditional_t<sizeof(S) == 4, std::int32_t, std::int64_t>;
+template <class S>
+using lane_uint = std::make_unsigned_t<lane_int<S>>;
+
+//! N lanes of S (float or double).
+template <class S, int N>
+struct simd {
+    using scalar = S;
+    static constexpr int lanes = N;
+    using native = native_vector_t<S, N>;
+    native v;
+
+    simd() = default;
+    CHILDTUNE_ALWAYS_INLINE simd(native x) : v(x) {}
+    CHILDTUNE_ALWAYS_INLINE simd(S x) : v(native{} + x) {}
 };
-CHILDTUNE_ALWAYS_INLINE f64x2 operator+(f64x2 a, f64x2 b) { return _mm_add_pd(a.v, b.v); }
-CHILDTUNE_ALWAYS_INLINE f64x2 operator-(f64x2 a, f64x2 b) { return _mm_sub_pd(a.v, b.v); }
-CHILDTUNE_ALWAYS_INLINE f64x2 operator*(f64x2 a, f64x2 b) { return _mm_mul_pd(a.v, b.v); }
-CHILDTUNE_ALWAYS_INLINE f64x2 operator/(f64x2 a, f64x2 b) { return _mm_div_pd(a.v, b.v); }
-CHILDTUNE_ALWAYS_INLINE f64x2 vsqrt(f64x2 a) { return _mm_sqrt_pd(a.v); }
-CHILDTUNE_ALWAYS_INLINE f64x2 select(m64x2 k, f64x2 a, f64x2 b) {
-    return _mm_or_pd(_mm_and_pd(k.v, a.v), _mm_andnot_pd(k.v, b.v));
-}
-CHILDTUNE_ALWAYS_INLINE m64x2 mask_or(m64x2 a, m64x2 b) { return {_mm_or_pd(a.v, b.v)}; }
 
-//! Lane masks from the low bits of a keep word (bit j: lane j kept).
-alignas(16) inline constexpr std::uint32_t mask4_table[16][4] = {
-    {0, 0, 0, 0}, {~0u, 0, 0, 0}, {0, ~0u, 0, 0}, {~0u, ~0u, 0, 0},
-    {0, 0, ~0u, 0}, {~0u, 0, ~0u, 0}, {0, ~0u, ~0u, 0}, {~0u, ~0u, ~0u, 0},
-    {0, 0, 0, ~0u}, {~0u, 0, 0, ~0u}, {0, ~0u, 0, ~0u}, {~0u, ~0u, 0, ~0u},
-    {0, 0, ~0u, ~0u}, {~0u, 0, ~0u, ~0u}, {0, ~0u, ~0u, ~0u}, {~0u, ~0u, ~0u, ~0u}};
-alignas(16) inline constexpr std::uint64_t mask2_table[4][2] = {{0, 0}, {~0ull, 0}, {0, ~0ull}, {~0ull, ~0ull}};
+//! A lane mask: all bits of a lane set (kept) or clear.
+template <class S, int N>
+struct simd_mask {
+    native_vector_t<lane_int<S>, N> v;
+};
 
-CHILDTUNE_ALWAYS_INLINE m32x4 lane_mask(f32x4*, std::uint64_t bits) {
-    return {_mm_load_ps(reinterpret_cast<const float*>(mask4_table[bits & 15]))};
-}
-CHILDTUNE_ALWAYS_INLINE m64x2 lane_mask(f64x2*, std::uint64_t bits) {
-    return {_mm_load_pd(reinterpret_cast<const double*>(mask2_table[bits & 3]))};
+template <class S, int N>
+CHILDTUNE_ALWAYS_INLINE simd<S, N> operator+(simd<S, N> a, simd<S, N> b) { return a.v + b.v; }
+template <class S, int N>
+CHILDTUNE_ALWAYS_INLINE simd<S, N> operator-(simd<S, N> a, simd<S, N> b) { return a.v - b.v; }
+template <class S, int N>
+CHILDTUNE_ALWAYS_INLINE simd<S, N> operator*(simd<S, N> a, simd<S, N> b) { return a.v * b.v; }
+template <class S, int N>
+CHILDTUNE_ALWAYS_INLINE simd<S, N> operator/(simd<S, N> a, simd<S, N> b) { return a.v / b.v; }
+
+//! Correctly rounded square root, 128 bits at a time (SSE2 `sqrtps`/`sqrtpd`);
+//! inside an AVX function the halves stay in one register (split and joined with
+//! shuffles, not through memory, which would stall store forwarding).
+template <class S, int N>
+CHILDTUNE_ALWAYS_INLINE simd<S, N> vsqrt(simd<S, N> x) {
+    constexpr int per_chunk = 16 / static_cast<int>(sizeof(S));
+    using chunk = native_vector_t<S, per_chunk>;
+    const auto root = [](chunk c) -> chunk {
+        if constexpr (sizeof(S) == 4) return reinterpret_cast<chunk>(_mm_sqrt_ps(reinterpret_cast<__m128>(c)));
+        else return reinterpret_cast<chunk>(_mm_sqrt_pd(reinterpret_cast<__m128d>(c)));
+    };
+    if constexpr (N == per_chunk) {
+        return root(x.v);
+    } else if constexpr (sizeof(S) == 4) {
+        static_assert(N == 8, "vsqrt: 16- and 32-byte vectors");
+        const chunk lo = root(__builtin_shufflevector(x.v, x.v, 0, 1, 2, 3));
+        const chunk hi = root(__builtin_shufflevector(x.v, x.v, 4, 5, 6, 7));
+        return __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7);
+    } else {
+        static_assert(N == 4, "vsqrt: 16- and 32-byte vectors");
+        const chunk lo = root(__builtin_shufflevector(x.v, x.v, 0, 1));
+        const chunk hi = root(__builtin_shufflevector(x.v, x.v, 2, 3));
+        return __builtin_shufflevector(lo, hi, 0, 1, 2, 3);
+    }
 }
 
-// Loads widen the stored element type to the state type; stores round back.
-CHILDTUNE_ALWAYS_INLINE f32x4 load(f32x4*, const float* p) { return _mm_loadu_ps(p); }
-CHILDTUNE_ALWAYS_INLINE void store(float* p, f32x4 x) { _mm_storeu_ps(p, x.v); }
-CHILDTUNE_ALWAYS_INLINE f64x2 load(f64x2*, const double* p) { return _mm_loadu_pd(p); }
-CHILDTUNE_ALWAYS_INLINE void store(double* p, f64x2 x) { _mm_storeu_pd(p, x.v); }
-CHILDTUNE_ALWAYS_INLINE f64x2 load(f64x2*, const float* p) {
-    return _mm_cvtps_pd(_mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+template <class S, int N>
+CHILDTUNE_ALWAYS_INLINE simd<S, N> select(simd_mask<S, N> k, simd<S, N> a, simd<S, N> b) {
+    using ivec = native_vector_t<lane_int<S>, N>;
+    const ivec bits = (reinterpret_cast<ivec>(a.v) & k.v) | (reinterpret_cast<ivec>(b.v) & ~k.v);
+    return reinterpret_cast<typename simd<S, N>::native>(bits);
 }
-CHILDTUNE_ALWAYS_INLINE void store(float* p, f64x2 x) {
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_castps_si128(_mm_cvtpd_ps(x.v)));
+template <class S, int N>
+CHILDTUNE_ALWAYS_INLINE simd_mask<S, N> mask_or(simd_mask<S, N> a, simd_mask<S, N> b) {
+    return {a.v | b.v};
 }
-CHILDTUNE_ALWAYS_INLINE f32x4 load(f32x4*, const bfloat16* p) {
-    const __m128i h = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
-    return _mm_castsi128_ps(_mm_unpacklo_epi16(_mm_setzero_si128(), h));
+
+//! Lane masks from the low N bits of a keep word (bit j: lane j kept).
+template <class S, int N>
+CHILDTUNE_ALWAYS_INLINE simd_mask<S, N> lane_mask(simd<S, N>*, std::uint64_t bits) {
+    using ivec = native_vector_t<lane_int<S>, N>;
+    ivec select_bit;
+    for (int l = 0; l < N; ++l) select_bit[l] = static_cast<lane_int<S>>(lane_int<S>{1} << l);
+    return {(select_bit & static_cast<lane_int<S>>(bits)) != 0};
+}
+
+// ---- loads and stores: widen the stored element type to the state type, round back
+
+// Raw vectors never cross a function boundary by value here: GCC and clang warn
+// (-Wpsabi) about wide vectors passed or returned by value in a function
+// compiled without AVX, even when it is always inlined. They travel in simd
+// structs or by reference.
+template <class T, int N>
+CHILDTUNE_ALWAYS_INLINE void load_native(const T* p, native_vector_t<T, N>& v) {
+    std::memcpy(&v, p, sizeof v);
+}
+template <class T, int N>
+CHILDTUNE_ALWAYS_INLINE void store_native(T* p, const native_vector_t<T, N>& v) {
+    std::memcpy(p, &v, sizeof v);
+}
+
+//! Lane-wise `condition ? a : b` for unsigned lanes (GCC and clang disagree on
+//! vector `?:` with a signed condition).
+//! A raw vector in a struct, so it can be returned by value (see load_native).
+template <class U>
+struct boxed {
+    U v;
+};
+template <class U, class C>
+CHILDTUNE_ALWAYS_INLINE boxed<U> pick(const C& condition, const U& a, const U& b) {
+    const U m = reinterpret_cast<U>(condition);
+    return {(a & m) | (b & ~m)};
+}
+
+//! float lanes from bfloat16 bits: the 16 bits are the float's upper half.
+template <int N>
+CHILDTUNE_ALWAYS_INLINE simd<float, N> floats_from_bfloat16(const bfloat16* p) {
+    using u32 = native_vector_t<std::uint32_t, N>;
+    native_vector_t<std::uint16_t, N> h;
+    load_native<std::uint16_t, N>(reinterpret_cast<const std::uint16_t*>(p), h);
+    const u32 wide = __builtin_convertvector(h, u32);
+    return reinterpret_cast<native_vector_t<float, N>>(wide << 16);
 }
 //! Round to nearest even, NaN to 0x7FC0: the scalar rule of numeric/half.hpp.
-CHILDTUNE_ALWAYS_INLINE void store(bfloat16* p, f32x4 x) {
-    const __m128i u = _mm_castps_si128(x.v);
-    const __m128i lsb = _mm_and_si128(_mm_srli_epi32(u, 16), _mm_set1_epi32(1));
-    __m128i r = _mm_srli_epi32(_mm_add_epi32(u, _mm_add_epi32(lsb, _mm_set1_epi32(0x7FFF))), 16);
-    const __m128i nan = _mm_castps_si128(_mm_cmpunord_ps(x.v, x.v));
-    r = _mm_or_si128(_mm_andnot_si128(nan, r), _mm_and_si128(nan, _mm_set1_epi32(0x7FC0)));
-    // Sign-extend the 16-bit results so the signed saturating pack is exact.
-    r = _mm_srai_epi32(_mm_slli_epi32(r, 16), 16);
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_packs_epi32(r, r));
-}
-// Other combinations (16-bit storage with double state, float16) go lane by lane
-// through the scalar conversions; they are rare on CPUs and stay exact.
-template <class V, class P>
-    requires std::is_class_v<V>
-CHILDTUNE_ALWAYS_INLINE V load(V*, const P* p) {
-    alignas(16) typename V::scalar tmp[V::lanes];
-    for (int l = 0; l < V::lanes; ++l) tmp[l] = widen<typename V::scalar>(p[l]);
-    if constexpr (V::lanes == 4) return _mm_load_ps(tmp);
-    else return _mm_load_pd(tmp);
-}
-template <class P, class V>
-    requires std::is_class_v<V>
-CHILDTUNE_ALWAYS_INLINE void store(P* p, V x) {
-    alignas(16) typename V::scalar tmp[V::lanes];
-    if constexpr (V::lanes == 4) _mm_store_ps(tmp, x.v);
-    else _mm_store_pd(tmp, x.v);
-    for (int l = 0; l < V::lanes; ++l) p[l] = narrow<P>(tmp[l]);
+template <int N>
+CHILDTUNE_ALWAYS_INLINE void floats_to_bfloat16(bfloat16* p, const native_vector_t<float, N>& x) {
+    using u32 = native_vector_t<std::uint32_t, N>;
+    const u32 u = reinterpret_cast<u32>(x);
+    const u32 rounded = (u + ((u >> 16) & 1u) + 0x7FFFu) >> 16;
+    const u32 bits = pick(x != x, u32{} + 0x7FC0u, rounded).v;
+    const native_vector_t<std::uint16_t, N> narrow = __builtin_convertvector(bits, native_vector_t<std::uint16_t, N>);
+    store_native<std::uint16_t, N>(reinterpret_cast<std::uint16_t*>(p), narrow);
 }
 
-//! The SSE2 value type for state type S.
-template <class S>
-using sse2_vector = std::conditional_t<sizeof(S) == 4, f32x4, f64x2>;
-#endif
+//! float lanes from IEEE binary16 bits (exact), as float_from_float16_bits.
+template <int N>
+CHILDTUNE_ALWAYS_INLINE simd<float, N> floats_from_float16(const float16* p) {
+    using u32 = native_vector_t<std::uint32_t, N>;
+    using f32 = native_vector_t<float, N>;
+    native_vector_t<std::uint16_t, N> raw;
+    load_native<std::uint16_t, N>(reinterpret_cast<const std::uint16_t*>(p), raw);
+    const u32 h = __builtin_convertvector(raw, u32);
+    const u32 sign = (h & 0x8000u) << 16;
+    const u32 exponent = (h >> 10) & 0x1Fu;
+    const u32 mantissa = h & 0x3FFu;
+    const u32 normal = sign | ((exponent + 112u) << 23) | (mantissa << 13);
+    const u32 special = sign | 0x7F800000u | (mantissa << 13);
+    // Subnormals and zeros are mantissa * 2^-24, exact in float.
+    const f32 tiny = __builtin_convertvector(mantissa, f32) * 0x1p-24f;
+    const u32 subnormal = reinterpret_cast<u32>(tiny) | sign;
+    const u32 bits = pick(exponent == 0x1Fu, special, pick(exponent == 0u, subnormal, normal).v).v;
+    return reinterpret_cast<f32>(bits);
+}
+//! value >> shift, rounded to nearest even (lane-wise shifts).
+template <class U>
+CHILDTUNE_ALWAYS_INLINE boxed<U> round_shift(const U& value, const U& shift) {
+    const U one = U{} + 1u;
+    const U q = value >> shift;
+    const U rem = value & ((one << shift) - 1u);
+    const U half = one << (shift - 1u);
+    const U up = reinterpret_cast<U>((rem > half) | ((rem == half) & ((q & 1u) != 0u)));
+    return {q + (up & 1u)};
+}
+
+//! Round to nearest even, as float16_bits_from_float (integer arithmetic only).
+template <int N>
+CHILDTUNE_ALWAYS_INLINE void floats_to_float16(float16* p, const native_vector_t<float, N>& x) {
+    using u32 = native_vector_t<std::uint32_t, N>;
+    const u32 u = reinterpret_cast<u32>(x);
+    const u32 sign = (u >> 16) & 0x8000u;
+    const u32 mag = u & 0x7FFFFFFFu;
+    const u32 normal = round_shift<u32>(mag - (112u << 23), u32{} + 13u).v;
+    // Subnormal shifts are 14..24; clamping keeps the other lanes' shifts defined.
+    u32 shift = 126u - (mag >> 23);
+    shift = pick(shift < 14u, u32{} + 14u, shift).v;
+    shift = pick(shift > 24u, u32{} + 24u, shift).v;
+    const u32 subnormal = round_shift<u32>((mag & 0x7FFFFFu) | 0x800000u, shift).v;
+    const u32 special = pick(mag > 0x7F800000u, u32{} + 0x7E00u, u32{} + 0x7C00u).v;
+    u32 bits = normal;
+    bits = pick(mag < 0x38800000u, subnormal, bits).v;
+    bits = pick(mag < 0x33000000u, u32{}, bits).v;
+    bits = pick(mag >= 0x477FF000u, u32{} + 0x7C00u, bits).v;
+    bits = pick(mag >= 0x7F800000u, special, bits).v;
+    const native_vector_t<std::uint16_t, N> narrow = __builtin_convertvector(bits | sign, native_vector_t<std::uint16_t, N>);
+    store_native<std::uint16_t, N>(reinterpret_cast<std::uint16_t*>(p), narrow);
+}
+
+//! Loads N stored elements as state lanes.
+template <class S, int N, class P>
+CHILDTUNE_ALWAYS_INLINE simd<S, N> load(simd<S, N>*, const P* p) {
+    if constexpr (std::is_same_v<P, S>) {
+        simd<S, N> r;
+        load_native<S, N>(p, r.v);
+        return r;
+    } else if constexpr (std::is_same_v<P, double>) { // float state for double parameters
+        native_vector_t<double, N> d;
+        load_native<double, N>(p, d);
+        return __builtin_convertvector(d, typename simd<S, N>::native);
+    } else {
+        simd<float, N> f;
+        if constexpr (std::is_same_v<P, float>) load_native<float, N>(p, f.v);
+        else if constexpr (std::is_same_v<P, bfloat16>) f = floats_from_bfloat16<N>(p);
+        else f = floats_from_float16<N>(p);
+        if constexpr (std::is_same_v<S, float>) return f;
+        else return __builtin_convertvector(f.v, typename simd<S, N>::native);
+    }
+}
+//! Stores state lanes rounded to the stored element type.
+template <class P, class S, int N>
+CHILDTUNE_ALWAYS_INLINE void store(P* p, simd<S, N> x) {
+    if constexpr (std::is_same_v<P, S>) {
+        store_native<S, N>(p, x.v);
+    } else if constexpr (std::is_same_v<P, double>) {
+        const native_vector_t<double, N> d = __builtin_convertvector(x.v, native_vector_t<double, N>);
+        store_native<double, N>(p, d);
+    } else {
+        native_vector_t<float, N> f;
+        if constexpr (std::is_same_v<S, float>) f = x.v;
+        else f = __builtin_convertvector(x.v, native_vector_t<float, N>);
+        if constexpr (std::is_same_v<P, float>) store_native<float, N>(p, f);
+        else if constexpr (std::is_same_v<P, bfloat16>) floats_to_bfloat16<N>(p, f);
+        else floats_to_float16<N>(p, f);
+    }
+}
+
+//! The vector of state type S in a register of `Bytes` bytes.
+template <class S, int Bytes>
+using simd_of = simd<S, Bytes / static_cast<int>(sizeof(S))>;
+
+#endif // CHILDTUNE_HAS_SSE2
 
 } // namespace childtune::detail
+
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC diagnostic pop
+#endif

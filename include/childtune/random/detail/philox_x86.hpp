@@ -15,6 +15,7 @@
 //! tests compare them.
 
 #include <childtune/config.hpp>
+#include <childtune/exec/detail/cpu_features.hpp>
 #include <childtune/random/philox.hpp>
 
 #include <cstdint>
@@ -203,49 +204,14 @@ __attribute__((target("avx512f"))) inline std::uint64_t philox_keep_word_avx512(
            (std::uint64_t{_mm512_cmplt_epu32_mask(x2, limit)} << 32) | (std::uint64_t{_mm512_cmplt_epu32_mask(x3, limit)} << 48);
 }
 
-inline bool cpu_has_avx2() {
-    static const bool has = [] {
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") != 0;
-    }();
-    return has;
-}
-inline bool cpu_has_avx512() {
-    static const bool has = [] {
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx512f") != 0;
-    }();
-    return has;
-}
 #endif
 
-//! Which implementation of the keep-word generator the CPU step uses.
-enum class philox_isa { scalar, sse2, avx2, avx512 };
+//! Which implementation of the keep-word generator the CPU step uses: the
+//! instruction sets of exec/detail/cpu_features.hpp.
+using philox_isa = cpu_isa;
 
-inline philox_isa best_philox_isa() {
-#if CHILDTUNE_HAS_AVX2_DISPATCH
-    if (cpu_has_avx512()) return philox_isa::avx512;
-    if (cpu_has_avx2()) return philox_isa::avx2;
-#endif
-#if CHILDTUNE_HAS_SSE2
-    return philox_isa::sse2;
-#else
-    return philox_isa::scalar;
-#endif
-}
-
-//! Whether this CPU can run `isa` (the tests run every variant that can).
-inline bool philox_isa_available(philox_isa isa) {
-    switch (isa) {
-    case philox_isa::scalar: return true;
-    case philox_isa::sse2: return CHILDTUNE_HAS_SSE2 != 0;
-#if CHILDTUNE_HAS_AVX2_DISPATCH
-    case philox_isa::avx2: return cpu_has_avx2();
-    case philox_isa::avx512: return cpu_has_avx512();
-#endif
-    default: return false;
-    }
-}
+inline philox_isa best_philox_isa() { return best_cpu_isa(); }
+inline bool philox_isa_available(philox_isa isa) { return cpu_supports(isa); }
 
 inline std::uint64_t philox_keep_word(philox_isa isa, const philox_keep_params& p, std::uint64_t group) {
     switch (isa) {

@@ -1,0 +1,59 @@
+#pragma once
+//! \file
+//! Which x86 vector extensions this CPU offers, detected once at run time.
+//!
+//! childtune compiles its AVX2 and AVX-512 kernels through per-function target
+//! attributes and picks one per call, so a binary built with plain -O2 (no
+//! -march) still uses the widest vectors the machine has.
+
+#include <childtune/config.hpp>
+
+namespace childtune::detail {
+
+//! Instruction sets the CPU kernels come in, narrowest first.
+enum class cpu_isa { scalar, sse2, avx2, avx512 };
+
+#if CHILDTUNE_HAS_AVX2_DISPATCH
+inline bool cpu_has_avx2() {
+    static const bool has = [] {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") != 0;
+    }();
+    return has;
+}
+//! F, BW, DQ and VL: what the AVX-512 kernels are compiled for.
+inline bool cpu_has_avx512() {
+    static const bool has = [] {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+    }();
+    return has;
+}
+#endif
+
+//! Whether this CPU can run kernels built for `isa`.
+inline bool cpu_supports(cpu_isa isa) {
+    switch (isa) {
+    case cpu_isa::scalar: return true;
+    case cpu_isa::sse2: return CHILDTUNE_HAS_SSE2 != 0;
+#if CHILDTUNE_HAS_AVX2_DISPATCH
+    case cpu_isa::avx2: return cpu_has_avx2();
+    case cpu_isa::avx512: return cpu_has_avx512();
+#endif
+    default: return false;
+    }
+}
+
+//! The widest instruction set this CPU runs; CHILDTUNE_MAX_ISA (0 scalar, 1 SSE2,
+//! 2 AVX2, 3 AVX-512) caps it, e.g. to compare paths.
+inline cpu_isa best_cpu_isa() {
+#ifndef CHILDTUNE_MAX_ISA
+#define CHILDTUNE_MAX_ISA 3
+#endif
+    for (int i = CHILDTUNE_MAX_ISA; i > 0; --i)
+        if (cpu_supports(static_cast<cpu_isa>(i))) return static_cast<cpu_isa>(i);
+    return cpu_isa::scalar;
+}
+
+} // namespace childtune::detail
