@@ -465,3 +465,91 @@ TEST_CASE("Tensors whose gradient is absent are skipped, as LibTorch skips undef
     a.step();
     CHECK(late != std::vector<float>(5, 1.0f));
 }
+
+TEST_CASE("compact Child-Tuning_D state gives the full-state results bit for bit", "[optimizer][compact]") {
+    for (auto flavour : {adamw_flavour::torch, adamw_flavour::legacy})
+        for (bool decay_masked : {true, false}) {
+            CAPTURE(static_cast<int>(flavour), decay_masked);
+            auto o = base;
+            o.flavour = flavour;
+            const auto masks = masks_for_model(0.3);
+            model full, compact;
+            optimizer<adamw> a(fixed{masks}, {.masking = {mask_target::gradient, decay_masked}});
+            optimizer<adamw> b(fixed{masks}, {.masking = {mask_target::gradient, decay_masked}, .compact_fixed_state = true});
+            full.attach(a, o);
+            compact.attach(b, o);
+            for (int t = 0; t < 20; ++t) {
+                full.new_gradients();
+                compact.new_gradients();
+                a.step();
+                b.step();
+            }
+            REQUIRE(full.snapshot() == compact.snapshot());
+            // 3000 float + 129 bfloat16 masked parameters (fp32 state) and 10 dense double ones.
+            const std::size_t kept = masks.total_kept();
+            CHECK(b.state_bytes() == 2 * 4 * kept + 2 * 8 * 10);
+            CHECK(a.state_bytes() == 2 * 4 * 3129 + 2 * 8 * 10);
+
+            // Resume from a compact state file.
+            std::stringstream saved;
+            b.save(saved);
+            model resumed = compact;
+            optimizer<adamw> c(fixed{masks}, {.masking = {mask_target::gradient, decay_masked}, .compact_fixed_state = true});
+            resumed.attach(c, o);
+            c.load(saved);
+            for (int t = 0; t < 5; ++t) {
+                compact.new_gradients();
+                resumed.new_gradients();
+                b.step();
+                c.step();
+            }
+            REQUIRE(compact.snapshot() == resumed.snapshot());
+        }
+}
+
+TEST_CASE("compact state: what it needs is checked, and the mask cannot change under it", "[optimizer][compact][errors]") {
+    CHECK_THROWS_WITH(optimizer<sgd>(dense{}, {.compact_fixed_state = true}), Catch::Contains("'sgd' rule cannot keep compact"));
+    const auto masks = masks_for_model(0.3);
+    {
+        model m;
+        optimizer<adamw> opt(fixed{masks}, {.masking = {mask_target::update, true}, .compact_fixed_state = true});
+        m.attach(opt, base);
+        m.new_gradients();
+        require_rejected(opt, m, [&] { opt.step(); }, {"group 'encoder'", "mask on the gradient and eps > 0"});
+    }
+    {
+        model m;
+        auto o = base;
+        o.eps = 0.0;
+        optimizer<adamw> opt(fixed{masks}, {.compact_fixed_state = true});
+        m.attach(opt, o);
+        m.new_gradients();
+        require_rejected(opt, m, [&] { opt.step(); }, {"eps > 0"});
+    }
+    model m;
+    optimizer<adamw> opt(fixed{masks}, {.compact_fixed_state = true});
+    m.attach(opt, base);
+    m.new_gradients();
+    opt.step();
+    CHECK_NOTHROW(opt.set_mask(fixed{masks_for_model(0.3)})); // the same bits
+    require_rejected(opt, m, [&] { opt.set_mask(fixed{masks_for_model(0.5)}); }, {"compact Child-Tuning_D state", "cannot change"});
+    require_rejected(opt, m, [&] { opt.set_mask(dense{}); }, {"cannot change"});
+
+    // Tensors that stepped with full state before the fixed mask keep full state.
+    model n, ref;
+    optimizer<adamw> late(dense{}, {.compact_fixed_state = true}), full(dense{});
+    n.attach(late, base);
+    ref.attach(full, base);
+    for (int t = 0; t < 6; ++t) {
+        if (t == 3) {
+            late.set_mask(fixed{masks});
+            full.set_mask(fixed{masks});
+        }
+        n.new_gradients();
+        ref.new_gradients();
+        late.step();
+        full.step();
+    }
+    CHECK(n.snapshot() == ref.snapshot());
+    CHECK(late.state_bytes() == full.state_bytes());
+}

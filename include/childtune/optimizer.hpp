@@ -15,6 +15,7 @@
 #include <childtune/concepts.hpp>
 #include <childtune/error.hpp>
 #include <childtune/exec/backend.hpp>
+#include <childtune/exec/compact_step.hpp>
 #include <childtune/exec/cpu_step.hpp>
 #include <childtune/exec/nonfinite.hpp>
 #include <childtune/io/binary.hpp>
@@ -27,6 +28,8 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <fstream>
@@ -62,6 +65,12 @@ struct optimizer_options {
     masking_options masking{};
     nonfinite_policy on_nonfinite = nonfinite_policy::raise;
     state_precision precision = state_precision::automatic;
+    //! Under a fixed mask (Child-Tuning_D), keep optimizer state only for the kept
+    //! elements of masked tensors: about 8·p_D bytes per parameter instead of 8 for
+    //! fp32 AdamW, results bit-identical (exec/compact_step.hpp). Needs a rule whose
+    //! masked moments provably stay zero (AdamW with mask_target::gradient and
+    //! eps > 0), and the mask may not change once such state exists.
+    bool compact_fixed_state = false;
 };
 
 //! The three ways a step masks the masked groups.
@@ -85,6 +94,9 @@ public:
     explicit optimizer(mask_mode mode = dense{}, optimizer_options options = {}) : options_(options) {
         validate_mode_parameters(mode);
         validate_optimizer_options(options);
+        if (options.compact_fixed_state && !supports_compact_state)
+            detail::fail("optimizer options: the '" + std::string(Rule::name) +
+                         "' rule cannot keep compact Child-Tuning_D state (its masked entries' state need not stay zero)");
         mode_ = std::move(mode);
     }
 
@@ -207,6 +219,7 @@ public:
         if (const auto* f = std::get_if<fixed>(&mode))
             for (const auto& t : tensors_)
                 if (groups_[t.group].masked) (void)f->view(t.name, t.param.size);
+        check_compact_state_kept(mode);
         mode_ = std::move(mode);
     }
     const optimizer_options& options() const { return options_; }
@@ -234,15 +247,27 @@ public:
         // Allocate state for tensors taking their first step (or a new buffer);
         // committed only when every allocation succeeded.
         std::vector<std::pair<std::size_t, std::vector<std::byte>>> fresh;
+        std::vector<std::pair<std::size_t, std::vector<std::uint32_t>>> compacted;
         for (std::size_t i = 0; i < tensors_.size(); ++i) {
             const auto& t = tensors_[i];
-            if (!t.has_gradient) continue;
+            if (!t.has_gradient || t.buffers >= jobs[i].buffers) continue;
+            std::size_t elements = t.param.size;
+            if (t.buffers == 0 && jobs[i].compact) {
+                compacted.emplace_back(i, kept_before(jobs[i].compact_words, t.param.size));
+                elements = compacted.back().second.back();
+            } else if (t.compact) {
+                elements = t.kept_before.back();
+            }
             for (std::size_t b = t.buffers; b < jobs[i].buffers; ++b)
-                fresh.emplace_back(i * 2 + b, std::vector<std::byte>(t.param.size * state_size(t.state_type)));
+                fresh.emplace_back(i * 2 + b, std::vector<std::byte>(elements * state_size(t.state_type)));
         }
         for (auto& [slot, buffer] : fresh) {
             auto& t = tensors_[slot / 2];
             t.state[slot % 2] = std::move(buffer);
+        }
+        for (auto& [index, prefix] : compacted) {
+            tensors_[index].compact = true;
+            tensors_[index].kept_before = std::move(prefix);
         }
         for (std::size_t i = 0; i < tensors_.size(); ++i) {
             auto& t = tensors_[i];
@@ -299,6 +324,7 @@ public:
             w.value<std::uint8_t>(static_cast<std::uint8_t>(t.state_type));
             w.value<std::uint64_t>(t.steps);
             w.value<std::uint8_t>(static_cast<std::uint8_t>(t.buffers));
+            w.value<std::uint8_t>(t.compact && t.buffers > 0 ? 1 : 0);
             for (std::size_t b = 0; b < t.buffers; ++b) write_state(w, t.state_type, t.state[b]);
         }
         w.finish();
@@ -347,6 +373,8 @@ public:
             std::uint64_t steps;
             std::size_t buffers;
             std::vector<std::byte> state[2];
+            bool compact = false;
+            std::vector<std::uint32_t> kept_before;
         };
         std::vector<loaded> staged(tensors_.size());
         for (std::size_t i = 0; i < tensors_.size(); ++i) {
@@ -365,8 +393,17 @@ public:
             s.steps = r.value<std::uint64_t>();
             s.buffers = r.value<std::uint8_t>();
             if (s.buffers > Rule::max_state_buffers) detail::fail(where + ": is corrupt (too many state buffers)");
+            std::size_t elements = t.param.size;
+            s.compact = r.value<std::uint8_t>() != 0;
+            if (s.compact) { // state for the kept elements of the file's own fixed mask
+                const auto* f = std::get_if<fixed>(&mode);
+                const bit_mask* m = f ? f->masks.find(t.name) : nullptr;
+                if (!m || m->size() != t.param.size) detail::fail(where + ": compact state without its fixed mask (corrupt file)");
+                s.kept_before = kept_before(m->words().data(), t.param.size);
+                elements = s.kept_before.back();
+            }
             for (std::size_t b = 0; b < s.buffers; ++b) {
-                s.state[b].resize(t.param.size * state_size(t.state_type));
+                s.state[b].resize(elements * state_size(t.state_type));
                 read_state(r, t.state_type, s.state[b]);
             }
         }
@@ -385,6 +422,8 @@ public:
             t.steps = staged[i].steps;
             t.buffers = staged[i].buffers;
             for (std::size_t b = 0; b < 2; ++b) t.state[b] = std::move(staged[i].state[b]);
+            t.compact = staged[i].compact;
+            t.kept_before = std::move(staged[i].kept_before);
         }
     }
 
@@ -423,6 +462,10 @@ private:
         std::uint64_t steps = 0;
         bool has_gradient = true;
         std::size_t buffers = 0; //!< state buffers allocated
+        //! Compact Child-Tuning_D state: the buffers hold the kept elements only,
+        //! kept_before[w] of them before 64-element word w (one extra entry: the total).
+        bool compact = false;
+        std::vector<std::uint32_t> kept_before;
         std::vector<std::byte> state[2];
     };
     using any_mask_view = std::variant<dense_view, bernoulli_view, fixed_view>;
@@ -437,6 +480,9 @@ private:
         const void* grad = nullptr;
         void* state[2] = {nullptr, nullptr};
         masking_options masking;
+        bool compact = false;                     //!< state holds the kept elements only
+        const std::uint64_t* compact_words = nullptr;
+        const std::uint32_t* kept_before = nullptr;
     };
     struct work_item {
         std::size_t tensor, begin, end;
@@ -453,12 +499,25 @@ private:
         detail::cpu_step_range<Rule, S, P>(c, j.masking, std::get<MaskView>(j.mask), x, j.buffers, begin, end);
     }
     template <class P, class S>
+    static void run_compact_job(const job& j, std::size_t begin, std::size_t end) {
+        const auto& c = [&]() -> const auto& {
+            if constexpr (std::is_same_v<S, float>) return j.constants_f;
+            else return j.constants_d;
+        }();
+        detail::step_operands<P, S> x{static_cast<P*>(j.param), static_cast<const P*>(j.grad),
+                                      {static_cast<S*>(j.state[0]), static_cast<S*>(j.state[1])}};
+        if constexpr (supports_compact_state)
+            detail::cpu_compact_step_range<Rule, S, P>(c, j.masking, j.compact_words, j.kept_before, x, begin, end);
+    }
+    template <class P, class S>
     static auto pick_runner(const any_mask_view& mask) {
         return std::visit([](const auto& v) { return &run_job<P, S, std::decay_t<decltype(v)>>; }, mask);
     }
     template <class P>
-    static auto pick_runner(dtype state, const any_mask_view& mask) {
-        return state == dtype::float64 ? pick_runner<P, double>(mask) : pick_runner<P, float>(mask);
+    static auto pick_runner(dtype state, const any_mask_view& mask, bool compact) {
+        using runner = void (*)(const job&, std::size_t, std::size_t);
+        if (compact) return state == dtype::float64 ? runner{&run_compact_job<P, double>} : runner{&run_compact_job<P, float>};
+        return state == dtype::float64 ? runner{pick_runner<P, double>(mask)} : runner{pick_runner<P, float>(mask)};
     }
 
     template <class T>
@@ -507,11 +566,19 @@ private:
                                    mode_);
             j.buffers = Rule::state_buffers(groups_[t.group].options);
             j.masking = options_.masking;
+            // A tensor is compacted at its first step under the fixed mask; one that
+            // already holds full state keeps it (the results are the same).
+            if (const auto* f = std::get_if<fixed>(&mode_);
+                f && masked && options_.compact_fixed_state && (t.buffers == 0 || t.compact)) {
+                check_compact_exact(t.group);
+                j.compact = true;
+                j.compact_words = f->masks.find(t.name)->words().data();
+            }
             switch (t.param.type) {
-            case dtype::float32: j.run = pick_runner<float>(t.state_type, j.mask); break;
-            case dtype::float64: j.run = pick_runner<double>(t.state_type, j.mask); break;
-            case dtype::bfloat16: j.run = pick_runner<bfloat16>(t.state_type, j.mask); break;
-            case dtype::float16: j.run = pick_runner<float16>(t.state_type, j.mask); break;
+            case dtype::float32: j.run = pick_runner<float>(t.state_type, j.mask, j.compact); break;
+            case dtype::float64: j.run = pick_runner<double>(t.state_type, j.mask, j.compact); break;
+            case dtype::bfloat16: j.run = pick_runner<bfloat16>(t.state_type, j.mask, j.compact); break;
+            case dtype::float16: j.run = pick_runner<float16>(t.state_type, j.mask, j.compact); break;
             }
         }
         return jobs;
@@ -525,6 +592,7 @@ private:
         j.grad = t.grad.data;
         j.state[0] = t.state[0].empty() ? nullptr : t.state[0].data();
         j.state[1] = t.state[1].empty() ? nullptr : t.state[1].data();
+        j.kept_before = t.kept_before.data();
     }
 
     //! The ranges of at most chunk_elements of every tensor whose gradient is present.
@@ -569,6 +637,42 @@ private:
         for (std::size_t w = 0; w < items.size(); ++w)
             if (bad[w]) return items[w].tensor;
         return std::nullopt;
+    }
+
+    static constexpr bool supports_compact_state =
+        requires(const options_type& o, masking_options m) { { Rule::compact_state_exact(o, m) } -> std::convertible_to<bool>; };
+
+    void check_compact_exact(std::size_t group) const {
+        if constexpr (supports_compact_state) {
+            if (!Rule::compact_state_exact(groups_[group].options, options_.masking))
+                detail::fail("group '" + groups_[group].name +
+                             "': compact Child-Tuning_D state needs the mask on the gradient and eps > 0 "
+                             "(otherwise masked entries' state or updates are not zero)");
+        }
+    }
+    //! Kept elements before each 64-element word of a mask over n elements, and
+    //! the total as the last entry.
+    static std::vector<std::uint32_t> kept_before(const std::uint64_t* words, std::size_t n) {
+        const std::size_t count = (n + 63) / 64;
+        if (n > std::size_t{0xFFFFFFFFu}) detail::fail("compact state: a tensor of " + std::to_string(n) + " elements is too large");
+        std::vector<std::uint32_t> prefix(count + 1, 0);
+        for (std::size_t w = 0; w < count; ++w)
+            prefix[w + 1] = prefix[w] + static_cast<std::uint32_t>(std::popcount(words[w]));
+        return prefix;
+    }
+    //! Compact state holds no moments for masked-out elements, so once it exists the
+    //! mask of its tensor may not change.
+    void check_compact_state_kept(const mask_mode& next) const {
+        for (const auto& t : tensors_) {
+            if (!t.compact || t.buffers == 0) continue;
+            const auto* now = std::get_if<fixed>(&mode_);
+            const auto* then = std::get_if<fixed>(&next);
+            const bit_mask* a = now ? now->masks.find(t.name) : nullptr;
+            const bit_mask* b = then ? then->masks.find(t.name) : nullptr;
+            if (!a || !b || !(*a == *b))
+                detail::fail("tensor '" + t.name + "' keeps compact Child-Tuning_D state for its current mask; "
+                             "the mask cannot change (the moments of newly kept elements were never stored)");
+        }
     }
 
     //! A fixed mask must cover exactly the masked tensors, each with its size.

@@ -50,6 +50,13 @@ struct adamw {
             detail::fail("group '" + std::string(group) + "': unknown AdamW flavour");
     }
     static std::size_t state_buffers(const options&) { return 2; }
+    //! Whether a masked-out element's moments stay exactly zero, so compact
+    //! Child-Tuning_D state gives the full-state results bit for bit: the mask must
+    //! zero the gradient (not the update), and eps > 0 keeps 0/(sqrt(0)+eps) = 0
+    //! (with eps = 0 the full-state step writes NaN there, as the reference does).
+    static bool compact_state_exact(const options& o, masking_options m) {
+        return m.target == mask_target::gradient && o.eps > 0.0;
+    }
 
     static constexpr std::size_t option_count = 7;
     static std::array<double, option_count> to_values(const options& o) {
