@@ -39,6 +39,8 @@ METHODS = [
     ("childtune/dense+nan_check", "childtune core, dense, with the default NaN/Inf check"),
     ("childtune/ct_f", "childtune core, Child-Tuning_F"),
     ("childtune/ct_d", "childtune core, Child-Tuning_D (1-bit mask)"),
+    ("childtune/ct_d+compact_state", "the same with `compact_fixed_state` (moments for kept elements only; "
+     "GB/s still counts 28 B/param: a dense-equivalent rate)"),
     ("childtune_torch/dense", "`childtune::torch::ChildTuningAdamW`, dense"),
     ("childtune_torch/ct_f", "`childtune::torch::ChildTuningAdamW`, Child-Tuning_F"),
     ("childtune_torch/ct_d", "`childtune::torch::ChildTuningAdamW`, Child-Tuning_D"),
@@ -252,7 +254,8 @@ PLOTS = [
     ("step_dense", "fp32 AdamW step, dense: throughput vs N (28 B/param)",
      ["torch/adamw", "plain_loop/adamw", "childtune/dense", "childtune/dense+nan_check", "childtune_torch/dense"]),
     ("step_child_tuning", "fp32 Child-Tuning step: throughput vs N (28 B/param)",
-     ["reference/ct_f", "reference/ct_d", "childtune/ct_f", "childtune/ct_d", "childtune_torch/ct_f", "childtune_torch/ct_d"]),
+     ["reference/ct_f", "reference/ct_d", "childtune/ct_f", "childtune/ct_d", "childtune/ct_d+compact_state",
+      "childtune_torch/ct_f", "childtune_torch/ct_d"]),
 ]
 # Line style per method: peers dashed, childtune's core solid, its LibTorch adapter
 # dotted in the colour of the core method it wraps.
@@ -266,6 +269,7 @@ STYLES = {
     "childtune/dense+nan_check": "lw 2 pt 5 lc rgb '#44aa99'",
     "childtune/ct_f": "lw 2 pt 7 lc rgb '#332288'",
     "childtune/ct_d": "lw 2 pt 5 lc rgb '#44aa99'",
+    "childtune/ct_d+compact_state": "lw 2 pt 9 lc rgb '#117733'",
     "childtune_torch/dense": "dashtype '.' lw 2 pt 1 lc rgb '#332288'",
     "childtune_torch/ct_f": "dashtype '.' lw 2 pt 1 lc rgb '#332288'",
     "childtune_torch/ct_d": "dashtype '.' lw 2 pt 2 lc rgb '#44aa99'",
