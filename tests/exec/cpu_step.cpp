@@ -57,7 +57,7 @@ void check_vector_equals_scalar(const typename Rule::options& o, const MaskView&
         std::vector<P> p(n), g(n);
         std::vector<S> s0(n), s1(n);
         for (std::size_t i = 0; i < n; ++i) {
-            p[i] = P(normal(rng));
+            p[i] = i % 7 == 3 ? P(-0.0f) : P(normal(rng)); // signed zeros must survive
             g[i] = P(0.1f * normal(rng));
             s0[i] = S(0.01f * normal(rng));
             s1[i] = S(0.001f * std::abs(normal(rng)));
@@ -99,6 +99,9 @@ void check_all_masks(const typename Rule::options& o) {
 
 template <class S, class P>
 void check_all_rules() {
+    // lr = 0 makes the step-size constants -0: broadcasting them must keep the sign.
+    check_all_masks<adamw, S, P>({.lr = 0.0, .weight_decay = 0.1, .flavour = adamw_flavour::legacy});
+    check_all_masks<sgd, S, P>({.lr = 0.0, .momentum = 0.5});
     check_all_masks<adamw, S, P>({.lr = 1e-2, .weight_decay = 0.1, .flavour = adamw_flavour::torch});
     check_all_masks<adamw, S, P>({.lr = 1e-2, .weight_decay = 0.1, .flavour = adamw_flavour::legacy});
     check_all_masks<adam, S, P>({.lr = 1e-2, .weight_decay = 0.1});

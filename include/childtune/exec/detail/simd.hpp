@@ -67,7 +67,15 @@ struct simd {
 
     simd() = default;
     CHILDTUNE_ALWAYS_INLINE simd(native x) : v(x) {}
-    CHILDTUNE_ALWAYS_INLINE simd(S x) : v(native{} + x) {}
+    //! Broadcast. The bits are broadcast as integers (0 + bits is exact for every
+    //! pattern; the floating `0 + x` would turn -0 into +0), which compilers emit as
+    //! one broadcast instruction.
+    CHILDTUNE_ALWAYS_INLINE simd(S x) {
+        using ivec = native_vector_t<std::conditional_t<sizeof(S) == 4, std::int32_t, std::int64_t>, N>;
+        std::conditional_t<sizeof(S) == 4, std::int32_t, std::int64_t> bits;
+        std::memcpy(&bits, &x, sizeof bits);
+        v = reinterpret_cast<native>(ivec{} + bits);
+    }
 };
 
 //! A lane mask: all bits of a lane set (kept) or clear.
