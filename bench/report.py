@@ -41,6 +41,8 @@ METHODS = [
     ("childtune/ct_d", "childtune core, Child-Tuning_D (1-bit mask)"),
     ("childtune/ct_d+compact_state", "the same with `compact_fixed_state` (moments for kept elements only; "
      "GB/s still counts 28 B/param: a dense-equivalent rate)"),
+    ("philox/keep_bits", "Child-Tuning_F's Philox keep bits alone, as the fused step draws them (no tensor "
+     "touched: the compute CT_F adds)"),
     ("childtune_torch/dense", "`childtune::torch::ChildTuningAdamW`, dense"),
     ("childtune_torch/ct_f", "`childtune::torch::ChildTuningAdamW`, Child-Tuning_F"),
     ("childtune_torch/ct_d", "`childtune::torch::ChildTuningAdamW`, Child-Tuning_D"),
@@ -178,8 +180,8 @@ def step_table(methods, triad):
             fmt_time(seconds(b)),
             "{:.1f} %".format(100 * b["cv"]) if "cv" in b else "–",
             fmt_count(params_per_s(b)),
-            "{:.1f}".format(gbs(b)),
-            "{:.2f}".format(gbs(b) / gbs(triad)) if triad else "–",
+            "{:.1f}".format(gbs(b)) if b["bytes_per_param"] else "–",
+            "{:.2f}".format(gbs(b) / gbs(triad)) if triad and b["bytes_per_param"] else "–",
             fmt_bytes(b["peak_rss"]),
             fmt_bytes(b["extra_mem"]),
         ])
@@ -325,7 +327,7 @@ plot {plots}
 def plot_model(methods, work, img):
     if "triad" not in methods:
         return None
-    order = [m for m, _ in METHODS if m in methods and m != "triad"]
+    order = [m for m, _ in METHODS if m in methods and m != "triad" and methods[m]["bytes_per_param"]]
     with open(os.path.join(work, "step_model.dat"), "w") as f:
         f.write("# method GB/s colour (peers grey, childtune blue)\n")
         for m in order:

@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 namespace {
@@ -30,7 +31,7 @@ namespace {
 using bench::mode;
 
 // STREAM triad a = b + s*c over as many elements as the shape has parameters:
-// the memory-bandwidth roofline of this machine.
+// the memory-bandwidth roofline of this machine (vectorised, both cores).
 void triad(benchmark::State& state, const bench::shape& s) {
     const std::size_t base = bench::begin_memory();
     const std::size_t n = s.total;
@@ -45,6 +46,11 @@ void triad(benchmark::State& state, const bench::shape& s) {
     bench::time_steps(state, [&] {
         childtune::default_backend{}.parallel_for((n + chunk - 1) / chunk, [&](std::size_t w) {
             const std::size_t end = std::min(n, (w + 1) * chunk);
+            // g++'s -O2 cost model leaves this loop scalar (it needs an epilogue and an
+            // alias check), which would halve the roofline: ask for vectors explicitly.
+#if defined(_OPENMP)
+#pragma omp simd
+#endif
             for (std::size_t i = w * chunk; i < end; ++i) pa[i] = pb[i] + 1.5f * pc[i];
         });
     });
@@ -90,6 +96,39 @@ void plain_loop(benchmark::State& state, const bench::shape& s) {
         }
     });
     bench::report(state, s, 28.0, base, bench::core_threads());
+}
+
+// Child-Tuning_F's keep bits alone: Philox4x32-10 exactly as the fused step draws
+// them, for every parameter of the shape, on the step's threads, touching no
+// tensor (bytes_per_param = 0). It is the compute CT_F adds to the dense step;
+// when both cores are busy computing, CT_F's time is about dense + this.
+void philox_keep_bits(benchmark::State& state, const bench::shape& s) {
+    const std::size_t base = bench::begin_memory();
+    const childtune::bernoulli mask{bench::keep_probability, 42};
+    constexpr std::size_t chunk = std::size_t{1} << 16;
+    std::vector<std::size_t> first_chunk; // chunk index where each tensor starts
+    std::size_t chunks = 0;
+    for (const auto& t : s.tensors) {
+        first_chunk.push_back(chunks);
+        chunks += (t.size + chunk - 1) / chunk;
+    }
+    std::vector<std::uint64_t> sink(chunks);
+    std::uint64_t step = 0;
+    bench::time_steps(state, [&] {
+        ++step;
+        childtune::default_backend{}.parallel_for(chunks, [&](std::size_t c) {
+            const std::size_t k = static_cast<std::size_t>(
+                std::upper_bound(first_chunk.begin(), first_chunk.end(), c) - first_chunk.begin() - 1);
+            const auto& t = s.tensors[k];
+            const auto view = mask.view(childtune::stable_tensor_key(t.name), step);
+            const std::size_t begin = (c - first_chunk[k]) * chunk, end = std::min(t.size, begin + chunk);
+            std::uint64_t acc = 0;
+            for (std::size_t w = begin; w < end; w += 64) acc ^= view.bits64(w);
+            sink[c] = acc;
+        });
+        benchmark::DoNotOptimize(sink.data());
+    });
+    bench::report(state, s, 0.0, base, bench::core_threads());
 }
 
 // childtune::optimizer<adamw> over the shape's tensors: one group of encoder
@@ -153,6 +192,7 @@ const add_method m_dense{{30, "childtune/dense", &core_dense, everywhere}};
 const add_method m_dense_checked{{31, "childtune/dense+nan_check", &core_dense_checked, everywhere}};
 const add_method m_ct_f{{32, "childtune/ct_f", &core_ct_f, everywhere}};
 const add_method m_ct_d{{33, "childtune/ct_d", &core_ct_d, everywhere}};
+const add_method m_philox{{36, "philox/keep_bits", &philox_keep_bits, everywhere}};
 const add_method m_ct_d_compact{{34, "childtune/ct_d+compact_state", &core_ct_d_compact, everywhere}};
 const add_method m_bf16_dense{{50, "childtune/bf16/dense", &bf16_dense, bench::largest_flat}};
 const add_method m_bf16_ct_f{{51, "childtune/bf16/ct_f", &bf16_ct_f, bench::largest_flat}};
