@@ -15,15 +15,14 @@
 #include <childtune/select/top_p.hpp>
 
 #include "bench_env.hpp"
+#include "process_memory.hpp"
 
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <new>
 #include <span>
 #include <string>
@@ -84,37 +83,17 @@ std::size_t bench_n() {
 
 // ---- peak-memory probes ---------------------------------------------------------------------------
 
-std::size_t status_bytes(const char* key) {
-    std::FILE* f = std::fopen("/proc/self/status", "r");
-    if (!f) return 0;
-    char line[256];
-    std::size_t kib = 0;
-    const std::size_t len = std::strlen(key);
-    while (std::fgets(line, sizeof line, f))
-        if (std::strncmp(line, key, len) == 0) {
-            kib = static_cast<std::size_t>(std::strtoull(line + len, nullptr, 10));
-            break;
-        }
-    std::fclose(f);
-    return kib * 1024;
-}
-
 // What one benchmark adds to the heap and to the resident set at its peak.
 class memory_probe {
 public:
     memory_probe() {
-        malloc_trim(0); // hand freed heap pages back, so new allocations show in the RSS
-        if (std::FILE* f = std::fopen("/proc/self/clear_refs", "w")) { // VmHWM := VmRSS (Linux >= 4.0)
-            std::fputs("5", f);
-            std::fclose(f);
-        }
-        rss_ = status_bytes("VmRSS:");
+        rss_ = bench::begin_memory();
         heap_ = live_bytes.load();
         peak_bytes.store(heap_);
     }
     void report(benchmark::State& state) const {
         using C = benchmark::Counter;
-        const std::size_t hwm = status_bytes("VmHWM:"), heap = peak_bytes.load();
+        const std::size_t hwm = bench::peak_rss_bytes(), heap = peak_bytes.load();
         state.counters["extra_heap"] = C(static_cast<double>(heap > heap_ ? heap - heap_ : 0), C::kDefaults, C::OneK::kIs1024);
         state.counters["extra_rss"] = C(static_cast<double>(hwm > rss_ ? hwm - rss_ : 0), C::kDefaults, C::OneK::kIs1024);
         state.counters["N"] = static_cast<double>(bench_n());
