@@ -1,0 +1,183 @@
+#pragma once
+//! \file
+//! The fused Child-Tuning step on a Thrust system, many tensors per launch.
+//!
+//! Each element is computed by the scalar definition of the update rule (the
+//! `apply` the CPU kernels vectorise), so on the CPP, OMP and TBB systems a step
+//! gives the core CPU path's results bit for bit; keep decisions come from the
+//! same mask views (Philox for Child-Tuning_F, packed bits for fixed masks).
+//!
+//! Multi-tensor batching, as fused GPU optimizers do it: the tensors of a batch
+//! share one index space in which each tensor starts at a multiple of
+//! `batch_alignment` elements; one `for_each` covers the whole space and each
+//! index finds its tensor by binary search in a small descriptor table that is
+//! copied to the system once per call. A model's hundreds of small tensors take one
+//! launch, not one each, and the threads of a GPU block almost always agree on
+//! their tensor.
+
+#include <childtune/config.hpp>
+#include <childtune/error.hpp>
+#include <childtune/numeric/half.hpp>
+#include <childtune/numeric/lanes.hpp>
+#include <childtune/thrust/system.hpp>
+#include <childtune/update/masking.hpp>
+
+#include <thrust/copy.h>
+#include <thrust/for_each.h>
+#include <thrust/iterator/counting_iterator.h>
+#include <thrust/memory.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace childtune::thrust {
+inline namespace CHILDTUNE_THRUST_SYSTEM_NAMESPACE {
+
+//! Tensors of a batch start at multiples of this many elements in the batch's
+//! index space (a GPU block's worth, so a block rarely spans two tensors).
+inline constexpr std::uint64_t batch_alignment = 256;
+
+//! One tensor of a batched step, as the caller describes it. All pointers address
+//! memory of the execution policy's system; `state[b]` for b < the rule's buffer
+//! count are read and written, the others are ignored.
+template <class P, class S, class MaskView>
+struct tensor_step {
+    std::string_view name;  //!< named in errors
+    P* param = nullptr;
+    const P* grad = nullptr;
+    S* state[2] = {nullptr, nullptr};
+    std::uint64_t size = 0;
+    MaskView mask{};        //!< keep decisions of this tensor at this step
+    std::uint64_t step = 1; //!< 1-based count of this tensor's steps, including this one
+    bool fresh_state = false; //!< the state was just zero-initialised
+};
+
+namespace detail {
+
+//! What a kernel needs of one tensor: trivially copyable, so it can live in the
+//! system's memory.
+template <class Rule, class P, class S, class MaskView>
+struct tensor_slot {
+    P* param;
+    const P* grad;
+    S* state[2];
+    std::uint64_t size;
+    std::uint64_t first; //!< index of element 0 in the batch's index space
+    MaskView mask;
+    typename Rule::template step_constants<S> constants;
+    childtune::detail::mask_plan<bool, S> plan;
+};
+
+//! The per-index work of a batched step: find the tensor, step one element.
+template <class Rule, std::size_t Buffers, class P, class S, class MaskView>
+struct batch_element_step {
+    const tensor_slot<Rule, P, S, MaskView>* slots;
+    std::uint32_t count;
+
+    CHILDTUNE_HD void operator()(std::uint64_t index) const {
+        std::uint32_t lo = 0, hi = count; // the last slot whose first <= index
+        while (hi - lo > 1) {
+            const std::uint32_t mid = lo + (hi - lo) / 2;
+            if (slots[mid].first <= index) lo = mid;
+            else hi = mid;
+        }
+        const tensor_slot<Rule, P, S, MaskView>& t = slots[lo];
+        const std::uint64_t i = index - t.first;
+        if (i >= t.size) return; // alignment padding
+        S p = childtune::detail::widen<S>(t.param[i]);
+        S state[2] = {Buffers > 0 ? t.state[0][i] : S(0), Buffers > 1 ? t.state[1][i] : S(0)};
+        Rule::apply(t.constants, t.plan(t.mask.keep(i)), p, childtune::detail::widen<S>(t.grad[i]), state);
+        t.param[i] = childtune::detail::narrow<P>(p);
+        if constexpr (Buffers > 0) t.state[0][i] = state[0];
+        if constexpr (Buffers > 1) t.state[1][i] = state[1];
+    }
+};
+
+template <class Policy, class Rule, std::size_t Buffers, class P, class S, class MaskView>
+void run_batch(const Policy& policy, const std::vector<tensor_slot<Rule, P, S, MaskView>>& slots, std::uint64_t extent) {
+    using slot = tensor_slot<Rule, P, S, MaskView>;
+    const auto n = static_cast<std::ptrdiff_t>(slots.size());
+    auto buffer = ::thrust::get_temporary_buffer<slot>(policy, n);
+    if (buffer.second < n) {
+        ::thrust::return_temporary_buffer(policy, buffer.first, buffer.second);
+        childtune::detail::fail("thrust step: cannot allocate the descriptor table of " + std::to_string(n) + " tensors");
+    }
+    try {
+        ::thrust::copy(slots.begin(), slots.end(), buffer.first);
+        const batch_element_step<Rule, Buffers, P, S, MaskView> f{::thrust::raw_pointer_cast(buffer.first),
+                                                                  static_cast<std::uint32_t>(n)};
+        ::thrust::for_each(policy, ::thrust::counting_iterator<std::uint64_t>(0),
+                           ::thrust::counting_iterator<std::uint64_t>(extent), f);
+    } catch (...) {
+        ::thrust::return_temporary_buffer(policy, buffer.first, buffer.second);
+        throw;
+    }
+    ::thrust::return_temporary_buffer(policy, buffer.first, buffer.second);
+}
+
+template <class Rule>
+constexpr std::size_t min_buffers() {
+    if constexpr (requires { Rule::min_state_buffers; }) return Rule::min_state_buffers;
+    else return Rule::max_state_buffers;
+}
+
+} // namespace detail
+
+//! One fused step of `Rule` over every tensor in `tensors`, in one launch on
+//! `policy` (e.g. `thrust::cuda::par.on(stream)`, `thrust::omp::par`,
+//! `thrust::device`). Every tensor uses the same hyperparameters and masking
+//! options; steps of several groups are several calls.
+//!
+//! Checked before anything runs (a childtune::error names the tensor, and no
+//! memory is written): options, null pointers, missing state buffers, more than
+//! 2^32 tensors.
+template <class Rule, class P, class S, class MaskView, class Policy>
+void step(const Policy& policy, const typename Rule::options& options, masking_options masking,
+          std::span<const tensor_step<P, S, MaskView>> tensors) {
+    Rule::validate(options, "thrust step");
+    const std::size_t buffers = Rule::state_buffers(options);
+    if (tensors.size() >= (std::size_t{1} << 32))
+        childtune::detail::fail("thrust step: " + std::to_string(tensors.size()) + " tensors in one batch (at most 2^32 - 1)");
+
+    std::vector<detail::tensor_slot<Rule, P, S, MaskView>> slots;
+    slots.reserve(tensors.size());
+    std::uint64_t extent = 0;
+    for (const auto& t : tensors) {
+        const std::string where = "thrust step: tensor '" + std::string(t.name) + "'";
+        if (t.size == 0) continue;
+        if (!t.param || !t.grad) childtune::detail::fail(where + ": null parameter or gradient pointer");
+        for (std::size_t b = 0; b < buffers; ++b)
+            if (!t.state[b]) childtune::detail::fail(where + ": state buffer " + std::to_string(b) + " is null");
+        if (t.step == 0) childtune::detail::fail(where + ": step counts start at 1");
+        const S keep = static_cast<S>(t.mask.keep_probability());
+        slots.push_back({t.param, t.grad, {t.state[0], t.state[1]}, t.size, extent, t.mask,
+                         Rule::template prepare<S>(options, t.step, t.fresh_state),
+                         childtune::detail::make_mask_plan<bool, S>(true, false, masking, keep, keep != S(1))});
+        extent += (t.size + batch_alignment - 1) / batch_alignment * batch_alignment;
+    }
+    if (slots.empty()) return;
+
+    constexpr std::size_t lo = detail::min_buffers<Rule>(), hi = Rule::max_state_buffers;
+    if constexpr (lo <= 0 && 0 <= hi)
+        if (buffers == 0) return detail::run_batch<Policy, Rule, 0>(policy, slots, extent);
+    if constexpr (lo <= 1 && 1 <= hi)
+        if (buffers == 1) return detail::run_batch<Policy, Rule, 1>(policy, slots, extent);
+    if constexpr (lo <= 2 && 2 <= hi)
+        if (buffers == 2) return detail::run_batch<Policy, Rule, 2>(policy, slots, extent);
+    childtune::detail::fail("thrust step: the '" + std::string(Rule::name) + "' rule asks for " +
+                            std::to_string(buffers) + " state buffers");
+}
+
+//! The same for a container of tensor_step (std::vector, std::array).
+template <class Rule, class P, class S, class MaskView, class Policy>
+void step(const Policy& policy, const typename Rule::options& options, masking_options masking,
+          const std::vector<tensor_step<P, S, MaskView>>& tensors) {
+    step<Rule, P, S, MaskView>(policy, options, masking, std::span<const tensor_step<P, S, MaskView>>(tensors));
+}
+
+} // namespace CHILDTUNE_THRUST_SYSTEM_NAMESPACE
+} // namespace childtune::thrust
