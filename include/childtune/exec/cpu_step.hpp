@@ -23,6 +23,7 @@
 #include <childtune/exec/detail/cpu_features.hpp>
 #include <childtune/exec/detail/simd.hpp>
 #include <childtune/update/masking.hpp>
+#include <childtune/update/state_buffers.hpp>
 
 #include <algorithm>
 #include <cstddef>
@@ -142,14 +143,6 @@ void step_range_isa(cpu_isa isa, const typename Rule::template step_constants<S>
     }
 }
 
-//! The fewest state buffers a rule may use (rules whose state depends on their
-//! options, like SGD's momentum buffer, say so with `min_state_buffers`).
-template <class Rule>
-constexpr std::size_t min_state_buffers() {
-    if constexpr (requires { Rule::min_state_buffers; }) return Rule::min_state_buffers;
-    else return Rule::max_state_buffers;
-}
-
 //! Runs the fused step of `Rule` over elements [begin, end) of one tensor with
 //! `buffers` state buffers in use, on instruction set `isa` (which the CPU must
 //! support; see best_cpu_isa).
@@ -157,13 +150,9 @@ template <class Rule, class S, class P, class MaskView>
 void cpu_step_range(const typename Rule::template step_constants<S>& c, masking_options options, const MaskView& mask,
                     step_operands<P, S> x, std::size_t buffers, std::size_t begin, std::size_t end,
                     cpu_isa isa = best_cpu_isa()) {
-    constexpr std::size_t lo = min_state_buffers<Rule>(), hi = Rule::max_state_buffers;
-    if constexpr (lo <= 0 && 0 <= hi)
-        if (buffers == 0) return step_range_isa<Rule, 0>(isa, c, options, mask, x, begin, end);
-    if constexpr (lo <= 1 && 1 <= hi)
-        if (buffers == 1) return step_range_isa<Rule, 1>(isa, c, options, mask, x, begin, end);
-    if constexpr (lo <= 2 && 2 <= hi)
-        if (buffers == 2) return step_range_isa<Rule, 2>(isa, c, options, mask, x, begin, end);
+    (void)with_state_buffers<Rule>(buffers, [&](auto count) {
+        step_range_isa<Rule, decltype(count)::value>(isa, c, options, mask, x, begin, end);
+    });
 }
 
 } // namespace childtune::detail

@@ -21,6 +21,7 @@
 #include <childtune/numeric/lanes.hpp>
 #include <childtune/thrust/system.hpp>
 #include <childtune/update/masking.hpp>
+#include <childtune/update/state_buffers.hpp>
 
 #include <thrust/copy.h>
 #include <thrust/for_each.h>
@@ -119,12 +120,6 @@ void run_batch(const Policy& policy, const std::vector<tensor_slot<Rule, P, S, M
     ::thrust::return_temporary_buffer(policy, buffer.first, buffer.second);
 }
 
-template <class Rule>
-constexpr std::size_t min_buffers() {
-    if constexpr (requires { Rule::min_state_buffers; }) return Rule::min_state_buffers;
-    else return Rule::max_state_buffers;
-}
-
 } // namespace detail
 
 //! One fused step of `Rule` over every tensor in `tensors`, in one launch on
@@ -147,12 +142,14 @@ void step(const Policy& policy, const typename Rule::options& options, masking_o
     slots.reserve(tensors.size());
     std::uint64_t extent = 0;
     for (const auto& t : tensors) {
-        const std::string where = "thrust step: tensor '" + std::string(t.name) + "'";
         if (t.size == 0) continue;
-        if (!t.param || !t.grad) childtune::detail::fail(where + ": null parameter or gradient pointer");
+        const auto reject = [&](const std::string& problem) {
+            childtune::detail::fail("thrust step: tensor '" + std::string(t.name) + "': " + problem);
+        };
+        if (!t.param || !t.grad) reject("null parameter or gradient pointer");
         for (std::size_t b = 0; b < buffers; ++b)
-            if (!t.state[b]) childtune::detail::fail(where + ": state buffer " + std::to_string(b) + " is null");
-        if (t.step == 0) childtune::detail::fail(where + ": step counts start at 1");
+            if (!t.state[b]) reject("state buffer " + std::to_string(b) + " is null");
+        if (t.step == 0) reject("step counts start at 1");
         const S keep = static_cast<S>(t.mask.keep_probability());
         slots.push_back({t.param, t.grad, {t.state[0], t.state[1]}, t.size, extent, t.mask,
                          Rule::template prepare<S>(options, t.step, t.fresh_state),
@@ -161,14 +158,11 @@ void step(const Policy& policy, const typename Rule::options& options, masking_o
     }
     if (slots.empty()) return;
 
-    constexpr std::size_t lo = detail::min_buffers<Rule>(), hi = Rule::max_state_buffers;
-    if constexpr (lo <= 0 && 0 <= hi)
-        if (buffers == 0) return detail::run_batch<Policy, Rule, 0>(policy, slots, extent);
-    if constexpr (lo <= 1 && 1 <= hi)
-        if (buffers == 1) return detail::run_batch<Policy, Rule, 1>(policy, slots, extent);
-    if constexpr (lo <= 2 && 2 <= hi)
-        if (buffers == 2) return detail::run_batch<Policy, Rule, 2>(policy, slots, extent);
-    childtune::detail::fail("thrust step: the '" + std::string(Rule::name) + "' rule asks for " +
+    const bool ran = childtune::detail::with_state_buffers<Rule>(buffers, [&](auto count) {
+        detail::run_batch<Policy, Rule, decltype(count)::value>(policy, slots, extent);
+    });
+    if (!ran)
+        childtune::detail::fail("thrust step: the '" + std::string(Rule::name) + "' rule asks for " +
                             std::to_string(buffers) + " state buffers");
 }
 
