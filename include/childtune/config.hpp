@@ -33,8 +33,11 @@
 //! 1 when the CPU kernels use SSE2 vectors (part of every x86-64 target, so no
 //! user flag is needed); 0 on other architectures, which use the portable scalar
 //! kernel. Define it to 0 before including childtune to force the scalar kernel.
+//! Translation units compiled by nvcc get the scalar kernel too: nvcc's front end
+//! rejects the casts between GCC vector types that the SSE2/AVX2 code is made of.
+//! Results are the same bits; only the speed of CPU steps in such a file differs.
 #ifndef CHILDTUNE_HAS_SSE2
-#if (defined(__x86_64__) || defined(_M_X64)) && !defined(__CUDA_ARCH__)
+#if (defined(__x86_64__) || defined(_M_X64)) && !defined(__CUDACC__)
 #define CHILDTUNE_HAS_SSE2 1
 #else
 #define CHILDTUNE_HAS_SSE2 0

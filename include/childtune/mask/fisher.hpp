@@ -27,6 +27,7 @@
 #include <childtune/error.hpp>
 #include <childtune/exec/backend.hpp>
 #include <childtune/numeric/half.hpp>
+#include <childtune/numeric/rounding.hpp>
 #include <childtune/select/order_statistic.hpp>
 #include <childtune/select/top_p.hpp>
 #include <childtune/tensor_view.hpp>
@@ -60,25 +61,81 @@ struct fisher_options {
 
 namespace detail {
 
-//! Elements per block of the clipping norm. Block sums are combined in block
-//! order, so the norm is the same on every backend and thread count.
+//! Elements per block of the clipping norm, and lanes per block. A block's sum is
+//! the fixed pairwise tree over its lanes' sums, lane j summing elements j,
+//! j + lanes, j + 2·lanes, ... in order; block sums are then added in block
+//! order. The layout is that of a GPU thread block striding through its block, so
+//! the Thrust adapter computes the same norm bit for bit on the device, and the
+//! norm never depends on the backend or its thread count.
 inline constexpr std::size_t fisher_block = std::size_t{1} << 16;
+inline constexpr std::size_t fisher_lanes = 256;
 
-//! Σ g² of one block in double, in a fixed order (four interleaved partial sums).
-template <parameter_element G>
-double block_sum_of_squares(const G* g, std::size_t n) {
-    double acc[4] = {0, 0, 0, 0};
+//! g² (or (g / scale)² when Scaled), in double; a product of widened float,
+//! bfloat16 or float16 values is exact, a double one is rounded without fusing.
+template <bool Scaled, parameter_element G>
+CHILDTUNE_HD_INLINE double scaled_square(G g, double scale) {
+    double v = widen<double>(g);
+    if constexpr (Scaled) v = v / scale;
+    return mul_rn(v, v);
+}
+
+//! The fixed pairwise tree over fisher_lanes lane sums (overwrites `lanes`).
+CHILDTUNE_HD_INLINE double fisher_lane_tree(double* lanes) {
+    for (std::size_t stride = fisher_lanes / 2; stride > 0; stride /= 2)
+        for (std::size_t j = 0; j < stride; ++j) lanes[j] = lanes[j] + lanes[j + stride];
+    return lanes[0];
+}
+
+//! Σ g² (Σ (g/scale)² when Scaled) of one block of n <= fisher_block elements,
+//! in the fixed order.
+template <bool Scaled = false, parameter_element G>
+double block_sum_of_squares(const G* g, std::size_t n, double scale = 1.0) {
+    double lanes[fisher_lanes] = {};
     std::size_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        for (std::size_t j = 0; j < 4; ++j) {
-            const double v = widen<double>(g[i + j]);
-            acc[j] += v * v;
-        }
-    for (; i < n; ++i) {
-        const double v = widen<double>(g[i]);
-        acc[0] += v * v;
+    for (; i + fisher_lanes <= n; i += fisher_lanes)
+        for (std::size_t j = 0; j < fisher_lanes; ++j) lanes[j] = lanes[j] + scaled_square<Scaled>(g[i + j], scale);
+    for (std::size_t j = 0; i + j < n; ++j) lanes[j] = lanes[j] + scaled_square<Scaled>(g[i + j], scale);
+    return fisher_lane_tree(lanes);
+}
+
+//! One gradient element's contribution to its Fisher score: (g·coef)² when
+//! clipped, divided by N when N is known. The products never fuse (mul_rn), so
+//! host and device scores agree bit for bit.
+template <score_element Score, bool Clip, bool Known>
+struct fisher_term {
+    Score coef;
+    Score batches;
+    CHILDTUNE_HD_INLINE Score operator()(Score v) const {
+        if constexpr (Clip) v = mul_rn(v, coef);
+        const Score square = mul_rn(v, v);
+        if constexpr (Known) return square / batches;
+        else return square;
     }
-    return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+};
+
+//! The clip coefficient of a tensor whose gradient norm is `norm` (1 when
+//! clipping is off or not needed), as torch.nn.utils.clip_grad_norm_ computes it.
+struct fisher_clip {
+    double coef = 1.0;
+    bool clip = false;
+};
+inline fisher_clip clip_for_norm(double max_grad_norm, double norm) {
+    if (max_grad_norm > 0) {
+        const double c = max_grad_norm / (norm + 1e-6);
+        if (c < 1.0) return {c, true};
+    }
+    return {};
+}
+
+//! Calls f(std::integral_constant<bool, Clip>, std::integral_constant<bool, Known>).
+template <class F>
+void with_fisher_term(bool clip, bool known, F&& f) {
+    using yes = std::true_type;
+    using no = std::false_type;
+    if (clip && known) f(yes{}, yes{});
+    else if (known) f(no{}, yes{});
+    else if (clip) f(yes{}, no{});
+    else f(no{}, no{});
 }
 
 } // namespace detail
@@ -135,27 +192,18 @@ public:
                          std::to_string(options_.num_batches) + " batches (num_batches) have ended");
 
         const double norm = checked_norm(t, grad, backend);
-        Score coef = 1;
-        bool clip = false;
-        if (options_.max_grad_norm > 0) {
-            const double c = options_.max_grad_norm / (norm + 1e-6);
-            if (c < 1.0) {
-                coef = static_cast<Score>(c);
-                clip = true;
-            }
-        }
-        const Score n = static_cast<Score>(options_.num_batches);
-        const bool known = options_.num_batches != 0;
+        const detail::fisher_clip clip = detail::clip_for_norm(options_.max_grad_norm, norm);
         Score* s = t.scores.data();
         const G* g = grad.data();
         const std::size_t size = grad.size();
         const std::size_t blocks = (size + detail::fisher_block - 1) / detail::fisher_block;
-        backend.parallel_for(blocks, [&](std::size_t b) {
-            const std::size_t first = b * detail::fisher_block, last = std::min(size, first + detail::fisher_block);
-            if (known && clip) update(s, g, first, last, [=](Score v) { const Score c = v * coef; return (c * c) / n; });
-            else if (known) update(s, g, first, last, [=](Score v) { return (v * v) / n; });
-            else if (clip) update(s, g, first, last, [=](Score v) { const Score c = v * coef; return c * c; });
-            else update(s, g, first, last, [](Score v) { return v * v; });
+        detail::with_fisher_term(clip.clip, options_.num_batches != 0, [&](auto clipped, auto known) {
+            const detail::fisher_term<Score, clipped.value, known.value> term{static_cast<Score>(clip.coef),
+                                                                              static_cast<Score>(options_.num_batches)};
+            backend.parallel_for(blocks, [&](std::size_t b) {
+                const std::size_t first = b * detail::fisher_block, last = std::min(size, first + detail::fisher_block);
+                for (std::size_t i = first; i < last; ++i) s[i] = s[i] + term(detail::widen<Score>(g[i]));
+            });
         });
         t.accumulated = true;
     }
@@ -260,11 +308,6 @@ private:
         return tensors_[it->second];
     }
 
-    template <parameter_element G, class F>
-    static void update(Score* s, const G* g, std::size_t first, std::size_t last, F term) {
-        for (std::size_t i = first; i < last; ++i) s[i] = s[i] + term(detail::widen<Score>(g[i]));
-    }
-
     //! ‖grad‖₂ in double from fixed blocks; throws, naming the tensor and the
     //! element, when the gradient holds an infinity or a NaN.
     template <parameter_element G, class Backend>
@@ -290,11 +333,13 @@ private:
                              std::to_string(i));
             largest = std::max(largest, std::abs(v));
         }
+        backend.parallel_for(blocks, [&](std::size_t b) {
+            const std::size_t first = b * detail::fisher_block;
+            partial[b] = detail::block_sum_of_squares<true>(grad.data() + first,
+                                                            std::min(detail::fisher_block, size - first), largest);
+        });
         double scaled = 0;
-        for (std::size_t i = 0; i < size; ++i) {
-            const double v = detail::widen<double>(grad[i]) / largest;
-            scaled += v * v;
-        }
+        for (const double v : partial) scaled += v;
         return largest * std::sqrt(scaled);
     }
 

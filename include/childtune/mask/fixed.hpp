@@ -38,6 +38,10 @@ public:
         return bits;
     }
     CHILDTUNE_HD double keep_probability() const { return 1.0; }
+    //! Elements of the whole mask, and where this view starts in it.
+    std::uint64_t mask_size() const { return size_; }
+    std::uint64_t offset() const { return offset_; }
+    const std::uint64_t* words() const { return words_; }
 
 private:
     const std::uint64_t* words_ = nullptr;

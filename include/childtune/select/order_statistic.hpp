@@ -27,6 +27,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <ranges>
@@ -92,15 +93,21 @@ struct order_key_traits;
 template <>
 struct order_key_traits<float> {
     using key_type = std::uint32_t;
+    static constexpr key_type infinity_bits = 0x7F800000u;
     static constexpr std::array<int, 3> digit_bits{11, 11, 10};
 };
 template <>
 struct order_key_traits<double> {
     using key_type = std::uint64_t;
+    static constexpr key_type infinity_bits = 0x7FF0000000000000u;
     static constexpr std::array<int, 6> digit_bits{11, 11, 11, 11, 10, 10};
 };
 template <score_element Score>
 using order_key_t = typename order_key_traits<Score>::key_type;
+static_assert(std::bit_cast<std::uint32_t>(std::numeric_limits<float>::infinity()) ==
+              order_key_traits<float>::infinity_bits);
+static_assert(std::bit_cast<std::uint64_t>(std::numeric_limits<double>::infinity()) ==
+              order_key_traits<double>::infinity_bits);
 
 inline constexpr int max_digit_bits = 11;
 //! Interleaved sub-histograms per chunk: a run of equal digits (common in Fisher
@@ -110,10 +117,10 @@ inline constexpr std::size_t histogram_lanes = 4;
 inline constexpr std::size_t gather_bytes = std::size_t{1} << 20;
 
 template <score_element Score>
-CHILDTUNE_ALWAYS_INLINE bool is_nan_bits(order_key_t<Score> u) {
+CHILDTUNE_HD_INLINE bool is_nan_bits(order_key_t<Score> u) {
     using K = order_key_t<Score>;
     constexpr K magnitude = ~K{0} >> 1;
-    constexpr K infinity = std::bit_cast<K>(std::numeric_limits<Score>::infinity());
+    constexpr K infinity = order_key_traits<Score>::infinity_bits;
     return (u & magnitude) > infinity;
 }
 
@@ -121,7 +128,7 @@ CHILDTUNE_ALWAYS_INLINE bool is_nan_bits(order_key_t<Score> u) {
 //! negative numbers have all bits flipped, non-negative ones the sign bit set,
 //! and -0 is first folded onto +0 so that equal numbers get equal keys.
 template <score_element Score>
-CHILDTUNE_ALWAYS_INLINE order_key_t<Score> key_from_bits(order_key_t<Score> u) {
+CHILDTUNE_HD_INLINE order_key_t<Score> key_from_bits(order_key_t<Score> u) {
     using K = order_key_t<Score>;
     constexpr K sign = ~(~K{0} >> 1);
     u = u == sign ? K{0} : u;
@@ -129,22 +136,33 @@ CHILDTUNE_ALWAYS_INLINE order_key_t<Score> key_from_bits(order_key_t<Score> u) {
     return u ^ (negative | sign);
 }
 
+//! The bits of a score (std::bit_cast is not callable from CUDA device code).
 template <score_element Score>
-CHILDTUNE_ALWAYS_INLINE order_key_t<Score> order_key(Score x) {
-    return key_from_bits<Score>(std::bit_cast<order_key_t<Score>>(x));
+CHILDTUNE_HD_INLINE order_key_t<Score> score_bits(Score x) {
+    order_key_t<Score> u;
+    std::memcpy(&u, &x, sizeof u);
+    return u;
 }
 
 template <score_element Score>
-Score score_from_key(order_key_t<Score> key) {
+CHILDTUNE_HD_INLINE order_key_t<Score> order_key(Score x) {
+    return key_from_bits<Score>(score_bits(x));
+}
+
+template <score_element Score>
+CHILDTUNE_HD_INLINE Score score_from_key(order_key_t<Score> key) {
     using K = order_key_t<Score>;
     constexpr K sign = ~(~K{0} >> 1);
-    return std::bit_cast<Score>((key & sign) ? static_cast<K>(key ^ sign) : static_cast<K>(~key));
+    const K u = (key & sign) ? static_cast<K>(key ^ sign) : static_cast<K>(~key);
+    Score x;
+    std::memcpy(&x, &u, sizeof x);
+    return x;
 }
 
 //! The identity projection: selection on the stored scores themselves.
 struct identity_projection {
     template <class T>
-    CHILDTUNE_ALWAYS_INLINE T operator()(T x) const {
+    CHILDTUNE_HD_INLINE T operator()(T x) const {
         return x;
     }
 };

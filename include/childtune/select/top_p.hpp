@@ -160,8 +160,10 @@ CHILDTUNE_ALWAYS_INLINE std::uint64_t pack_bits(const Score* x, std::size_t n, c
 }
 
 //! Set bits of w; std::popcount is a library call on x86-64 without -mpopcnt.
-CHILDTUNE_ALWAYS_INLINE std::size_t popcount64(std::uint64_t w) {
-#if defined(__POPCNT__) || !(defined(__x86_64__) || defined(_M_X64))
+CHILDTUNE_HD_INLINE std::size_t popcount64(std::uint64_t w) {
+#if defined(__CUDA_ARCH__)
+    return static_cast<std::size_t>(__popcll(w));
+#elif defined(__POPCNT__) || !(defined(__x86_64__) || defined(_M_X64))
     return static_cast<std::size_t>(std::popcount(w));
 #else
     w = w - ((w >> 1) & 0x5555555555555555u);
@@ -172,7 +174,7 @@ CHILDTUNE_ALWAYS_INLINE std::size_t popcount64(std::uint64_t w) {
 }
 
 //! Keeps the lowest `count` set bits of w.
-inline std::uint64_t lowest_set_bits(std::uint64_t w, std::size_t count) {
+CHILDTUNE_HD inline std::uint64_t lowest_set_bits(std::uint64_t w, std::size_t count) {
     if (count >= popcount64(w)) return w;
     std::uint64_t kept = 0;
     for (std::size_t i = 0; i < count; ++i) {
@@ -180,6 +182,57 @@ inline std::uint64_t lowest_set_bits(std::uint64_t w, std::size_t count) {
         w &= w - 1;
     }
     return kept;
+}
+
+//! Where the global cut falls: keep proj(x) > threshold, and of the elements
+//! equal to it either all (`keep_all_ties`) or the first `tie_budget` in
+//! flattened order. Shared by the CPU selection and the Thrust adapter's.
+template <score_element Score>
+struct top_p_cut {
+    Score threshold{};
+    bool keep_all_ties = true;
+    std::size_t tie_budget = 0;
+    bool exact_count = false;
+    //! exact_count with an empty budget keeps no element at all.
+    bool keeps_nothing() const { return exact_count && tie_budget == 0 && !keep_all_ties; }
+};
+
+//! The cut for n >= 1 scores, p in (0, 1] and `rule`; `select(k, want_next)`
+//! returns the kth_pair of the k-th smallest score (and the next one when asked).
+template <score_element Score, class Select>
+top_p_cut<Score> make_top_p_cut(std::size_t n, double p, selection_rule rule, Select&& select) {
+    top_p_cut<Score> cut;
+    if (rule == selection_rule::percentile) {
+        // numpy._quantile: indexes at or past n-1 take the last element for both
+        // neighbours, and gamma is then measured from index -1.
+        const double virtual_index = numpy_virtual_index(n, p);
+        Score a, b;
+        double gamma;
+        if (virtual_index >= static_cast<double>(n - 1)) {
+            a = b = select(n - 1, false).kth.value;
+            gamma = virtual_index + 1.0;
+        } else {
+            const double lo = std::floor(virtual_index);
+            const auto pair = select(static_cast<std::size_t>(lo), true);
+            a = pair.kth.value;
+            b = pair.next;
+            gamma = virtual_index - lo;
+        }
+        cut.threshold = static_cast<Score>(numpy_lerp(a, b, gamma));
+        return cut;
+    }
+    cut.exact_count = true;
+    const auto keep = static_cast<std::size_t>(std::llround(p * static_cast<double>(n)));
+    if (keep == 0) {
+        cut.threshold = std::numeric_limits<Score>::infinity();
+        cut.keep_all_ties = false;
+    } else {
+        const auto kth = select(n - keep, false).kth;
+        cut.threshold = kth.value;
+        cut.tie_budget = keep - (n - kth.less_equal());
+        cut.keep_all_ties = cut.tie_budget == kth.equal;
+    }
+    return cut;
 }
 
 //! Selection over already validated tensors (names unique and non-empty,
@@ -198,40 +251,10 @@ top_p_result select_top_p(std::span<const std::string_view> names, std::span<con
         return outcome.pair;
     };
 
-    // Decide, per element, keep = proj(x) > threshold || (== threshold && tie budget left).
-    Score threshold{};
-    bool keep_all_ties = true;
-    std::size_t tie_budget = 0;
+    const top_p_cut<Score> cut = make_top_p_cut<Score>(n, p, rule, select);
+    const Score threshold = cut.threshold;
+    const std::size_t tie_budget = cut.tie_budget;
     top_p_result result;
-    if (rule == selection_rule::percentile) {
-        // numpy._quantile: indexes at or past n-1 take the last element for both
-        // neighbours, and gamma is then measured from index -1.
-        const double virtual_index = numpy_virtual_index(n, p);
-        Score a, b;
-        double gamma;
-        if (virtual_index >= static_cast<double>(n - 1)) {
-            a = b = select(n - 1, false).kth.value;
-            gamma = virtual_index + 1.0;
-        } else {
-            const double lo = std::floor(virtual_index);
-            const auto pair = select(static_cast<std::size_t>(lo), true);
-            a = pair.kth.value;
-            b = pair.next;
-            gamma = virtual_index - lo;
-        }
-        threshold = static_cast<Score>(numpy_lerp(a, b, gamma));
-    } else {
-        const auto keep = static_cast<std::size_t>(std::llround(p * static_cast<double>(n)));
-        if (keep == 0) {
-            threshold = std::numeric_limits<Score>::infinity();
-            keep_all_ties = false;
-        } else {
-            const auto kth = select(n - keep, false).kth;
-            threshold = kth.value;
-            tie_budget = keep - (n - kth.less_equal());
-            keep_all_ties = tie_budget == kth.equal;
-        }
-    }
     result.threshold = static_cast<double>(threshold);
 
     std::vector<std::size_t> sizes(tensors.size());
@@ -247,9 +270,9 @@ top_p_result select_top_p(std::span<const std::string_view> names, std::span<con
         return std::pair{tensors[block.tensor].data() + first, std::min<std::size_t>(64, sizes[block.tensor] - first)};
     };
 
-    if (rule == selection_rule::exact_count && tie_budget == 0) {
-        // Nothing kept: the masks are already all zero.
-    } else if (keep_all_ties) {
+    if (cut.keeps_nothing()) {
+        // The masks are already all zero.
+    } else if (cut.keep_all_ties) {
         backend.parallel_for(blocks.size(), [&](std::size_t i) {
             const auto& block = blocks[i];
             std::uint64_t* words = masks[block.tensor].words().data() + block.first_word;
