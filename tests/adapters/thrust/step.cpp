@@ -23,7 +23,21 @@
 #include <tuple>
 #include <vector>
 
-using namespace childtune;
+// Using-declarations, not `using namespace childtune`: in a CUDA translation unit
+// nvcc's generated stubs name ::thrust unqualified, which childtune::thrust would
+// make ambiguous.
+using childtune::adam;
+using childtune::adamw;
+using childtune::adamw_flavour;
+using childtune::bernoulli;
+using childtune::bfloat16;
+using childtune::bit_mask;
+using childtune::dense;
+using childtune::dense_view;
+using childtune::fixed;
+using childtune::mask_target;
+using childtune::masking_options;
+using childtune::sgd;
 
 namespace {
 
@@ -71,9 +85,20 @@ auto view_of(const Mask& m, std::uint32_t key, std::uint64_t step, std::size_t s
     else return m.view(std::to_string(key), size);
 }
 
+// The same keep decisions in the system's memory: fixed masks are uploaded
+// (a CUDA kernel cannot read the host's bit_mask), the others are keyed views.
+template <class Mask>
+auto system_view_of(const Mask& m, const ::childtune::thrust::device_mask_set& uploaded, std::uint32_t key,
+                    std::uint64_t step, std::size_t size) {
+    if constexpr (std::is_same_v<Mask, fixed>) return uploaded.view(std::to_string(key), size);
+    else return view_of(m, key, step, size);
+}
+
 template <class Rule, class P, class S, class Mask, class Policy>
 void check_batch(const Policy& policy, const typename Rule::options& options, const Mask& mask, masking_options mo) {
     using view_type = decltype(view_of(mask, 0, 0, 0));
+    ::childtune::thrust::device_mask_set uploaded;
+    if constexpr (std::is_same_v<Mask, fixed>) uploaded = ::childtune::thrust::device_mask_set::upload(policy, mask.masks);
     std::mt19937 rng(11);
     std::vector<twin<P, S>> tensors;
     for (std::size_t k = 0; k < std::size(sizes); ++k) tensors.emplace_back(std::to_string(k), sizes[k], rng);
@@ -86,14 +111,14 @@ void check_batch(const Policy& policy, const typename Rule::options& options, co
             const auto view = view_of(mask, static_cast<std::uint32_t>(k), step - 1, t.p.size());
             // The core CPU path, on the host copy.
             const auto c = Rule::template prepare<S>(options, step, step == 1);
-            detail::cpu_step_range<Rule, S, P>(c, mo, view, {t.p.data(), t.g.data(), {t.s0.data(), t.s1.data()}},
+            childtune::detail::cpu_step_range<Rule, S, P>(c, mo, view, {t.p.data(), t.g.data(), {t.s0.data(), t.s1.data()}},
                                                buffers, 0, t.p.size());
             batch.push_back({t.name,
                              ::thrust::raw_pointer_cast(t.dp.data()),
                              ::thrust::raw_pointer_cast(t.dg.data()),
                              {::thrust::raw_pointer_cast(t.ds0.data()), ::thrust::raw_pointer_cast(t.ds1.data())},
                              t.p.size(),
-                             view,
+                             system_view_of(mask, uploaded, static_cast<std::uint32_t>(k), step - 1, t.p.size()),
                              step,
                              step == 1});
         }
@@ -172,6 +197,30 @@ TEST_CASE("thrust step rejects bad batches before writing anything", "[thrust]")
                         Catch::Contains("lr"));
     REQUIRE(unchanged());
 
+    // A fixed mask shorter than its tensor would be read past its end.
+    const std::vector<std::uint64_t> words(1, ~std::uint64_t{0});
+    const ::thrust::device_vector<std::uint64_t> dwords(words.begin(), words.end());
+    using fixed_step = ::childtune::thrust::tensor_step<float, float, childtune::fixed_view>;
+    fixed_step short_mask{"layer.mask", good.param, good.grad, {good.state[0], good.state[1]}, 10,
+                          childtune::fixed_view(::thrust::raw_pointer_cast(dwords.data()), 8, 0), 1, true};
+    REQUIRE_THROWS_WITH(::childtune::thrust::step<adamw>(::thrust::device, o, {}, std::vector<fixed_step>{short_mask}),
+                        Catch::Contains("'layer.mask'") && Catch::Contains("fixed mask has 8 elements, the view needs 10"));
+    REQUIRE(unchanged());
+
+#if THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_CUDA
+    // Host memory handed over as device memory is caught before the kernel runs.
+    step_t host_param = good;
+    host_param.name = "host.weight";
+    host_param.param = p.data();
+    REQUIRE_THROWS_WITH(::childtune::thrust::step<adamw>(::thrust::device, o, {}, std::vector<step_t>{good, host_param}),
+                        Catch::Contains("'host.weight'") && Catch::Contains("the parameter is host memory"));
+    step_t host_state = good;
+    host_state.state[1] = v.data();
+    REQUIRE_THROWS_WITH(::childtune::thrust::step<adamw>(::thrust::device, o, {}, std::vector<step_t>{host_state}),
+                        Catch::Contains("a state buffer is host memory"));
+    REQUIRE(unchanged());
+#endif
+
     // An empty batch and empty tensors are no-ops.
     ::childtune::thrust::step<adamw>(::thrust::device, o, {}, std::vector<step_t>{});
     step_t empty = good;
@@ -179,4 +228,26 @@ TEST_CASE("thrust step rejects bad batches before writing anything", "[thrust]")
     empty.param = nullptr;
     ::childtune::thrust::step<adamw>(::thrust::device, o, {}, std::vector<step_t>{empty});
     REQUIRE(unchanged());
+}
+
+TEST_CASE("make_tensor_step describes device_vectors and rejects mismatched sizes", "[thrust]") {
+    ::thrust::device_vector<float> p(100, 1.0f), g(100, 0.5f), m(100, 0.0f), v(100, 0.0f), short_v(99, 0.0f);
+    const auto t = ::childtune::thrust::make_tensor_step("w", p, g, m, v, dense_view{}, 1, true);
+    REQUIRE(t.size == 100);
+    REQUIRE(t.param == ::thrust::raw_pointer_cast(p.data()));
+    REQUIRE(t.state[1] == ::thrust::raw_pointer_cast(v.data()));
+    ::childtune::thrust::step<adamw>(::thrust::device, adamw::options{.lr = 0.1}, {}, std::vector{t});
+    REQUIRE(static_cast<float>(p[0]) < 1.0f);
+
+    REQUIRE_THROWS_WITH(::childtune::thrust::make_tensor_step("w", p, g, m, short_v, dense_view{}, 1, true),
+                        Catch::Contains("'w': state buffer 1 has 99 elements, the parameter has 100"));
+    REQUIRE_THROWS_WITH(::childtune::thrust::make_tensor_step("w", p, short_v, dense_view{}, 1, true),
+                        Catch::Contains("'w': the gradient has 99 elements"));
+
+    // No state: plain SGD.
+    const auto s = ::childtune::thrust::make_tensor_step("b", p, g, dense_view{}, 1, true);
+    static_assert(std::is_same_v<std::remove_const_t<decltype(s)>, ::childtune::thrust::tensor_step<float, float, dense_view>>);
+    const float before = p[0];
+    ::childtune::thrust::step<sgd>(::thrust::device, sgd::options{.lr = 0.1}, {}, std::vector{s});
+    REQUIRE(static_cast<float>(p[0]) == before - 0.1f * 0.5f);
 }

@@ -17,22 +17,25 @@
 
 #include <childtune/config.hpp>
 #include <childtune/error.hpp>
+#include <childtune/mask/fixed.hpp>
 #include <childtune/numeric/half.hpp>
 #include <childtune/numeric/lanes.hpp>
+#include <childtune/thrust/memory.hpp>
 #include <childtune/thrust/system.hpp>
 #include <childtune/update/masking.hpp>
 #include <childtune/update/state_buffers.hpp>
 
 #include <thrust/copy.h>
+#include <thrust/device_vector.h>
 #include <thrust/for_each.h>
 #include <thrust/iterator/counting_iterator.h>
-#include <thrust/memory.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 namespace childtune::thrust {
@@ -43,7 +46,9 @@ inline namespace CHILDTUNE_THRUST_SYSTEM_NAMESPACE {
 inline constexpr std::uint64_t batch_alignment = 256;
 
 //! One tensor of a batched step, as the caller describes it. All pointers address
-//! memory of the execution policy's system; `state[b]` for b < the rule's buffer
+//! memory of the execution policy's system (raw device pointers; a
+//! `thrust::device_ptr` gives its own with `.get()`, a `thrust::device_vector`
+//! through make_tensor_step below); `state[b]` for b < the rule's buffer
 //! count are read and written, the others are ignored.
 template <class P, class S, class MaskView>
 struct tensor_step {
@@ -56,6 +61,57 @@ struct tensor_step {
     std::uint64_t step = 1; //!< 1-based count of this tensor's steps, including this one
     bool fresh_state = false; //!< the state was just zero-initialised
 };
+
+namespace detail {
+
+template <class T, class A>
+void require_same_size(std::string_view name, const char* what, const ::thrust::device_vector<T, A>& v, std::uint64_t size) {
+    if (v.size() != size)
+        childtune::detail::fail("thrust step: tensor '" + std::string(name) + "': " + what + " has " +
+                                std::to_string(v.size()) + " elements, the parameter has " + std::to_string(size));
+}
+
+//! The state type a stateless step uses: the rule computes in it.
+template <class P>
+using default_state_t = std::conditional_t<std::is_same_v<P, double>, double, float>;
+
+} // namespace detail
+
+//! tensor_step over `thrust::device_vector` storage, for rules without state
+//! (SGD without momentum), with one state buffer (SGD with momentum) or two
+//! (Adam, AdamW). The vectors must outlive the step; a gradient or state vector
+//! whose size is not the parameter's is rejected here, naming the tensor.
+template <class MaskView, class P, class AP, class AG>
+tensor_step<P, detail::default_state_t<P>, MaskView>
+make_tensor_step(std::string_view name, ::thrust::device_vector<P, AP>& param, const ::thrust::device_vector<P, AG>& grad,
+                 MaskView mask, std::uint64_t step, bool fresh_state) {
+    detail::require_same_size(name, "the gradient", grad, param.size());
+    return {name, ::thrust::raw_pointer_cast(param.data()), ::thrust::raw_pointer_cast(grad.data()), {nullptr, nullptr},
+            param.size(), mask, step, fresh_state};
+}
+template <class MaskView, class P, class S, class AP, class AG, class AS>
+tensor_step<P, S, MaskView> make_tensor_step(std::string_view name, ::thrust::device_vector<P, AP>& param,
+                                             const ::thrust::device_vector<P, AG>& grad,
+                                             ::thrust::device_vector<S, AS>& state0, MaskView mask, std::uint64_t step,
+                                             bool fresh_state) {
+    detail::require_same_size(name, "the gradient", grad, param.size());
+    detail::require_same_size(name, "state buffer 0", state0, param.size());
+    return {name, ::thrust::raw_pointer_cast(param.data()), ::thrust::raw_pointer_cast(grad.data()),
+            {::thrust::raw_pointer_cast(state0.data()), nullptr}, param.size(), mask, step, fresh_state};
+}
+template <class MaskView, class P, class S, class AP, class AG, class AS0, class AS1>
+tensor_step<P, S, MaskView> make_tensor_step(std::string_view name, ::thrust::device_vector<P, AP>& param,
+                                             const ::thrust::device_vector<P, AG>& grad,
+                                             ::thrust::device_vector<S, AS0>& state0,
+                                             ::thrust::device_vector<S, AS1>& state1, MaskView mask,
+                                             std::uint64_t step, bool fresh_state) {
+    detail::require_same_size(name, "the gradient", grad, param.size());
+    detail::require_same_size(name, "state buffer 0", state0, param.size());
+    detail::require_same_size(name, "state buffer 1", state1, param.size());
+    return {name, ::thrust::raw_pointer_cast(param.data()), ::thrust::raw_pointer_cast(grad.data()),
+            {::thrust::raw_pointer_cast(state0.data()), ::thrust::raw_pointer_cast(state1.data())}, param.size(), mask,
+            step, fresh_state};
+}
 
 namespace detail {
 
@@ -101,23 +157,11 @@ struct batch_element_step {
 template <class Policy, class Rule, std::size_t Buffers, class P, class S, class MaskView>
 void run_batch(const Policy& policy, const std::vector<tensor_slot<Rule, P, S, MaskView>>& slots, std::uint64_t extent) {
     using slot = tensor_slot<Rule, P, S, MaskView>;
-    const auto n = static_cast<std::ptrdiff_t>(slots.size());
-    auto buffer = ::thrust::get_temporary_buffer<slot>(policy, n);
-    if (buffer.second < n) {
-        ::thrust::return_temporary_buffer(policy, buffer.first, buffer.second);
-        childtune::detail::fail("thrust step: cannot allocate the descriptor table of " + std::to_string(n) + " tensors");
-    }
-    try {
-        ::thrust::copy(slots.begin(), slots.end(), buffer.first);
-        const batch_element_step<Rule, Buffers, P, S, MaskView> f{::thrust::raw_pointer_cast(buffer.first),
-                                                                  static_cast<std::uint32_t>(n)};
-        ::thrust::for_each(policy, ::thrust::counting_iterator<std::uint64_t>(0),
-                           ::thrust::counting_iterator<std::uint64_t>(extent), f);
-    } catch (...) {
-        ::thrust::return_temporary_buffer(policy, buffer.first, buffer.second);
-        throw;
-    }
-    ::thrust::return_temporary_buffer(policy, buffer.first, buffer.second);
+    const scratch<slot, Policy> table(policy, slots.size(), "the step's descriptor table");
+    copy_to_system(policy, slots.data(), slots.size(), table.get());
+    const batch_element_step<Rule, Buffers, P, S, MaskView> f{table.get(), static_cast<std::uint32_t>(slots.size())};
+    ::thrust::for_each(policy, ::thrust::counting_iterator<std::uint64_t>(0),
+                       ::thrust::counting_iterator<std::uint64_t>(extent), f);
 }
 
 } // namespace detail
@@ -129,10 +173,13 @@ void run_batch(const Policy& policy, const std::vector<tensor_slot<Rule, P, S, M
 //!
 //! Checked before anything runs (a childtune::error names the tensor, and no
 //! memory is written): options, null pointers, missing state buffers, more than
-//! 2^32 tensors.
+//! 2^32 tensors, and (unless `check` is off) pointers to memory the device system
+//! cannot use, such as host memory in a CUDA build. A policy of another Thrust
+//! system does not compile.
 template <class Rule, class P, class S, class MaskView, class Policy>
 void step(const Policy& policy, const typename Rule::options& options, masking_options masking,
-          std::span<const tensor_step<P, S, MaskView>> tensors) {
+          std::span<const tensor_step<P, S, MaskView>> tensors, memory_check check = memory_check::on) {
+    detail::require_device_policy<Policy>();
     Rule::validate(options, "thrust step");
     const std::size_t buffers = Rule::state_buffers(options);
     if (tensors.size() >= (std::size_t{1} << 32))
@@ -143,13 +190,25 @@ void step(const Policy& policy, const typename Rule::options& options, masking_o
     std::uint64_t extent = 0;
     for (const auto& t : tensors) {
         if (t.size == 0) continue;
-        const auto reject = [&](const std::string& problem) {
-            childtune::detail::fail("thrust step: tensor '" + std::string(t.name) + "': " + problem);
-        };
+        const auto context = [&] { return "thrust step: tensor '" + std::string(t.name) + "'"; };
+        const auto reject = [&](const std::string& problem) { childtune::detail::fail(context() + ": " + problem); };
         if (!t.param || !t.grad) reject("null parameter or gradient pointer");
         for (std::size_t b = 0; b < buffers; ++b)
             if (!t.state[b]) reject("state buffer " + std::to_string(b) + " is null");
         if (t.step == 0) reject("step counts start at 1");
+        if constexpr (std::is_same_v<MaskView, fixed_view>) {
+            if (!t.mask.words()) reject("the fixed mask has no words");
+            if (t.mask.offset() + t.size > t.mask.mask_size())
+                reject("the fixed mask has " + std::to_string(t.mask.mask_size()) + " elements, the view needs " +
+                       std::to_string(t.mask.offset() + t.size));
+        }
+        if (check == memory_check::on) {
+            detail::require_system_memory(t.param, context, "the parameter");
+            detail::require_system_memory(t.grad, context, "the gradient");
+            for (std::size_t b = 0; b < buffers; ++b) detail::require_system_memory(t.state[b], context, "a state buffer");
+            if constexpr (std::is_same_v<MaskView, fixed_view>)
+                detail::require_system_memory(t.mask.words(), context, "the fixed mask");
+        }
         const S keep = static_cast<S>(t.mask.keep_probability());
         slots.push_back({t.param, t.grad, {t.state[0], t.state[1]}, t.size, extent, t.mask,
                          Rule::template prepare<S>(options, t.step, t.fresh_state),
@@ -169,8 +228,8 @@ void step(const Policy& policy, const typename Rule::options& options, masking_o
 //! The same for a container of tensor_step (std::vector, std::array).
 template <class Rule, class P, class S, class MaskView, class Policy>
 void step(const Policy& policy, const typename Rule::options& options, masking_options masking,
-          const std::vector<tensor_step<P, S, MaskView>>& tensors) {
-    step<Rule, P, S, MaskView>(policy, options, masking, std::span<const tensor_step<P, S, MaskView>>(tensors));
+          const std::vector<tensor_step<P, S, MaskView>>& tensors, memory_check check = memory_check::on) {
+    step<Rule, P, S, MaskView>(policy, options, masking, std::span<const tensor_step<P, S, MaskView>>(tensors), check);
 }
 
 } // namespace CHILDTUNE_THRUST_SYSTEM_NAMESPACE
