@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# The GPU check of the Thrust adapter, for a machine with an NVIDIA GPU: builds
+# the CUDA tests and GPU benchmarks for the GPU that is there, runs the tests (the
+# CPU path's results, bit for bit, on the device), then the benchmarks (fused
+# dense / Child-Tuning_F / Child-Tuning_D AdamW steps at N = 1e9 in fp32 and in
+# bf16 with fp32 state against a device-to-device copy; the Fisher accumulation
+# and top-p selection at N = 1e9 against a read pass and a sort), and prints a
+# summary. JSON and logs go to $OUT_DIR (default build/gpu/results).
+#
+#   ./scripts/gpu-check.sh               full run (a few minutes; ~17 GB of GPU memory)
+#   SMOKE=1 ./scripts/gpu-check.sh       small N: checks that everything runs
+#
+# Needs nvcc (CUDA 12 or later) with g++ as its host compiler, CMake >= 3.24,
+# Catch2 2.x and Google Benchmark (point CMAKE_PREFIX_PATH at them when they are
+# not installed system-wide). Installs nothing: GPU machines are often offline.
+# PREBUILT=<dir> runs test_adapters_thrust_cuda_{step,fisher} and
+# bench_gpu_{step,fisher_select} from <dir> instead of building them.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+build=${BUILD_DIR:-build/gpu}
+out=${OUT_DIR:-$build/results}
+mkdir -p "$out"
+status=0
+
+if [[ -n "${PREBUILT:-}" ]]; then
+  bin=$PREBUILT
+else
+  # Thrust's CMake package ships with the CUDA toolkit next to nvcc.
+  nvcc=$(command -v nvcc || true)
+  [[ -z "$nvcc" && -x /usr/local/cuda/bin/nvcc ]] && nvcc=/usr/local/cuda/bin/nvcc
+  if [[ -z "$nvcc" ]]; then echo "gpu-check: nvcc not found" >&2; exit 1; fi
+  cuda_root=$(dirname "$(dirname "$(readlink -f "$nvcc")")")
+  thrust_config=$(find "$cuda_root" -name thrust-config.cmake -path '*cmake/thrust/*' 2>/dev/null | head -1)
+  generator=()
+  command -v ninja >/dev/null && generator=(-G Ninja)
+  echo "=== configure (${build}; nvcc ${nvcc}) ==="
+  cmake -S . -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=g++ \
+        -DCMAKE_CUDA_COMPILER="$nvcc" -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHITECTURES:-native}" \
+        ${thrust_config:+-DThrust_DIR="$(dirname "$thrust_config")"} \
+        -DCHILDTUNE_WITH_TORCH=OFF -DCHILDTUNE_BUILD_EXAMPLES=OFF -DCHILDTUNE_RUN_CUDA_TESTS=ON \
+        -DCHILDTUNE_WARNINGS_AS_ERRORS=ON >"$out/configure.log" 2>&1 \
+    || { tail -30 "$out/configure.log"; exit 1; }
+  grep 'childtune:' "$out/configure.log"
+  echo "=== build ==="
+  cmake --build "$build" -j "$(nproc)" --target test_adapters_thrust_cuda_step test_adapters_thrust_cuda_fisher \
+        bench_gpu_step bench_gpu_fisher_select >"$out/build.log" 2>&1 \
+    || { grep -E 'error|Error' "$out/build.log" | head -40; exit 1; }
+  bin=$out/../bin
+  mkdir -p "$bin"
+  cp "$build"/tests/test_adapters_thrust_cuda_{step,fisher} "$build"/bench/bench_gpu_{step,fisher_select} "$bin"/
+fi
+
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv,noheader \
+  | tee "$out/gpu.txt"
+
+echo "=== CUDA tests ==="
+for t in step fisher; do
+  if "$bin/test_adapters_thrust_cuda_$t" >"$out/test_$t.log" 2>&1; then
+    echo "test_adapters_thrust_cuda_$t: $(tail -2 "$out/test_$t.log" | head -1)"
+  else
+    status=1
+    echo "test_adapters_thrust_cuda_$t FAILED:"; tail -40 "$out/test_$t.log"
+  fi
+done
+
+echo "=== GPU benchmarks ==="
+if [[ -n "${SMOKE:-}" ]]; then
+  export CHILDTUNE_BENCH_GPU_N=1048576 CHILDTUNE_BENCH_GPU_MODEL_LAYERS=2 CHILDTUNE_BENCH_GPU_SELECT_N=1048576
+  min_time=0.01
+else
+  min_time=${BENCH_MIN_TIME:-0.5}
+fi
+for b in gpu_step gpu_fisher_select; do
+  "$bin/bench_$b" --benchmark_min_time="$min_time" --benchmark_out="$out/$b.json" \
+      --benchmark_out_format=json >"$out/$b.log" 2>&1 || { status=1; echo "bench_$b FAILED"; tail -20 "$out/$b.log"; }
+done
+
+echo "=== summary ==="
+python3 - "$out" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+for name in ("gpu_step", "gpu_fisher_select"):
+    path = os.path.join(out, name + ".json")
+    if not os.path.exists(path):
+        continue
+    data = json.load(open(path))
+    ctx = data.get("context", {})
+    print(f"{name}: {ctx.get('gpu', ctx.get('gpu_name', '?'))}, {ctx.get('date', '')}")
+    for b in data["benchmarks"]:
+        if b.get("error_occurred"):
+            print(f"  {b['name']:<42} ERROR {b.get('error_message', '')}")
+            continue
+        extra = "  ".join(f"{k}={b[k]:.4g}" for k in ("GB/s", "x_copy", "x_read", "held_GB", "kept_frac") if k in b)
+        print(f"  {b['name']:<42} {b['real_time']:10.3f} {b['time_unit']}  {extra}")
+PY
+exit $status
