@@ -1,6 +1,7 @@
-# install(): headers, the exported targets childtune::childtune, childtune::eigen
-# and childtune::torch, and a package config with a version file, so that
-# find_package(childtune CONFIG REQUIRED COMPONENTS eigen torch) works from the prefix.
+# install(): headers, the exported targets childtune::childtune, childtune::eigen,
+# childtune::torch and childtune::thrust, and a package config with a version file,
+# so that find_package(childtune CONFIG REQUIRED COMPONENTS eigen torch thrust)
+# works from the prefix.
 include(CMakePackageConfigHelpers)
 
 set(CHILDTUNE_INSTALL_CMAKEDIR "${CMAKE_INSTALL_DATADIR}/cmake/childtune"
@@ -14,6 +15,8 @@ install(DIRECTORY adapters/eigen/include/childtune DESTINATION ${CMAKE_INSTALL_I
         FILES_MATCHING ${_childtune_header_patterns})
 install(DIRECTORY adapters/torch/include/childtune DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
         FILES_MATCHING ${_childtune_header_patterns})
+install(DIRECTORY adapters/thrust/include/childtune DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
+        FILES_MATCHING ${_childtune_header_patterns})
 
 install(TARGETS childtune EXPORT childtune-targets)
 install(EXPORT childtune-targets NAMESPACE childtune:: DESTINATION ${CHILDTUNE_INSTALL_CMAKEDIR})
@@ -21,6 +24,8 @@ install(TARGETS childtune_eigen EXPORT childtune-eigen-targets)
 install(EXPORT childtune-eigen-targets NAMESPACE childtune:: DESTINATION ${CHILDTUNE_INSTALL_CMAKEDIR})
 install(TARGETS childtune_torch EXPORT childtune-torch-targets)
 install(EXPORT childtune-torch-targets NAMESPACE childtune:: DESTINATION ${CHILDTUNE_INSTALL_CMAKEDIR})
+install(TARGETS childtune_thrust EXPORT childtune-thrust-targets)
+install(EXPORT childtune-thrust-targets NAMESPACE childtune:: DESTINATION ${CHILDTUNE_INSTALL_CMAKEDIR})
 
 configure_package_config_file(cmake/childtune-config.cmake.in
   ${CMAKE_CURRENT_BINARY_DIR}/childtune-config.cmake

@@ -2,7 +2,7 @@
 # build type of the main build.
 #   cmake -D SOURCE_DIR=<consumer> -D BINARY_DIR=<scratch> -D GENERATOR=<gen>
 #         -D CXX_COMPILER=<c++> [-D MAKE_PROGRAM=<ninja/make>] [-D BUILD_TYPE=<config>]
-#         [-D PREFIX_PATH=<installed prefix>] [-D EIGEN3_DIR=<dir>] [-D TORCH_DIR=<dir>]
+#         [-D PREFIX_PATH=<installed prefix>] [-D EIGEN3_DIR=<dir>] [-D TORCH_DIR=<dir>] [-D THRUST_DIR=<dir>]
 #         [-D CHILDTUNE_SOURCE_DIR=<src>]
 #         [-D EXPECT_CONFIGURE_ERROR=<regex>] -P run_consumer.cmake
 # With EXPECT_CONFIGURE_ERROR the configure step must fail with output matching it.
@@ -32,6 +32,9 @@ if(EIGEN3_DIR)
 endif()
 if(TORCH_DIR)
   list(APPEND _args "-DTorch_DIR=${TORCH_DIR}")
+endif()
+if(THRUST_DIR)
+  list(APPEND _args "-DThrust_DIR=${THRUST_DIR}")
 endif()
 if(CHILDTUNE_SOURCE_DIR)
   list(APPEND _args "-DCHILDTUNE_SOURCE_DIR=${CHILDTUNE_SOURCE_DIR}")
