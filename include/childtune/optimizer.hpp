@@ -19,6 +19,7 @@
 #include <childtune/exec/cpu_step.hpp>
 #include <childtune/exec/nonfinite.hpp>
 #include <childtune/io/binary.hpp>
+#include <childtune/io/state_format.hpp>
 #include <childtune/mask/bernoulli.hpp>
 #include <childtune/mask/dense.hpp>
 #include <childtune/mask/fixed.hpp>
@@ -72,9 +73,6 @@ struct optimizer_options {
     //! eps > 0), and the mask may not change once such state exists.
     bool compact_fixed_state = false;
 };
-
-//! The three ways a step masks the masked groups.
-using mask_mode = std::variant<dense, bernoulli, fixed>;
 
 //! What step() did.
 struct step_result {
@@ -305,7 +303,7 @@ public:
         w.header(state_magic, state_format_version);
         w.string(Rule::name);
         w.value<std::uint64_t>(step_count_);
-        write_mode(w, mode_);
+        detail::write_mask_mode(w, mode_);
         w.value<std::uint8_t>(static_cast<std::uint8_t>(options_.masking.target));
         w.value<std::uint8_t>(options_.masking.decay_masked ? 1 : 0);
         w.value<std::uint64_t>(groups_.size());
@@ -343,7 +341,7 @@ public:
             detail::fail("optimizer state: written by a '" + rule + "' optimizer, this one is '" + std::string(Rule::name) + "'");
 
         const auto steps = r.value<std::uint64_t>();
-        mask_mode mode = read_mode(r);
+        mask_mode mode = detail::read_mask_mode(r);
         masking_options masking;
         const auto target = r.value<std::uint8_t>();
         if (target > 1) detail::fail("optimizer state is corrupt: unknown mask target");
@@ -444,8 +442,8 @@ private:
     //! large enough that scheduling costs nothing.
     static constexpr std::size_t chunk_elements = std::size_t{1} << 16;
     static constexpr std::size_t parallel_min_elements = std::size_t{1} << 17;
-    static constexpr std::string_view state_magic{"CTSTATE\1", 8};
-    static constexpr std::uint32_t state_format_version = 1;
+    static constexpr std::string_view state_magic = detail::optimizer_state_magic;
+    static constexpr std::uint32_t state_format_version = detail::optimizer_state_version;
 
     struct group_record {
         std::string name;
@@ -765,29 +763,6 @@ private:
         return "group '" + groups_[group].name + "', tensor '" + std::string(tensor) + "'";
     }
 
-    static void write_mode(detail::binary_writer& w, const mask_mode& mode) {
-        w.value<std::uint8_t>(static_cast<std::uint8_t>(mode.index()));
-        if (const auto* b = std::get_if<bernoulli>(&mode)) {
-            w.value<double>(b->p);
-            w.value<std::uint64_t>(b->seed);
-        } else if (const auto* f = std::get_if<fixed>(&mode)) {
-            detail::write_mask_entries(w, f->masks);
-        }
-    }
-    static mask_mode read_mode(detail::binary_reader& r) {
-        switch (r.value<std::uint8_t>()) {
-        case 0: return dense{};
-        case 1: {
-            bernoulli b;
-            b.p = r.value<double>();
-            b.seed = r.value<std::uint64_t>();
-            b.validate();
-            return b;
-        }
-        case 2: return fixed{detail::read_mask_entries(r)};
-        default: detail::fail("optimizer state is corrupt: unknown mask mode");
-        }
-    }
     static void write_state(detail::binary_writer& w, dtype type, const std::vector<std::byte>& s) {
         if (type == dtype::float64)
             w.array(std::span<const double>(reinterpret_cast<const double*>(s.data()), s.size() / 8));
