@@ -13,7 +13,7 @@
 # Needs nvcc (CUDA 12 or later) with g++ as its host compiler, CMake >= 3.24,
 # Catch2 2.x and Google Benchmark (point CMAKE_PREFIX_PATH at them when they are
 # not installed system-wide). Installs nothing: GPU machines are often offline.
-# PREBUILT=<dir> runs test_adapters_thrust_cuda_{step,fisher} and
+# PREBUILT=<dir> runs test_adapters_thrust_cuda_{step,fisher,optimizer} and
 # bench_gpu_{step,fisher_select} from <dir> instead of building them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -43,19 +43,19 @@ else
     || { tail -30 "$out/configure.log"; exit 1; }
   grep 'childtune:' "$out/configure.log"
   echo "=== build ==="
-  cmake --build "$build" -j "$(nproc)" --target test_adapters_thrust_cuda_step test_adapters_thrust_cuda_fisher \
+  cmake --build "$build" -j "$(nproc)" --target test_adapters_thrust_cuda_step test_adapters_thrust_cuda_fisher test_adapters_thrust_cuda_optimizer \
         bench_gpu_step bench_gpu_fisher_select >"$out/build.log" 2>&1 \
     || { grep -E 'error|Error' "$out/build.log" | head -40; exit 1; }
   bin=$out/../bin
   mkdir -p "$bin"
-  cp "$build"/tests/test_adapters_thrust_cuda_{step,fisher} "$build"/bench/bench_gpu_{step,fisher_select} "$bin"/
+  cp "$build"/tests/test_adapters_thrust_cuda_{step,fisher,optimizer} "$build"/bench/bench_gpu_{step,fisher_select} "$bin"/
 fi
 
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv,noheader \
   | tee "$out/gpu.txt"
 
 echo "=== CUDA tests ==="
-for t in step fisher; do
+for t in step fisher optimizer; do
   if "$bin/test_adapters_thrust_cuda_$t" >"$out/test_$t.log" 2>&1; then
     echo "test_adapters_thrust_cuda_$t: $(tail -2 "$out/test_$t.log" | head -1)"
   else
