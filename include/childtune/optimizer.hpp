@@ -300,29 +300,11 @@ public:
     //! Bernoulli seed or the fixed bits), masking options, group options and state.
     void save(std::ostream& out) const {
         detail::binary_writer w(out);
-        w.header(state_magic, state_format_version);
-        w.string(Rule::name);
-        w.value<std::uint64_t>(step_count_);
-        detail::write_mask_mode(w, mode_);
-        w.value<std::uint8_t>(static_cast<std::uint8_t>(options_.masking.target));
-        w.value<std::uint8_t>(options_.masking.decay_masked ? 1 : 0);
-        w.value<std::uint64_t>(groups_.size());
-        for (const auto& g : groups_) {
-            w.string(g.name);
-            w.value<std::uint8_t>(g.masked ? 1 : 0);
-            for (double v : Rule::to_values(g.options)) w.value<double>(v);
-        }
+        detail::write_state_preamble(w, Rule::name, {step_count_, mode_, options_.masking});
+        detail::write_state_groups<Rule>(w, groups_);
         w.value<std::uint64_t>(tensors_.size());
         for (const auto& t : tensors_) {
-            w.string(t.name);
-            w.value<std::uint64_t>(t.group);
-            w.value<std::uint32_t>(t.key);
-            w.value<std::uint8_t>(static_cast<std::uint8_t>(t.param.type));
-            w.value<std::uint64_t>(t.param.size);
-            w.value<std::uint8_t>(static_cast<std::uint8_t>(t.state_type));
-            w.value<std::uint64_t>(t.steps);
-            w.value<std::uint8_t>(static_cast<std::uint8_t>(t.buffers));
-            w.value<std::uint8_t>(t.compact && t.buffers > 0 ? 1 : 0);
+            detail::write_state_tensor(w, state_record(t, t.steps, t.buffers, t.compact && t.buffers > 0));
             for (std::size_t b = 0; b < t.buffers; ++b) write_state(w, t.state_type, t.state[b]);
         }
         w.finish();
@@ -335,38 +317,10 @@ public:
     //! corrupt, foreign or mismatched file and then changes nothing.
     void load(std::istream& in) {
         detail::binary_reader r(in, "optimizer state");
-        r.header(state_magic, state_format_version);
-        const std::string rule = r.string();
-        if (rule != Rule::name)
-            detail::fail("optimizer state: written by a '" + rule + "' optimizer, this one is '" + std::string(Rule::name) + "'");
-
-        const auto steps = r.value<std::uint64_t>();
-        mask_mode mode = detail::read_mask_mode(r);
-        masking_options masking;
-        const auto target = r.value<std::uint8_t>();
-        if (target > 1) detail::fail("optimizer state is corrupt: unknown mask target");
-        masking.target = static_cast<mask_target>(target);
-        masking.decay_masked = r.value<std::uint8_t>() != 0;
-
-        const auto group_count = r.value<std::uint64_t>();
-        if (group_count != groups_.size())
-            detail::fail("optimizer state has " + std::to_string(group_count) + " groups, this optimizer has " +
-                         std::to_string(groups_.size()));
-        std::vector<group_record> groups = groups_;
-        for (auto& g : groups) {
-            const std::string name = r.string();
-            if (name != g.name) detail::fail("optimizer state: group '" + name + "' found where group '" + g.name + "' was expected");
-            g.masked = r.value<std::uint8_t>() != 0;
-            std::array<double, Rule::option_count> values;
-            for (double& v : values) v = r.value<double>();
-            g.options = Rule::from_values(values);
-            Rule::validate(g.options, g.name);
-        }
-
-        const auto tensor_count = r.value<std::uint64_t>();
-        if (tensor_count != tensors_.size())
-            detail::fail("optimizer state has " + std::to_string(tensor_count) + " tensors, this optimizer has " +
-                         std::to_string(tensors_.size()));
+        detail::state_preamble preamble = detail::read_state_preamble(r, Rule::name);
+        mask_mode& mode = preamble.mode;
+        std::vector<group_record> groups = detail::read_state_groups<Rule>(r, groups_);
+        detail::check_state_tensor_count(r, tensors_.size());
         struct loaded {
             std::uint64_t steps;
             std::size_t buffers;
@@ -377,26 +331,17 @@ public:
         std::vector<loaded> staged(tensors_.size());
         for (std::size_t i = 0; i < tensors_.size(); ++i) {
             const auto& t = tensors_[i];
-            const std::string where = "optimizer state, tensor '" + t.name + "'";
-            const std::string name = r.string();
-            if (name != t.name) detail::fail("optimizer state: tensor '" + name + "' found where '" + t.name + "' was expected");
-            if (r.value<std::uint64_t>() != t.group) detail::fail(where + ": belongs to another group");
-            if (r.value<std::uint32_t>() != t.key) detail::fail(where + ": has another Bernoulli key");
-            if (r.value<std::uint8_t>() != static_cast<std::uint8_t>(t.param.type)) detail::fail(where + ": has another element type");
-            const auto size = r.value<std::uint64_t>();
-            if (size != t.param.size)
-                detail::fail(where + ": has " + std::to_string(size) + " elements, the parameter has " + std::to_string(t.param.size));
-            if (r.value<std::uint8_t>() != static_cast<std::uint8_t>(t.state_type)) detail::fail(where + ": has another state precision");
+            const auto record = detail::read_state_tensor(r, state_record(t, 0, 0, false), Rule::max_state_buffers);
             auto& s = staged[i];
-            s.steps = r.value<std::uint64_t>();
-            s.buffers = r.value<std::uint8_t>();
-            if (s.buffers > Rule::max_state_buffers) detail::fail(where + ": is corrupt (too many state buffers)");
+            s.steps = record.steps;
+            s.buffers = record.buffers;
+            s.compact = record.compact;
             std::size_t elements = t.param.size;
-            s.compact = r.value<std::uint8_t>() != 0;
             if (s.compact) { // state for the kept elements of the file's own fixed mask
                 const auto* f = std::get_if<fixed>(&mode);
                 const bit_mask* m = f ? f->masks.find(t.name) : nullptr;
-                if (!m || m->size() != t.param.size) detail::fail(where + ": compact state without its fixed mask (corrupt file)");
+                if (!m || m->size() != t.param.size)
+                    detail::fail("optimizer state, tensor '" + t.name + "': compact state without its fixed mask (corrupt file)");
                 s.kept_before = kept_before(m->words().data(), t.param.size);
                 elements = s.kept_before.back();
             }
@@ -411,9 +356,9 @@ public:
                 if (groups[tensors_[i].group].masked) (void)f->view(tensors_[i].name, tensors_[i].param.size);
 
         // Commit: nothing below throws.
-        step_count_ = steps;
+        step_count_ = preamble.steps;
         mode_ = std::move(mode);
-        options_.masking = masking;
+        options_.masking = preamble.masking;
         groups_ = std::move(groups);
         for (std::size_t i = 0; i < tensors_.size(); ++i) {
             auto& t = tensors_[i];
@@ -442,8 +387,6 @@ private:
     //! large enough that scheduling costs nothing.
     static constexpr std::size_t chunk_elements = std::size_t{1} << 16;
     static constexpr std::size_t parallel_min_elements = std::size_t{1} << 17;
-    static constexpr std::string_view state_magic = detail::optimizer_state_magic;
-    static constexpr std::uint32_t state_format_version = detail::optimizer_state_version;
 
     struct group_record {
         std::string name;
@@ -763,6 +706,10 @@ private:
         return "group '" + groups_[group].name + "', tensor '" + std::string(tensor) + "'";
     }
 
+    static detail::state_tensor_record state_record(const tensor_record& t, std::uint64_t steps, std::size_t buffers,
+                                                    bool compact) {
+        return {t.name, t.group, t.key, t.param.type, t.param.size, t.state_type, steps, buffers, compact};
+    }
     static void write_state(detail::binary_writer& w, dtype type, const std::vector<std::byte>& s) {
         if (type == dtype::float64)
             w.array(std::span<const double>(reinterpret_cast<const double*>(s.data()), s.size() / 8));

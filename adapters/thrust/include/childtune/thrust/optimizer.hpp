@@ -216,30 +216,12 @@ public:
         if (const auto* b = std::get_if<bernoulli>(&mode_)) mode = *b;
         else if (const auto* f = std::get_if<device_mask_set>(&mode_)) mode = fixed{f->download(policy)};
         childtune::detail::binary_writer w(out);
-        w.header(childtune::detail::optimizer_state_magic, childtune::detail::optimizer_state_version);
-        w.string(Rule::name);
-        w.value<std::uint64_t>(step_count_);
-        childtune::detail::write_mask_mode(w, mode);
-        w.value<std::uint8_t>(static_cast<std::uint8_t>(masking_.target));
-        w.value<std::uint8_t>(masking_.decay_masked ? 1 : 0);
-        w.value<std::uint64_t>(groups_.size());
-        for (const auto& g : groups_) {
-            w.string(g.name);
-            w.value<std::uint8_t>(g.masked ? 1 : 0);
-            for (double v : Rule::to_values(g.options)) w.value<double>(v);
-        }
+        childtune::detail::write_state_preamble(w, Rule::name, {step_count_, std::move(mode), masking_});
+        childtune::detail::write_state_groups<Rule>(w, groups_);
         w.value<std::uint64_t>(tensors_.size());
         std::vector<state_type> host;
         for (const auto& t : tensors_) {
-            w.string(t.name);
-            w.value<std::uint64_t>(t.group);
-            w.value<std::uint32_t>(t.key);
-            w.value<std::uint8_t>(static_cast<std::uint8_t>(dtype_of<P>));
-            w.value<std::uint64_t>(t.size);
-            w.value<std::uint8_t>(static_cast<std::uint8_t>(dtype_of<state_type>));
-            w.value<std::uint64_t>(t.steps);
-            w.value<std::uint8_t>(static_cast<std::uint8_t>(t.buffers));
-            w.value<std::uint8_t>(0); // never compact
+            childtune::detail::write_state_tensor(w, state_record(t, t.steps, t.buffers));
             for (std::size_t b = 0; b < t.buffers; ++b) {
                 host.resize(t.size);
                 detail::copy_to_host(policy, ::thrust::raw_pointer_cast(t.state[b].data()), t.size, host.data());
@@ -257,38 +239,9 @@ public:
     void load(const Policy& policy, std::istream& in) {
         detail::require_device_policy<Policy>();
         childtune::detail::binary_reader r(in, "optimizer state");
-        r.header(childtune::detail::optimizer_state_magic, childtune::detail::optimizer_state_version);
-        const std::string rule = r.string();
-        if (rule != Rule::name)
-            childtune::detail::fail("optimizer state: written by a '" + rule + "' optimizer, this one is '" +
-                                    std::string(Rule::name) + "'");
-        const auto steps = r.value<std::uint64_t>();
-        mask_mode mode = childtune::detail::read_mask_mode(r);
-        masking_options masking;
-        const auto target = r.value<std::uint8_t>();
-        if (target > 1) childtune::detail::fail("optimizer state is corrupt: unknown mask target");
-        masking.target = static_cast<mask_target>(target);
-        masking.decay_masked = r.value<std::uint8_t>() != 0;
-
-        const auto group_count = r.value<std::uint64_t>();
-        if (group_count != groups_.size())
-            childtune::detail::fail("optimizer state has " + std::to_string(group_count) + " groups, this optimizer has " +
-                                    std::to_string(groups_.size()));
-        std::vector<group_record> groups = groups_;
-        for (auto& g : groups) {
-            const std::string name = r.string();
-            if (name != g.name)
-                childtune::detail::fail("optimizer state: group '" + name + "' found where group '" + g.name + "' was expected");
-            g.masked = r.value<std::uint8_t>() != 0;
-            std::array<double, Rule::option_count> values;
-            for (double& v : values) v = r.value<double>();
-            g.options = Rule::from_values(values);
-            Rule::validate(g.options, g.name);
-        }
-        const auto tensor_count = r.value<std::uint64_t>();
-        if (tensor_count != tensors_.size())
-            childtune::detail::fail("optimizer state has " + std::to_string(tensor_count) + " tensors, this optimizer has " +
-                                    std::to_string(tensors_.size()));
+        childtune::detail::state_preamble preamble = childtune::detail::read_state_preamble(r, Rule::name);
+        std::vector<group_record> groups = childtune::detail::read_state_groups<Rule>(r, groups_);
+        childtune::detail::check_state_tensor_count(r, tensors_.size());
         struct staged_tensor {
             std::uint64_t steps = 0;
             std::size_t buffers = 0;
@@ -297,26 +250,13 @@ public:
         std::vector<staged_tensor> staged(tensors_.size());
         for (std::size_t i = 0; i < tensors_.size(); ++i) {
             const auto& t = tensors_[i];
-            const std::string where = "optimizer state, tensor '" + t.name + "'";
-            const std::string name = r.string();
-            if (name != t.name)
-                childtune::detail::fail("optimizer state: tensor '" + name + "' found where '" + t.name + "' was expected");
-            if (r.value<std::uint64_t>() != t.group) childtune::detail::fail(where + ": belongs to another group");
-            if (r.value<std::uint32_t>() != t.key) childtune::detail::fail(where + ": has another Bernoulli key");
-            if (r.value<std::uint8_t>() != static_cast<std::uint8_t>(dtype_of<P>))
-                childtune::detail::fail(where + ": has another element type");
-            const auto size = r.value<std::uint64_t>();
-            if (size != t.size)
-                childtune::detail::fail(where + ": has " + std::to_string(size) + " elements, the parameter has " +
-                                        std::to_string(t.size));
-            if (r.value<std::uint8_t>() != static_cast<std::uint8_t>(dtype_of<state_type>))
-                childtune::detail::fail(where + ": has another state precision");
+            const auto record = childtune::detail::read_state_tensor(r, state_record(t, 0, 0), Rule::max_state_buffers);
+            if (record.compact)
+                childtune::detail::fail("optimizer state, tensor '" + t.name +
+                                        "': holds compact Child-Tuning_D state, which this optimizer does not keep");
             auto& s = staged[i];
-            s.steps = r.value<std::uint64_t>();
-            s.buffers = r.value<std::uint8_t>();
-            if (s.buffers > Rule::max_state_buffers) childtune::detail::fail(where + ": is corrupt (too many state buffers)");
-            if (r.value<std::uint8_t>() != 0)
-                childtune::detail::fail(where + ": holds compact Child-Tuning_D state, which this optimizer does not keep");
+            s.steps = record.steps;
+            s.buffers = record.buffers;
             for (std::size_t b = 0; b < s.buffers; ++b) {
                 s.state[b].resize(t.size);
                 r.array_into(std::span<state_type>(s.state[b]));
@@ -327,8 +267,8 @@ public:
         // Everything that can fail before the commit: the mask's coverage and the
         // device allocations.
         device_mask_mode device_mode = dense{};
-        if (const auto* b = std::get_if<bernoulli>(&mode)) device_mode = *b;
-        else if (const auto* f = std::get_if<fixed>(&mode)) device_mode = device_mask_set::upload(policy, f->masks);
+        if (const auto* b = std::get_if<bernoulli>(&preamble.mode)) device_mode = *b;
+        else if (const auto* f = std::get_if<fixed>(&preamble.mode)) device_mode = device_mask_set::upload(policy, f->masks);
         if (const auto* f = std::get_if<device_mask_set>(&device_mode)) check_covers(*f, groups);
         std::vector<std::array<::thrust::device_vector<state_type>, 2>> uploaded(tensors_.size());
         for (std::size_t i = 0; i < tensors_.size(); ++i)
@@ -339,9 +279,9 @@ public:
             }
 
         // Commit: nothing below throws.
-        step_count_ = steps;
+        step_count_ = preamble.steps;
         mode_ = std::move(device_mode);
-        masking_ = masking;
+        masking_ = preamble.masking;
         groups_ = std::move(groups);
         for (std::size_t i = 0; i < tensors_.size(); ++i) {
             auto& t = tensors_[i];
@@ -368,6 +308,11 @@ private:
         std::size_t buffers = 0; //!< state buffers allocated
         ::thrust::device_vector<state_type> state[2];
     };
+
+    static childtune::detail::state_tensor_record state_record(const tensor_record& t, std::uint64_t steps,
+                                                               std::size_t buffers) {
+        return {t.name, t.group, t.key, dtype_of<P>, t.size, dtype_of<state_type>, steps, buffers, false};
+    }
 
     std::size_t buffers_of(const tensor_record& t) const { return Rule::state_buffers(groups_[t.group].options); }
 
