@@ -18,6 +18,7 @@
 #include <childtune/exec/compact_step.hpp>
 #include <childtune/exec/cpu_step.hpp>
 #include <childtune/exec/nonfinite.hpp>
+#include <childtune/io/atomic_file.hpp>
 #include <childtune/io/binary.hpp>
 #include <childtune/io/state_format.hpp>
 #include <childtune/mask/bernoulli.hpp>
@@ -370,10 +371,10 @@ public:
         }
     }
 
+    //! Saves to `path` crash-safely: a kill or a full disk mid-save leaves the
+    //! previous checkpoint whole (io/atomic_file.hpp).
     void save(const std::string& path) const {
-        std::ofstream out(path, std::ios::binary | std::ios::trunc);
-        if (!out) detail::fail("cannot open '" + path + "' for writing");
-        save(out);
+        detail::replace_file_atomically(path, "optimizer state", [&](std::ostream& out) { save(out); });
     }
     void load(const std::string& path) {
         std::ifstream in(path, std::ios::binary);

@@ -5,6 +5,7 @@
 //! fixed-mask mode consumes.
 
 #include <childtune/error.hpp>
+#include <childtune/io/atomic_file.hpp>
 #include <childtune/io/binary.hpp>
 #include <childtune/mask/bit_mask.hpp>
 
@@ -94,10 +95,9 @@ public:
         r.finish();
         return set;
     }
+    //! Saves to `path` crash-safely (io/atomic_file.hpp).
     void save(const std::string& path) const {
-        std::ofstream out(path, std::ios::binary | std::ios::trunc);
-        if (!out) detail::fail("cannot open '" + path + "' for writing");
-        save(out);
+        detail::replace_file_atomically(path, "mask file", [&](std::ostream& out) { save(out); });
     }
     static mask_set load(const std::string& path) {
         std::ifstream in(path, std::ios::binary);
