@@ -89,7 +89,7 @@ __attribute__((target("avx2"), flatten)) void compact_range_avx2(const typename 
 template <class Rule, class S, class P>
 void cpu_compact_step_range(const typename Rule::template step_constants<S>& c, masking_options options,
                             const std::uint64_t* words, const std::uint32_t* kept_before, step_operands<P, S> x,
-                            std::size_t begin, std::size_t end, cpu_isa isa = best_cpu_isa()) {
+                            std::size_t begin, std::size_t end, [[maybe_unused]] cpu_isa isa = best_cpu_isa()) {
     constexpr std::size_t buffers = Rule::max_state_buffers;
 #if CHILDTUNE_HAS_AVX2_DISPATCH
     if constexpr (inlines_apply<Rule>())

@@ -112,9 +112,17 @@ void check_accumulator(fisher_options options) {
 
 } // namespace
 
-TEMPLATE_TEST_CASE("device Fisher scores and masks equal the core's bit for bit", "[thrust][fisher]",
-                   (std::tuple<float, float>), (std::tuple<float, bfloat16>), (std::tuple<float, float16>),
-                   (std::tuple<double, double>), (std::tuple<double, float>)) {
+#if THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_CUDA
+// nvcc builds every combination for two architectures: three that cover both score
+// types and a 16-bit gradient keep CI's compile time down; the CPU systems run all five.
+#define FISHER_TYPES (std::tuple<float, float>), (std::tuple<float, bfloat16>), (std::tuple<double, double>)
+#else
+#define FISHER_TYPES                                                                                                 \
+    (std::tuple<float, float>), (std::tuple<float, bfloat16>), (std::tuple<float, float16>),                         \
+        (std::tuple<double, double>), (std::tuple<double, float>)
+#endif
+
+TEMPLATE_TEST_CASE("device Fisher scores and masks equal the core's bit for bit", "[thrust][fisher]", FISHER_TYPES) {
     using Score = std::tuple_element_t<0, TestType>;
     using G = std::tuple_element_t<1, TestType>;
     SECTION("N known, no clipping") { check_accumulator<Score, G>({.max_grad_norm = 0, .num_batches = 3}); }
