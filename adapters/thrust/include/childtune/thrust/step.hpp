@@ -21,6 +21,7 @@
 #include <childtune/numeric/half.hpp>
 #include <childtune/numeric/lanes.hpp>
 #include <childtune/thrust/memory.hpp>
+#include <childtune/thrust/slot_search.hpp>
 #include <childtune/thrust/system.hpp>
 #include <childtune/update/masking.hpp>
 #include <childtune/update/state_buffers.hpp>
@@ -136,13 +137,8 @@ struct batch_element_step {
     std::uint32_t count;
 
     CHILDTUNE_HD void operator()(std::uint64_t index) const {
-        std::uint32_t lo = 0, hi = count; // the last slot whose first <= index
-        while (hi - lo > 1) {
-            const std::uint32_t mid = lo + (hi - lo) / 2;
-            if (slots[mid].first <= index) lo = mid;
-            else hi = mid;
-        }
-        const tensor_slot<Rule, P, S, MaskView>& t = slots[lo];
+        using slot = tensor_slot<Rule, P, S, MaskView>;
+        const slot& t = slot_of(slots, count, index, [](const slot& x) { return x.first; });
         const std::uint64_t i = index - t.first;
         if (i >= t.size) return; // alignment padding
         S p = childtune::detail::widen<S>(t.param[i]);

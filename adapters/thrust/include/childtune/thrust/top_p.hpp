@@ -14,6 +14,7 @@
 #include <childtune/thrust/mask_set.hpp>
 #include <childtune/thrust/memory.hpp>
 #include <childtune/thrust/order_statistic.hpp>
+#include <childtune/thrust/slot_search.hpp>
 #include <childtune/thrust/system.hpp>
 
 #include <thrust/for_each.h>
@@ -64,13 +65,8 @@ struct word_bits {
 
     template <compare_op Op>
     CHILDTUNE_HD std::uint64_t bits(std::uint64_t w) const {
-        std::uint32_t lo = 0, hi = count; // the last slot whose first word <= w
-        while (hi - lo > 1) {
-            const std::uint32_t mid = lo + (hi - lo) / 2;
-            if (slots[mid].first_word <= w) lo = mid;
-            else hi = mid;
-        }
-        const mask_slot<Score>& s = slots[lo];
+        const mask_slot<Score>& s =
+            slot_of(slots, count, w, [](const mask_slot<Score>& x) { return x.first_word; });
         const std::uint64_t first = (w - s.first_word) * 64;
         const std::uint64_t n = s.size - first < 64 ? s.size - first : 64;
         std::uint64_t out = 0;
