@@ -63,7 +63,15 @@ struct adamw {
         return {o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, static_cast<double>(o.flavour), o.correct_bias ? 1.0 : 0.0};
     }
     static options from_values(const std::array<double, option_count>& v) {
-        return {v[0], v[1], v[2], v[3], v[4], static_cast<adamw_flavour>(static_cast<int>(v[5])), v[6] != 0.0};
+        return {v[0], v[1], v[2], v[3], v[4], flavour_from_value(v[5]), v[6] != 0.0};
+    }
+    //! The flavour as stored (a double read from a file): anything but 0 or 1
+    //! becomes a value validate() rejects. Converting an out-of-range double to an
+    //! integer would be undefined behaviour (found by fuzz/optimizer_state.cpp).
+    static adamw_flavour flavour_from_value(double v) {
+        if (v == 0.0) return adamw_flavour::torch;
+        if (v == 1.0) return adamw_flavour::legacy;
+        return static_cast<adamw_flavour>(0xff);
     }
 
     //! Per-step scalars, computed in double as the reference does, then rounded
