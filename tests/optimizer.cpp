@@ -553,3 +553,190 @@ TEST_CASE("compact state: what it needs is checked, and the mask cannot change u
     CHECK(n.snapshot() == ref.snapshot());
     CHECK(late.state_bytes() == full.state_bytes());
 }
+
+// ---- bad-input sweep (docs/reliability.md, "Bad input") ---------------------------
+
+TEST_CASE("bad input: aliasing parameter and gradient memory is refused, and changes nothing",
+          "[optimizer][errors][bad_input]") {
+    model m;
+    optimizer<adamw> opt;
+    m.attach(opt, base);
+    std::vector<float> buf(64), g(32);
+    const auto view = [&](std::size_t first, std::size_t n) { return tensor_view<float>(buf.data() + first, n); };
+    const auto cview = [&](std::size_t first, std::size_t n) { return tensor_view<const float>(buf.data() + first, n); };
+    require_rejected(opt, m, [&] { opt.add_parameter<float>(0, "half", view(0, 32), cview(16, 32)); },
+                     {"tensor 'half'", "parameter and gradient memory overlap"});
+    require_rejected(opt, m, [&] { opt.add_parameter<float>(0, "last", view(0, 32), cview(31, 32)); },
+                     {"tensor 'last'", "parameter and gradient memory overlap"});
+    require_rejected(opt, m, [&] { opt.add_parameter<float>(0, "before", view(16, 32), cview(0, 32)); },
+                     {"tensor 'before'", "parameter and gradient memory overlap"});
+    // Another tensor's parameter, seen through a different element type.
+    require_rejected(opt, m,
+                     [&] {
+                         opt.add_parameter<bfloat16>(0, "punned", tensor_view<bfloat16>(reinterpret_cast<bfloat16*>(m.w0.data() + 10), 4),
+                                                     tensor_view<const bfloat16>(reinterpret_cast<const bfloat16*>(g.data()), 4));
+                     },
+                     {"tensor 'punned'", "overlaps tensor 'layer.0.weight'"});
+    require_rejected(opt, m, [&] { opt.add_parameter<float>(0, "reads_w0", view(0, 10), tensor_view<const float>(m.w0.data(), 10)); },
+                     {"tensor 'reads_w0'", "gradient memory overlaps the parameter of tensor 'layer.0.weight'"});
+    // rebind checks the same, by name and by index.
+    require_rejected(opt, m, [&] { opt.rebind<float>("layer.0.weight", m.w0, m.w0); },
+                     {"tensor 'layer.0.weight'", "parameter and gradient memory overlap"});
+    require_rejected(opt, m,
+                     [&] {
+                         opt.rebind<bfloat16>(1, m.w1, tensor_view<const bfloat16>(reinterpret_cast<const bfloat16*>(m.w0.data()), 129));
+                     },
+                     {"tensor 'layer.0.bias'", "gradient memory overlaps the parameter of tensor 'layer.0.weight'"});
+    require_rejected(opt, m, [&] { opt.rebind<double>(2, tensor_view<double>(reinterpret_cast<double*>(m.w0.data()), 10), m.ghead); },
+                     {"tensor 'head.weight'", "overlaps tensor 'layer.0.weight'"});
+    // Adjacent, not overlapping: accepted.
+    CHECK_NOTHROW(opt.add_parameter<float>(0, "adjacent", view(0, 32), cview(32, 32)));
+}
+
+TEST_CASE("bad input: sizes near the index limits are refused before any arithmetic wraps",
+          "[optimizer][errors][bad_input]") {
+    model m;
+    optimizer<adamw> opt;
+    m.attach(opt, base);
+    // Made-up views: never dereferenced, because they are rejected first.
+    std::vector<float> p(4), g(4);
+    std::vector<double> pd(4), gd(4);
+    for (const std::size_t n : {detail::max_tensor_elements<float> + 1, std::numeric_limits<std::size_t>::max() / 4 + 1,
+                                std::numeric_limits<std::size_t>::max()}) {
+        INFO("n = " << n);
+        require_rejected(opt, m, [&] { opt.add_parameter<float>(0, "huge", tensor_view<float>(p.data(), n), tensor_view<const float>(g.data(), n)); },
+                         {"tensor 'huge'", "elements of float32 exceed the address space"});
+        require_rejected(opt, m, [&] { opt.add_parameter<float>(0, "huge_lazy", tensor_view<float>(p.data(), n)); },
+                         {"tensor 'huge_lazy'", "exceed the address space"});
+    }
+    const std::size_t nd = detail::max_tensor_elements<double> + 1;
+    require_rejected(opt, m, [&] { opt.add_parameter<double>(1, "huge64", tensor_view<double>(pd.data(), nd), tensor_view<const double>(gd.data(), nd)); },
+                     {"elements of float64 exceed the address space"});
+    // A registered tensor cannot be rebound to a made-up size either.
+    require_rejected(opt, m, [&] { opt.rebind<float>(0, tensor_view<float>(p.data(), std::numeric_limits<std::size_t>::max()), tensor_view<const float>(g.data(), std::numeric_limits<std::size_t>::max())); },
+                     {"cannot rebind 3000 elements"});
+}
+
+TEST_CASE("bad input: NaN, Inf and out-of-range hyperparameters and options are refused",
+          "[optimizer][errors][bad_input]") {
+    model m;
+    optimizer<adamw> opt;
+    m.attach(opt, base);
+    const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+    struct field {
+        const char* name;
+        double adamw::options::*member;
+    };
+    for (const field f : {field{"lr", &adamw::options::lr}, field{"beta1", &adamw::options::beta1},
+                          field{"beta2", &adamw::options::beta2}, field{"eps", &adamw::options::eps},
+                          field{"weight_decay", &adamw::options::weight_decay}})
+        for (const double v : {nan, inf, -inf, -1e-300}) {
+            INFO(f.name << " = " << v);
+            auto bad = base;
+            bad.*f.member = v;
+            require_rejected(opt, m, [&] { opt.add_group("extra", bad); }, {"group 'extra'", f.name});
+            require_rejected(opt, m, [&] { opt.set_group_options(0, bad); }, {"group 'encoder'", f.name});
+        }
+    require_rejected(opt, m, [&] { opt.set_lr(0, inf); }, {"group 'encoder'", "lr"});
+    require_rejected(opt, m, [&] { opt.set_lr(-inf); }, {"group 'encoder'", "lr"});
+    auto flavour = base;
+    flavour.flavour = static_cast<adamw_flavour>(7);
+    require_rejected(opt, m, [&] { opt.add_group("extra", flavour); }, {"group 'extra'", "unknown AdamW flavour"});
+    // Edges that are valid: zero (and negative zero) rates, betas at 0 and just below 1, eps = 0.
+    auto edge = base;
+    edge.lr = -0.0;
+    edge.beta1 = 0.0;
+    edge.beta2 = std::nextafter(1.0, 0.0);
+    edge.eps = 0.0;
+    edge.weight_decay = -0.0;
+    CHECK_NOTHROW(opt.set_group_options(0, edge));
+
+    optimizer<sgd> s;
+    for (const double v : {nan, inf, -1.0}) {
+        CHECK_THROWS_WITH(s.add_group("g", {.lr = 0.1, .momentum = v}), Catch::Contains("group 'g'") && Catch::Contains("momentum"));
+        CHECK_THROWS_WITH(s.add_group("g", {.lr = 0.1, .dampening = v}), Catch::Contains("dampening"));
+        CHECK_THROWS_WITH(s.add_group("g", {.lr = v}), Catch::Contains("lr"));
+    }
+    CHECK(s.group_count() == 0);
+
+    CHECK_THROWS_WITH(optimizer<adamw>(dense{}, {.masking = {static_cast<mask_target>(9), true}}), Catch::Contains("unknown mask target"));
+    CHECK_THROWS_WITH(optimizer<adamw>(dense{}, {.on_nonfinite = static_cast<nonfinite_policy>(9)}),
+                      Catch::Contains("unknown nonfinite policy"));
+    CHECK_THROWS_WITH(optimizer<adamw>(dense{}, {.precision = static_cast<state_precision>(9)}),
+                      Catch::Contains("unknown state precision"));
+}
+
+TEST_CASE("bad input: Bernoulli p at the edges of (0, 1] and beyond", "[optimizer][errors][bad_input]") {
+    model m;
+    optimizer<adamw> opt(bernoulli{0.3, 1});
+    m.attach(opt, base);
+    m.new_gradients();
+    opt.step();
+    for (const double p : {0.0, -0.0, std::nextafter(1.0, 2.0), std::numeric_limits<double>::quiet_NaN(),
+                           std::numeric_limits<double>::infinity(), -1.0}) {
+        INFO("p = " << p);
+        require_rejected(opt, m, [&] { opt.set_mask(bernoulli{p, 1}); }, {"bernoulli mask", "outside (0, 1]"});
+        CHECK_THROWS_WITH(optimizer<adamw>(bernoulli{p}), Catch::Contains("outside (0, 1]"));
+    }
+    // Positive but below the 32-bit threshold's resolution: kept gradients would be
+    // divided by p while the keep rate stays 2^-32 (Inf in float state for the tiniest).
+    for (const double p : {std::numeric_limits<double>::denorm_min(), 1e-300, bernoulli::min_p / 2, std::nextafter(bernoulli::min_p, 0.0)}) {
+        INFO("p = " << p);
+        require_rejected(opt, m, [&] { opt.set_mask(bernoulli{p, 1}); }, {"bernoulli mask", "below 2^-32"});
+    }
+    // The edges themselves are valid, and steps under them keep the parameters finite.
+    for (const double p : {bernoulli::min_p, 1.0}) {
+        INFO("p = " << p);
+        opt.set_mask(bernoulli{p, 1});
+        m.new_gradients();
+        opt.step();
+        for (const float w : m.w0) REQUIRE(std::isfinite(w));
+    }
+}
+
+TEST_CASE("bad input: empty optimizers, empty groups and empty tensors step and save", "[optimizer][bad_input]") {
+    optimizer<adamw> none;
+    CHECK(none.step().applied);
+    CHECK(none.step_count() == 1);
+    std::stringstream state;
+    none.save(state);
+    optimizer<adamw> none2;
+    none2.load(state);
+    CHECK(none2.step_count() == 1);
+
+    // A group without tensors, and tensors of no element (null data) under every mask.
+    for (const mask_mode& mode : {mask_mode{dense{}}, mask_mode{bernoulli{0.5, 2}}, mask_mode{fixed{}}}) {
+        optimizer<adamw> opt(mode);
+        opt.add_group("empty", base);
+        opt.add_group("dense", base, false);
+        opt.add_parameter<float>(1, "zero", tensor_view<float>(nullptr, 0), tensor_view<const float>(nullptr, 0));
+        opt.add_parameter<float>(1, "zero_lazy", tensor_view<float>(nullptr, 0));
+        CHECK(opt.step().applied);
+        CHECK(opt.state_bytes() == 0);
+    }
+    // A masked tensor of no element still needs its (empty) mask.
+    optimizer<adamw> opt(fixed{});
+    opt.add_group("enc", base);
+    CHECK_THROWS_WITH(opt.add_parameter<float>(0, "zero", tensor_view<float>(nullptr, 0), tensor_view<const float>(nullptr, 0)),
+                      Catch::Contains("no mask for tensor 'zero'"));
+    CHECK(opt.tensor_count() == 0);
+    // Indexes and names that do not exist.
+    CHECK_THROWS_WITH(opt.has_gradient(0), Catch::Contains("tensor index 0 is out of range (0 tensors)"));
+    CHECK_THROWS_WITH(opt.rebind<float>(std::size_t{3}, tensor_view<float>(), tensor_view<const float>()),
+                      Catch::Contains("tensor index 3 is out of range"));
+    CHECK_THROWS_WITH(opt.group_name(1), Catch::Contains("group index 1 is out of range (1 groups)"));
+    CHECK_THROWS_WITH(opt.tensor_index("w"), Catch::Contains("no tensor named 'w'"));
+    CHECK_THROWS_WITH(opt.add_group("", base), Catch::Contains("group name must not be empty"));
+}
+
+TEST_CASE("bad input: a mask with the right count but a wrong name is refused", "[optimizer][errors][bad_input]") {
+    model m;
+    optimizer<adamw> opt;
+    m.attach(opt, base);
+    const auto good = masks_for_model(0.3);
+    mask_set renamed;
+    renamed.add("layer.0.weight", *good.find("layer.0.weight"));
+    renamed.add("layer.0.biaz", *good.find("layer.0.bias"));
+    require_rejected(opt, m, [&] { opt.set_mask(fixed{renamed}); }, {"no mask for tensor 'layer.0.bias'"});
+    CHECK_THROWS_WITH(optimizer<adamw>(fixed{renamed}).add_group("", base), Catch::Contains("must not be empty"));
+}

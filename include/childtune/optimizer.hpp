@@ -641,19 +641,28 @@ private:
             detail::fail(where + ": gradient has " + std::to_string(grad.size()) + " elements, parameter has " +
                          std::to_string(param.size()));
         if (param.size() == 0) return;
+        // Checked first: the byte counts below (and the state buffers a step
+        // allocates) would wrap for a larger size.
+        if (param.size() > detail::max_tensor_elements<T>)
+            detail::fail(where + ": " + std::to_string(param.size()) + " elements of " +
+                         std::string(dtype_name(dtype_of<std::remove_const_t<T>>)) +
+                         " exceed the address space (corrupt or made-up size)");
         if (!param.data()) detail::fail(where + ": null parameter data pointer");
         const auto bytes = param.size() * sizeof(T);
-        const auto* p = reinterpret_cast<const std::byte*>(param.data());
-        if (grad.data()) { // null only while the gradient is absent
-            const auto* g = reinterpret_cast<const std::byte*>(grad.data());
-            if (p < g + bytes && g < p + bytes) detail::fail(where + ": parameter and gradient memory overlap");
-        }
+        // Aliasing param and grad would make the step read gradients it has
+        // already overwritten with parameters (in an order that depends on the
+        // thread count); null only while the gradient is absent.
+        if (grad.data() && detail::ranges_overlap(param.data(), bytes, grad.data(), bytes))
+            detail::fail(where + ": parameter and gradient memory overlap");
         for (const auto& t : tensors_) {
             if (&t == self || t.param.size == 0) continue;
-            const auto* q = static_cast<const std::byte*>(t.param.data);
-            const auto qbytes = t.param.size * dtype_bytes(t.param.type);
-            if (p < q + qbytes && q < p + bytes)
+            const auto other = t.param.size * dtype_bytes(t.param.type);
+            if (detail::ranges_overlap(param.data(), bytes, t.param.data, other))
                 detail::fail(where + ": parameter memory overlaps tensor '" + t.name + "' (registered twice?)");
+            // A gradient inside another tensor's parameter changes while the step
+            // writes that parameter.
+            if (grad.data() && detail::ranges_overlap(grad.data(), bytes, t.param.data, other))
+                detail::fail(where + ": gradient memory overlaps the parameter of tensor '" + t.name + "'");
         }
     }
 

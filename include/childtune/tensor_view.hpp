@@ -11,6 +11,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <ranges>
 #include <span>
 #include <string_view>
@@ -39,6 +40,25 @@ constexpr std::string_view dtype_name(dtype t) {
 }
 
 constexpr bool is_valid(dtype t) { return t >= dtype::float32 && t <= dtype::float16; }
+
+namespace detail {
+//! The most elements of T one tensor can have: its bytes must fit in
+//! std::ptrdiff_t, or pointer differences and byte counts over it overflow. No
+//! real allocation is that large, so a bigger size is a corrupt or made-up
+//! view, rejected before any index arithmetic can wrap.
+template <class T>
+inline constexpr std::size_t max_tensor_elements =
+    static_cast<std::size_t>(std::numeric_limits<std::ptrdiff_t>::max()) / sizeof(T);
+
+//! Whether the byte ranges [a, a + a_bytes) and [b, b + b_bytes) share a byte.
+//! Compared as integers: the views may be fake or belong to different
+//! allocations, where pointer arithmetic and ordering would be undefined.
+inline bool ranges_overlap(const void* a, std::size_t a_bytes, const void* b, std::size_t b_bytes) {
+    if (a_bytes == 0 || b_bytes == 0) return false;
+    const auto x = reinterpret_cast<std::uintptr_t>(a), y = reinterpret_cast<std::uintptr_t>(b);
+    return x < y ? y - x < a_bytes : x - y < b_bytes;
+}
+} // namespace detail
 
 //! A non-owning view of `size()` contiguous elements of type T (possibly const).
 //! Models `std::ranges::contiguous_range`, so a view is itself a tensor.

@@ -383,3 +383,34 @@ TEST_CASE("rebind points a tensor at new Eigen memory and keeps its state", "[ei
     Eigen::MatrixXd small(2, 2);
     CHECK_THAT(error_of([&] { ce::rebind(opt, "w", small, small); }), Catch::Contains("cannot rebind"));
 }
+
+TEST_CASE("bad input: an Eigen parameter aliasing its gradient is refused, and changes nothing", "[eigen][bad_input]") {
+    childtune::optimizer<childtune::adamw> opt;
+    const auto g = opt.add_group("g", {});
+    Eigen::MatrixXf w = Eigen::MatrixXf::Ones(4, 4), grad = Eigen::MatrixXf::Ones(4, 4);
+    ce::add_parameter(opt, g, "w", w, grad);
+    std::ostringstream before;
+    opt.save(before);
+    Eigen::MatrixXf x = Eigen::MatrixXf::Zero(4, 4);
+    // The same object as its own gradient, and a gradient overlapping its parameter.
+    CHECK_THAT(error_of([&] { ce::add_parameter(opt, g, "x", x, x); }),
+               Catch::Contains("tensor 'x'") && Catch::Contains("parameter and gradient memory overlap"));
+    Eigen::VectorXf buf = Eigen::VectorXf::Zero(24);
+    CHECK_THAT(error_of([&] { ce::add_parameter(opt, g, "half", buf.head(16), buf.tail(16)); }),
+               Catch::Contains("tensor 'half'") && Catch::Contains("parameter and gradient memory overlap"));
+    CHECK_THAT(error_of([&] { ce::add_parameter(opt, g, "reads_w", x, w); }),
+               Catch::Contains("gradient memory overlaps the parameter of tensor 'w'"));
+    CHECK_THAT(error_of([&] { ce::rebind(opt, "w", w, w); }), Catch::Contains("parameter and gradient memory overlap"));
+    // Empty objects register and step (nothing to do).
+    Eigen::VectorXf empty_p, empty_g;
+    ce::add_parameter(opt, g, "empty", empty_p, empty_g);
+    CHECK(opt.tensor_count() == 2);
+    std::ostringstream after;
+    childtune::optimizer<childtune::adamw> reference;
+    reference.add_group("g", {});
+    ce::add_parameter(reference, 0, "w", w, grad);
+    reference.save(after);
+    CHECK(before.str() == after.str());
+    CHECK(w == Eigen::MatrixXf::Ones(4, 4));
+    CHECK(x == Eigen::MatrixXf::Zero(4, 4));
+}

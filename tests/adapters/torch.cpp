@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include <cstring>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -488,4 +489,88 @@ TEST_CASE("fisher_mask follows the reference loop and keeps the top p of the mas
     CHECK(from_generator.masks == result.masks);
     CHECK_THROWS_WITH(fisher_mask(*m, batches, loss_of, {.masked_if = name_contains("decoder"), .progress = false}),
                       Catch::Contains("no parameter"));
+}
+
+namespace {
+std::string core_state(const ChildTuningAdamW& opt) {
+    std::ostringstream out;
+    opt.core().save(out);
+    return out.str();
+}
+} // namespace
+
+TEST_CASE("bad input: dtypes, devices, layouts and aliasing of LibTorch tensors", "[torch][errors][bad_input]") {
+    at::Tensor p = at::randn({6}).set_requires_grad(true);
+    ChildTuningAdamW opt(std::vector<at::Tensor>{p}, ChildTuningAdamWOptions(0.1));
+    p.mutable_grad() = at::randn({6});
+    opt.step();
+    std::string state = core_state(opt);
+    at::Tensor values = p.detach().clone();
+    const auto unchanged = [&] {
+        CHECK(core_state(opt) == state);
+        CHECK(at::equal(p.detach(), values));
+    };
+    const auto rejected = [&](at::Tensor grad, const std::string& text) {
+        p.mutable_grad() = std::move(grad);
+        CHECK_THROWS_WITH(opt.step(), Catch::Contains("'param_group0.0'") && Catch::Contains(text));
+        unchanged();
+    };
+    rejected(at::randn({6}, at::kDouble), "gradient dtype Double differs from the parameter's Float");
+    rejected(at::ones({6}, at::kInt), "gradient dtype Int differs");
+    rejected(at::randn({7}), "gradient has 7 elements, the parameter 6");
+    rejected(at::randn({6, 2}).select(1, 0), "gradient is not contiguous");
+    rejected(at::empty({6}, at::TensorOptions().device(at::kMeta)), "gradient is on meta, the parameter on cpu");
+    rejected(at::full({6}, std::numeric_limits<float>::infinity()), "NaN or Inf");
+    // The parameter as its own gradient, or a gradient that is a view of it.
+    rejected(p.detach(), "parameter and gradient memory overlap");
+    // requires_grad false / no gradient: skipped as torch skips it, nothing changes.
+    p.mutable_grad() = at::Tensor();
+    opt.step();
+    CHECK(at::equal(p.detach(), values));
+    state = core_state(opt); // the step counter moved on (Bernoulli masks follow it)
+
+    // One device per optimizer; int and non-contiguous tensors in a group added later.
+    at::Tensor cpu = at::randn({3}), meta = at::empty({3}, at::TensorOptions().device(at::kMeta));
+    CHECK_THROWS_WITH(ChildTuningAdamW(std::vector<at::Tensor>{cpu, meta}, ChildTuningAdamWOptions()),
+                      Catch::Contains("'param_group0.1'") && Catch::Contains("one device per optimizer"));
+    p.mutable_grad() = at::randn({6});
+    opt.add_param_group(::torch::optim::OptimizerParamGroup({at::zeros({4}, at::kLong)}, std::make_unique<ChildTuningAdamWOptions>()));
+    CHECK_THROWS_WITH(opt.step(), Catch::Contains("param_group1") && Catch::Contains("unsupported dtype"));
+    CHECK(opt.core().group_count() == 1); // the bad group is not half registered
+    unchanged();
+    // No group at all is refused; a group without tensors steps.
+    CHECK_THROWS_WITH(ChildTuningAdamW(std::vector<ChildTuningAdamW::group_type>{}),
+                      Catch::Contains("needs at least one parameter group"));
+    ChildTuningAdamW empty(std::vector<at::Tensor>{}, ChildTuningAdamWOptions());
+    CHECK_NOTHROW(empty.step());
+}
+
+TEST_CASE("bad input: NaN, Inf and edge hyperparameters through LibTorch options", "[torch][errors][bad_input]") {
+    at::Tensor p = at::randn({4}).set_requires_grad(true);
+    ChildTuningAdamW opt(std::vector<at::Tensor>{p}, ChildTuningAdamWOptions(0.1));
+    p.mutable_grad() = at::randn({4});
+    opt.step();
+    const std::string state = core_state(opt);
+    auto& o = static_cast<ChildTuningAdamWOptions&>(opt.param_groups()[0].options());
+    const ChildTuningAdamWOptions good = o;
+    const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+    const auto rejected = [&](const std::string& text) {
+        CHECK_THROWS_WITH(opt.step(), Catch::Contains("param_group0") && Catch::Contains(text));
+        CHECK(core_state(opt) == state);
+        o = good;
+    };
+    o.lr(nan);
+    rejected("lr");
+    o.betas({0.9, 1.0});
+    rejected("beta2");
+    o.betas({nan, 0.999});
+    rejected("beta1");
+    o.eps(-inf);
+    rejected("eps");
+    o.weight_decay(inf);
+    rejected("weight_decay");
+    for (const double keep : {0.0, -0.0, 1.0000001, nan, 1e-12})
+        CHECK_THROWS_WITH(opt.set_mask(childtune::bernoulli{keep, 1}), Catch::Contains("bernoulli mask"));
+    CHECK(std::holds_alternative<childtune::dense>(opt.mask()));
+    CHECK(core_state(opt) == state);
 }

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -125,4 +126,27 @@ TEST_CASE("Bernoulli p = 1 keeps everything; p outside (0, 1] is rejected", "[ma
     const auto tiny = bernoulli{1e-12, 0}.view(0, 0);
     for (std::uint64_t i = 0; i < 1u << 20; ++i) kept += tiny.keep(i);
     CHECK(kept <= 2);
+}
+
+TEST_CASE("bad input: Bernoulli p at 0, 1, -0.0, 1 + eps, NaN and below 2^-32", "[mask][bernoulli][bad_input]") {
+    for (double p : {-0.0, std::nextafter(1.0, 2.0), -std::numeric_limits<double>::infinity()})
+        CHECK_THROWS_WITH(bernoulli{p}.validate(), Catch::Contains("outside (0, 1]"));
+    // Positive but finer than the 32-bit keep threshold: the message prints p itself
+    // (not "0.000000").
+    CHECK_THROWS_WITH(bernoulli{1e-12}.validate(), Catch::Contains("p = 1e-12") && Catch::Contains("below 2^-32"));
+    CHECK_THROWS_WITH(bernoulli{std::numeric_limits<double>::denorm_min()}.validate(), Catch::Contains("below 2^-32"));
+    CHECK_NOTHROW(bernoulli{bernoulli::min_p}.validate());
+    CHECK_NOTHROW(bernoulli{1.0}.validate());
+    // p = 2^-32 is threshold 1: only a draw of exactly 0 keeps an element.
+    const auto edge = bernoulli{bernoulli::min_p, 0}.view(0, 0);
+    std::size_t kept = 0;
+    for (std::uint64_t i = 0; i < 1u << 16; ++i) kept += edge.keep(i);
+    CHECK(kept == 0);
+    CHECK(edge.keep_probability() == bernoulli::min_p);
+    // Element indexes near 2^64 (shards far into a tensor) do not wrap into other
+    // Philox blocks: bits64 still equals the per-element decisions.
+    const auto far = bernoulli{0.5, 3}.view(9, 2, std::numeric_limits<std::uint64_t>::max() - 200);
+    std::uint64_t expected = 0;
+    for (unsigned j = 0; j < 64; ++j) expected |= std::uint64_t{far.keep(100 + j)} << j;
+    CHECK(far.bits64(100) == expected);
 }

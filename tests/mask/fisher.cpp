@@ -287,3 +287,32 @@ TEMPLATE_TEST_CASE("fisher accumulator rejects bad input and stays unchanged", "
         for (const auto v : s) REQUIRE(v == Score(0));
     REQUIRE_THROWS_MATCHES(f.select(0.5), childtune::error, error_with("before any batch"));
 }
+
+TEST_CASE("bad input: fisher accumulator sizes, clipping norms and p at the edges", "[mask][fisher][bad_input]") {
+    REQUIRE_THROWS_MATCHES(fisher_accumulator<float>({std::numeric_limits<double>::infinity(), 0}), childtune::error,
+                           error_with("max_grad_norm"));
+    REQUIRE_THROWS_MATCHES(fisher_accumulator<float>({-0.5, 0}), childtune::error, error_with("max_grad_norm"));
+    CHECK_NOTHROW(fisher_accumulator<float>({-0.0, 0})); // -0 == 0: clipping off
+
+    fisher_accumulator<float> f({0.0, 1});
+    f.add_tensor("layer.a", 3);
+    // A size no allocation can have is refused naming the tensor (instead of
+    // std::vector's std::length_error).
+    for (const std::size_t n : {childtune::detail::max_tensor_elements<float> + 1, std::numeric_limits<std::size_t>::max()})
+        REQUIRE_THROWS_MATCHES(f.add_tensor("layer.huge", n), childtune::error,
+                               error_with("tensor 'layer.huge' has " + std::to_string(n) + " elements"));
+    REQUIRE(f.tensor_count() == 1);
+    // A gradient view of a made-up size is refused before it is read.
+    const std::vector<float> g{1.0f, 2.0f, 3.0f};
+    REQUIRE_THROWS_MATCHES(f.accumulate<float>("layer.a", tensor_view<const float>(g.data(), std::numeric_limits<std::size_t>::max())),
+                           childtune::error, error_with("elements, the tensor has 3"));
+    f.accumulate("layer.a", g);
+    f.end_batch();
+    for (const double p : {-0.0, std::nextafter(1.0, 2.0), std::numeric_limits<double>::quiet_NaN()})
+        REQUIRE_THROWS_MATCHES(f.select(p), childtune::error, error_with("outside (0, 1]"));
+    // The edges: p = 1 keeps everything, the smallest positive p keeps the top
+    // score (percentile) or nothing (exact_count: round(p*N) = 0).
+    CHECK(f.select(1.0).kept == 3);
+    CHECK(f.select(std::numeric_limits<double>::denorm_min()).kept == 1);
+    CHECK(f.select(std::numeric_limits<double>::denorm_min(), selection_rule::exact_count).kept == 0);
+}

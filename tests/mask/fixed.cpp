@@ -4,9 +4,12 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstdint>
+#include <limits>
 #include <random>
 #include <sstream>
 #include <string>
+#include <vector>
 
 using childtune::bit_mask;
 using childtune::mask_set;
@@ -122,4 +125,30 @@ TEST_CASE("mask_set save/load round-trips and rejects damaged files", "[mask][ma
         std::stringstream in(forged);
         CHECK_THROWS_WITH(mask_set::load(in), Catch::Contains("truncated"));
     }
+}
+
+TEST_CASE("bad input: bit masks whose word count would wrap, and masks of the wrong size", "[mask][bit_mask][bad_input]") {
+    constexpr std::size_t max = std::numeric_limits<std::size_t>::max();
+    // ceil(n/64) for n near SIZE_MAX used to wrap to 0 words, so a mask of 2^64 - 1
+    // elements without storage was accepted.
+    CHECK(bit_mask::word_count(max) == max / 64 + 1);
+    CHECK(bit_mask::word_count(max - 62) == max / 64 + 1);
+    CHECK(bit_mask::word_count(64) == 1);
+    CHECK(bit_mask::word_count(65) == 2);
+    CHECK(bit_mask::word_count(0) == 0);
+    for (const std::size_t n : {max, max - 62, max - 63})
+        CHECK_THROWS_WITH(bit_mask(n, std::vector<std::uint64_t>{}), Catch::Contains("0 words cannot hold"));
+    CHECK_THROWS_WITH(bit_mask(64, std::vector<std::uint64_t>{}), Catch::Contains("0 words cannot hold 64 bits"));
+    CHECK_THROWS_WITH(bit_mask(0, std::vector<std::uint64_t>{0}), Catch::Contains("1 words cannot hold 0 bits"));
+
+    // A fixed mask of the wrong size or under the wrong name; nothing in the set changes.
+    mask_set s = sample_set();
+    const mask_set before = s;
+    childtune::fixed f{s};
+    CHECK_THROWS_WITH(f.view("layer.0.weight", 999), Catch::Contains("has 1000 elements, the tensor has 999"));
+    CHECK_THROWS_WITH(f.view("layer.0.weight", max), Catch::Contains("the tensor has " + std::to_string(max)));
+    CHECK_THROWS_WITH(f.view("Layer.0.weight", 1000), Catch::Contains("no mask for tensor 'Layer.0.weight'"));
+    CHECK_THROWS_WITH(s.add("", bit_mask(1)), Catch::Contains("name must not be empty"));
+    CHECK_THROWS_WITH(s.add("empty", bit_mask(3)), Catch::Contains("'empty' added twice"));
+    CHECK(s == before);
 }

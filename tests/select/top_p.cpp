@@ -276,3 +276,39 @@ TEST_CASE("top-p selection rejects bad input", "[select][top_p]") {
     REQUIRE_THROWS_MATCHES(childtune::select_top_p(std::vector<named_scores<float>>{{"a", a}, {"bad", nan}}, 0.5),
                            childtune::error, error_with("score 1 of tensor 'bad' is NaN"));
 }
+
+TEST_CASE("bad input: top-p p at the edges, infinite scores and empty tensors", "[select][top_p][bad_input]") {
+    const float inf = std::numeric_limits<float>::infinity();
+    const std::vector<float> a{1, -inf, inf, 0, -0.0f}, none{};
+    const std::vector<named_scores<float>> ok{{"a", a}, {"none", none}};
+    for (const double p : {-0.0, std::nextafter(1.0, 2.0), -std::numeric_limits<double>::infinity(),
+                           std::numeric_limits<double>::infinity()}) {
+        REQUIRE_THROWS_MATCHES(childtune::select_top_p(ok, p), childtune::error, error_with("outside (0, 1]"));
+        REQUIRE_THROWS_MATCHES(childtune::select_top_p(ok, p, selection_rule::exact_count), childtune::error,
+                               error_with("outside (0, 1]"));
+    }
+    // ±Inf are ordinary scores (only NaN has no place in the order).
+    const auto all = childtune::select_top_p(ok, 1.0, selection_rule::exact_count);
+    CHECK(all.kept == 5);
+    CHECK(all.masks.find("none")->size() == 0);
+    for (const auto rule : {selection_rule::percentile, selection_rule::exact_count}) {
+        const auto top = childtune::select_top_p(ok, 0.2, rule);
+        CHECK(top.kept == 1);
+        CHECK(top.masks.find("a")->test(2));
+    }
+    // Deliberately reference-compatible: numpy's percentile interpolates to NaN
+    // next to an infinite score (p = 1: -inf + inf*0; tiny p: inf - inf), and the
+    // reference's `score >= NaN` keeps nothing (the numpy known answers pin it).
+    const double tiny = std::numeric_limits<double>::denorm_min();
+    for (const double p : {1.0, tiny}) {
+        const auto r = childtune::select_top_p(ok, p);
+        CHECK(std::isnan(r.threshold));
+        CHECK(r.kept == 0);
+    }
+    const std::vector<float> finite{1, 5, 2};
+    CHECK(childtune::select_top_p(std::vector<named_scores<float>>{{"f", finite}}, tiny).kept == 1);
+    CHECK(childtune::select_top_p(std::vector<named_scores<float>>{{"f", finite}}, 1.0).kept == 3);
+    const auto nothing = childtune::select_top_p(ok, tiny, selection_rule::exact_count);
+    CHECK(nothing.kept == 0);
+    CHECK(nothing.threshold == std::numeric_limits<double>::infinity());
+}

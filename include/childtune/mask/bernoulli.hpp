@@ -24,6 +24,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <string_view>
 
@@ -88,17 +89,34 @@ private:
 
 //! Child-Tuning_F policy: hyperparameters only (keep probability and seed).
 struct bernoulli {
-    double p = 1.0;            //!< keep probability p_F in (0, 1]; the paper uses 0.1–0.3
+    double p = 1.0;            //!< keep probability p_F in [2^-32, 1]; the paper uses 0.1–0.3
     std::uint64_t seed = 0;    //!< Philox key
+
+    //! The smallest p the 32-bit keep threshold represents (threshold 1). Below
+    //! it the threshold would be clamped to 1 while kept gradients are still
+    //! divided by p: the expected gradient would grow by 2^-32/p, and in float
+    //! state 1/p overflows to Inf for p < ~3e-39 (NaN parameters).
+    static constexpr double min_p = 1.0 / 4294967296.0;
 
     void validate() const {
         if (!(p > 0.0 && p <= 1.0))
-            detail::fail("bernoulli mask: keep probability p = " + std::to_string(p) + " is outside (0, 1]");
+            detail::fail("bernoulli mask: keep probability p = " + format(p) + " is outside (0, 1]");
+        if (p < min_p)
+            detail::fail("bernoulli mask: keep probability p = " + format(p) +
+                         " is below 2^-32, the smallest the 32-bit keep threshold represents");
     }
     //! Decisions for the tensor with key `tensor_key` at step `step`; `offset` is
     //! the index of the view's first element in the whole tensor (for shards).
     bernoulli_view view(std::uint32_t tensor_key, std::uint64_t step, std::uint64_t offset = 0) const {
         return {p, seed, tensor_key, step, offset};
+    }
+
+private:
+    //! %g, so a tiny p does not print as 0.000000 (std::to_string).
+    static std::string format(double v) {
+        char buffer[32];
+        std::snprintf(buffer, sizeof buffer, "%g", v);
+        return buffer;
     }
 };
 

@@ -23,16 +23,21 @@ class bit_mask {
 public:
     bit_mask() = default;
     explicit bit_mask(std::size_t size, bool value = false)
-        : words_((size + 63) / 64, value ? ~std::uint64_t{0} : 0), size_(size) {
+        : words_(word_count(size), value ? ~std::uint64_t{0} : 0), size_(size) {
         clear_padding();
     }
     //! Adopts packed words; `words.size()` must be ceil(size/64). Padding bits are cleared.
     bit_mask(std::size_t size, std::vector<std::uint64_t> words) : words_(std::move(words)), size_(size) {
-        if (words_.size() != (size + 63) / 64)
+        if (words_.size() != word_count(size))
             detail::fail("bit_mask: " + std::to_string(words_.size()) + " words cannot hold " +
                          std::to_string(size) + " bits");
         clear_padding();
     }
+
+    //! Words that hold `size` bits: ceil(size/64), without the wrap of
+    //! (size + 63) / 64 for sizes near SIZE_MAX (which gave 0 words, so a mask
+    //! claiming 2^64 - 1 elements with no storage was accepted).
+    static constexpr std::size_t word_count(std::size_t size) { return size / 64 + (size % 64 != 0 ? 1 : 0); }
 
     std::size_t size() const { return size_; }
     bool test(std::size_t i) const { return (words_[i >> 6] >> (i & 63)) & 1u; }

@@ -163,6 +163,10 @@ public:
     void add_tensor(std::string name, std::size_t size) {
         if (name.empty()) detail::fail("fisher_accumulator: a tensor name must not be empty");
         if (size == 0) detail::fail("fisher_accumulator: tensor '" + name + "' has no element");
+        // Otherwise std::vector would throw a std::length_error naming nothing.
+        if (size > detail::max_tensor_elements<Score>)
+            detail::fail("fisher_accumulator: tensor '" + name + "' has " + std::to_string(size) +
+                         " elements, more than the address space holds");
         if (index_.contains(name)) detail::fail("fisher_accumulator: tensor '" + name + "' added twice");
         if (batch_open()) detail::fail("fisher_accumulator: tensor '" + name + "' added in the middle of a batch");
         tensors_.push_back({name, std::vector<Score>(size, Score{0}), false});

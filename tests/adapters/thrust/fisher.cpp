@@ -15,6 +15,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -257,4 +258,29 @@ TEST_CASE("device mask sets round-trip host masks and give checked step views", 
     REQUIRE(view.mask_size() == 130);
     REQUIRE_THROWS_WITH(dev.view("a", 131), Catch::Contains("has 130 elements, the tensor has 131"));
     REQUIRE_THROWS_WITH(dev.view("c", 1), Catch::Contains("no mask for tensor 'c'"));
+}
+
+TEST_CASE("bad input: device Fisher and mask sets refuse sizes that would wrap their shared arrays",
+          "[thrust][fisher][bad_input]") {
+    ct::fisher_accumulator<float> dev({0.0, 0});
+    dev.add_tensor("w", 100);
+    // offset + size used to wrap and shrink the shared score array.
+    for (const std::uint64_t n : {childtune::detail::max_tensor_elements<float> - 99, std::numeric_limits<std::uint64_t>::max() - 50})
+        REQUIRE_THROWS_WITH(dev.add_tensor("huge", n), Catch::Contains("tensor 'huge' has " + std::to_string(n) + " elements"));
+    REQUIRE(dev.tensor_count() == 1);
+    ::thrust::device_vector<float> g(100, 0.5f);
+    dev.accumulate(::thrust::device, "w", ::thrust::raw_pointer_cast(g.data()), 100);
+    dev.end_batch();
+    REQUIRE(dev.scores(::thrust::device, "w").size() == 100);
+    for (const double p : {-0.0, std::nextafter(1.0, 2.0), std::numeric_limits<double>::quiet_NaN()})
+        REQUIRE_THROWS_WITH(dev.select(::thrust::device, p), Catch::Contains("outside (0, 1]"));
+
+    // ceil(size/64) wrapped to 0 words for sizes near 2^64.
+    using shape = std::vector<std::pair<std::string, std::uint64_t>>;
+    for (const std::uint64_t n : {childtune::detail::max_tensor_elements<bfloat16> + 1, std::numeric_limits<std::uint64_t>::max()})
+        REQUIRE_THROWS_WITH(ct::device_mask_set(shape{{"a", 3}, {"huge", n}}),
+                            Catch::Contains("tensor 'huge' claims " + std::to_string(n) + " elements"));
+    REQUIRE_THROWS_WITH(ct::device_mask_set(shape{{"a", 3}, {"a", 3}}), Catch::Contains("'a' added twice"));
+    REQUIRE_THROWS_WITH(ct::device_mask_set(shape{{"", 3}}), Catch::Contains("name must not be empty"));
+    REQUIRE(ct::device_mask_set(shape{{"a", 0}, {"b", 65}}).word_count() == 2);
 }

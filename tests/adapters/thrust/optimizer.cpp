@@ -15,7 +15,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <cmath>
+#include <cstdint>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <sstream>
 #include <string>
@@ -221,4 +224,51 @@ TEST_CASE("device optimizer rejects bad input and keeps its state", "[thrust][op
     REQUIRE(saved(opt) == before);
     REQUIRE(opt.state(::thrust::device, "layer.0.w", 1).size() == 300);
     REQUIRE(opt.state_bytes() == 2 * 300 * sizeof(float));
+}
+
+TEST_CASE("bad input: device optimizer refuses aliasing and made-up sizes, and keeps its state",
+          "[thrust][optimizer][bad_input]") {
+    model<float> m;
+    ct::optimizer<adamw> opt(childtune::masking_options{});
+    const auto g = opt.add_group("layers", {.lr = 1e-2});
+    opt.add_parameter(::thrust::device, g, "layer.0.w", m.dw[0], m.dg[0]);
+    std::mt19937 rng(3);
+    m.new_gradients(rng);
+    opt.step(::thrust::device);
+    const auto before = saved(opt);
+    float* w2 = ::thrust::raw_pointer_cast(m.dw[2].data()); // 1000 elements
+    float* w0 = ::thrust::raw_pointer_cast(m.dw[0].data());
+    const float* g2 = ::thrust::raw_pointer_cast(m.dg[2].data());
+
+    // Overlap, not only the same pointer.
+    REQUIRE_THROWS_WITH(opt.add_parameter(::thrust::device, g, "same", w2, w2, 100),
+                        Catch::Contains("'same'") && Catch::Contains("parameter and gradient memory overlap"));
+    REQUIRE_THROWS_WITH(opt.add_parameter(::thrust::device, g, "shifted", w2, w2 + 99, 100),
+                        Catch::Contains("'shifted'") && Catch::Contains("parameter and gradient memory overlap"));
+    REQUIRE_THROWS_WITH(opt.add_parameter(::thrust::device, g, "inside", w0 + 10, g2, 10),
+                        Catch::Contains("'inside'") && Catch::Contains("overlaps tensor 'layer.0.w'"));
+    REQUIRE_THROWS_WITH(opt.add_parameter(::thrust::device, g, "reads_w0", w2, w0, 10),
+                        Catch::Contains("'reads_w0'") && Catch::Contains("overlaps the parameter of tensor 'layer.0.w'"));
+    // Sizes no allocation has: refused before any size arithmetic (never dereferenced).
+    for (const std::uint64_t n : {childtune::detail::max_tensor_elements<float> + 1, std::numeric_limits<std::uint64_t>::max()})
+        REQUIRE_THROWS_WITH(opt.add_parameter(::thrust::device, g, "huge", w2, g2, n),
+                            Catch::Contains("'huge'") && Catch::Contains("exceed the address space"));
+    REQUIRE_THROWS_WITH(opt.add_parameter(::thrust::device, g, "empty", w2, g2, 0), Catch::Contains("has no element"));
+    REQUIRE(opt.tensor_count() == 1);
+    // p at and beyond the edges.
+    for (const double p : {0.0, -0.0, std::nextafter(1.0, 2.0), std::numeric_limits<double>::quiet_NaN(), 1e-12})
+        REQUIRE_THROWS_WITH(opt.set_mask(bernoulli{p, 1}), Catch::Contains("bernoulli mask"));
+    REQUIRE(std::holds_alternative<dense>(opt.mask()));
+    for (const double v : {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity()})
+        REQUIRE_THROWS_WITH(opt.set_lr(g, v), Catch::Contains("group 'layers'") && Catch::Contains("lr"));
+    REQUIRE_THROWS_WITH(ct::optimizer<adamw>(childtune::masking_options{static_cast<childtune::mask_target>(5), true}),
+                        Catch::Contains("unknown mask target"));
+    REQUIRE(saved(opt) == before);
+
+    // An optimizer without tensors, and a group without tensors, step.
+    ct::optimizer<adamw> none;
+    none.step(::thrust::device);
+    none.add_group("empty", {});
+    none.step(::thrust::device);
+    REQUIRE(none.step_count() == 2);
 }

@@ -17,7 +17,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstdint>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <tuple>
@@ -250,4 +252,58 @@ TEST_CASE("make_tensor_step describes device_vectors and rejects mismatched size
     const float before = p[0];
     ::childtune::thrust::step<sgd>(::thrust::device, sgd::options{.lr = 0.1}, {}, std::vector{s});
     REQUIRE(static_cast<float>(p[0]) == before - 0.1f * 0.5f);
+}
+
+TEST_CASE("bad input: aliasing buffers and sizes near the index limits are refused before anything runs",
+          "[thrust][bad_input]") {
+    std::vector<float> p(64, 1.0f), m(64), v(64);
+    ::thrust::device_vector<float> dp = p, dm = m, dv = v;
+    using step_t = ::childtune::thrust::tensor_step<float, float, dense_view>;
+    const adamw::options o{.lr = 1e-2};
+    float* base = ::thrust::raw_pointer_cast(dp.data());
+    float* s0 = ::thrust::raw_pointer_cast(dm.data());
+    float* s1 = ::thrust::raw_pointer_cast(dv.data());
+    auto unchanged = [&] { return same_bits(p, dp) && same_bits(m, dm) && same_bits(v, dv); };
+    const auto off = ::childtune::thrust::memory_check::off;
+
+    // The gradient inside its own parameter (same start, or shifted by one element).
+    for (const std::size_t shift : {std::size_t{0}, std::size_t{1}, std::size_t{31}}) {
+        const step_t alias{"alias", base, base + shift, {s0, s1}, 32, {}, 1, true};
+        REQUIRE_THROWS_WITH(::childtune::thrust::step<adamw>(::thrust::device, o, {}, std::vector<step_t>{alias}),
+                            Catch::Contains("'alias'") && Catch::Contains("parameter and gradient memory overlap"));
+    }
+    REQUIRE(unchanged());
+
+    // Made-up sizes (the pointers are never dereferenced: the batch is refused first).
+    constexpr std::uint64_t max = std::numeric_limits<std::uint64_t>::max();
+    const std::uint64_t limit = childtune::detail::max_tensor_elements<float>;
+    for (const std::uint64_t n : {limit + 1, max - 254, max}) {
+        const step_t huge{"huge", base, base + 32, {s0, s1}, n, {}, 1, true};
+        REQUIRE_THROWS_WITH(::childtune::thrust::step<adamw>(::thrust::device, o, {}, std::vector<step_t>{huge}, off),
+                            Catch::Contains("'huge'") && Catch::Contains("exceed the address space"));
+    }
+    // Sizes each within the limit whose 256-aligned index space wraps 64 bits: a
+    // wrapped extent used to skip tensors silently. Fake, disjoint addresses.
+    std::vector<step_t> wide;
+    for (std::uint64_t i = 0; i < 8; ++i)
+        wide.push_back({"wide", reinterpret_cast<float*>(std::uintptr_t{4}),
+                        reinterpret_cast<const float*>(std::uintptr_t{1} << 63), {s0, s1}, limit, {}, 1, true});
+    wide[7].name = "wide.7";
+    REQUIRE_THROWS_WITH(::childtune::thrust::step<adamw>(::thrust::device, o, {}, wide, off),
+                        Catch::Contains("'wide.7'") && Catch::Contains("index space") && Catch::Contains("overflows 64 bits"));
+
+    // A fixed mask offset whose offset + size wraps.
+    const ::thrust::device_vector<std::uint64_t> dwords(1, ~std::uint64_t{0});
+    using fixed_step = ::childtune::thrust::tensor_step<float, float, childtune::fixed_view>;
+    const fixed_step wrap{"wrap", base, base + 32, {s0, s1}, 32,
+                          childtune::fixed_view(::thrust::raw_pointer_cast(dwords.data()), 64, max - 8), 1, true};
+    REQUIRE_THROWS_WITH(::childtune::thrust::step<adamw>(::thrust::device, o, {}, std::vector<fixed_step>{wrap}),
+                        Catch::Contains("'wrap'") && Catch::Contains("fixed mask has 64 elements, the view needs " +
+                                                                     std::to_string(max - 8) + " + 32"));
+    REQUIRE(unchanged());
+
+    // Adjacent halves of one buffer are fine.
+    const step_t adjacent{"adjacent", base, base + 32, {s0, s1}, 32, {}, 1, true};
+    ::childtune::thrust::step<adamw>(::thrust::device, o, {}, std::vector<step_t>{adjacent});
+    REQUIRE(static_cast<float>(dp[0]) != 1.0f);
 }

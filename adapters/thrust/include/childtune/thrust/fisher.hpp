@@ -132,6 +132,12 @@ public:
         if (index_.contains(name)) fail("tensor '" + name + "' added twice");
         if (batch_open()) fail("tensor '" + name + "' added in the middle of a batch");
         const std::uint64_t offset = scores_.size();
+        // All tensors share one score array: offset + size must neither wrap
+        // (which shrank the array, dropping other tensors' scores) nor exceed the
+        // address space.
+        if (size > childtune::detail::max_tensor_elements<Score> - offset)
+            fail("tensor '" + name + "' has " + std::to_string(size) + " elements; with the " + std::to_string(offset) +
+                 " already registered that is more than the address space holds");
         scores_.resize(offset + size, Score{0});
         index_.emplace(name, tensors_.size());
         tensors_.push_back({std::move(name), offset, size, false});

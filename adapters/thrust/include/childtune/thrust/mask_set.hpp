@@ -10,6 +10,8 @@
 #include <childtune/mask/bit_mask.hpp>
 #include <childtune/mask/fixed.hpp>
 #include <childtune/mask/mask_set.hpp>
+#include <childtune/numeric/half.hpp>
+#include <childtune/tensor_view.hpp>
 #include <childtune/thrust/memory.hpp>
 #include <childtune/thrust/system.hpp>
 
@@ -40,10 +42,15 @@ public:
         std::uint64_t words = 0;
         for (const auto& [name, size] : tensors) {
             if (name.empty()) childtune::detail::fail("device_mask_set: a tensor name must not be empty");
+            // (size + 63) / 64 wraps to 0 words near 2^64; no tensor of the
+            // smallest element type (2 bytes) can be that large anyway.
+            if (size > childtune::detail::max_tensor_elements<bfloat16>)
+                childtune::detail::fail("device_mask_set: tensor '" + name + "' claims " + std::to_string(size) +
+                                        " elements, more than the address space holds");
             if (!index_.emplace(name, entries_.size()).second)
                 childtune::detail::fail("device_mask_set: tensor '" + name + "' added twice");
             entries_.push_back({name, size, words});
-            words += (size + 63) / 64;
+            words += bit_mask::word_count(size);
         }
         words_.assign(words, 0);
     }

@@ -102,8 +102,21 @@ public:
         const auto context = [&] { return "group '" + groups_[group].name + "', tensor '" + name + "'"; };
         if (index_.contains(name)) childtune::detail::fail(context() + ": registered twice (the name is taken)");
         if (size == 0) childtune::detail::fail(context() + ": has no element");
+        if (size > childtune::detail::max_tensor_elements<P>)
+            childtune::detail::fail(context() + ": " + std::to_string(size) +
+                                    " elements exceed the address space (corrupt or made-up size)");
         if (!param || !grad) childtune::detail::fail(context() + ": null parameter or gradient pointer");
-        if (param == grad) childtune::detail::fail(context() + ": parameter and gradient are the same memory");
+        // Overlap, not only equality: a gradient starting inside its parameter is
+        // read after the parallel step overwrote part of it.
+        const std::uint64_t bytes = size * sizeof(P);
+        if (childtune::detail::ranges_overlap(param, bytes, grad, bytes))
+            childtune::detail::fail(context() + ": parameter and gradient memory overlap");
+        for (const auto& t : tensors_) {
+            if (childtune::detail::ranges_overlap(param, bytes, t.param, t.size * sizeof(P)))
+                childtune::detail::fail(context() + ": parameter memory overlaps tensor '" + t.name + "' (registered twice?)");
+            if (childtune::detail::ranges_overlap(grad, bytes, t.param, t.size * sizeof(P)))
+                childtune::detail::fail(context() + ": gradient memory overlaps the parameter of tensor '" + t.name + "'");
+        }
         detail::require_system_memory(param, context, "the parameter");
         detail::require_system_memory(grad, context, "the gradient");
         const std::uint32_t k = key.value_or(stable_tensor_key(name));

@@ -20,6 +20,7 @@
 #include <childtune/mask/fixed.hpp>
 #include <childtune/numeric/half.hpp>
 #include <childtune/numeric/lanes.hpp>
+#include <childtune/tensor_view.hpp>
 #include <childtune/thrust/memory.hpp>
 #include <childtune/thrust/slot_search.hpp>
 #include <childtune/thrust/system.hpp>
@@ -188,15 +189,25 @@ void step(const Policy& policy, const typename Rule::options& options, masking_o
         if (t.size == 0) continue;
         const auto context = [&] { return "thrust step: tensor '" + std::string(t.name) + "'"; };
         const auto reject = [&](const std::string& problem) { childtune::detail::fail(context() + ": " + problem); };
+        // First: every later check and the batch's index space do arithmetic
+        // on the size.
+        if (t.size > childtune::detail::max_tensor_elements<P>)
+            reject(std::to_string(t.size) + " elements exceed the address space (corrupt or made-up size)");
         if (!t.param || !t.grad) reject("null parameter or gradient pointer");
+        // Elements are stepped in parallel: a gradient aliasing its parameter
+        // would be read after other threads overwrote it.
+        if (childtune::detail::ranges_overlap(t.param, t.size * sizeof(P), t.grad, t.size * sizeof(P)))
+            reject("parameter and gradient memory overlap");
         for (std::size_t b = 0; b < buffers; ++b)
             if (!t.state[b]) reject("state buffer " + std::to_string(b) + " is null");
         if (t.step == 0) reject("step counts start at 1");
         if constexpr (std::is_same_v<MaskView, fixed_view>) {
             if (!t.mask.words()) reject("the fixed mask has no words");
-            if (t.mask.offset() + t.size > t.mask.mask_size())
+            if (t.mask.offset() > t.mask.mask_size() || t.size > t.mask.mask_size() - t.mask.offset())
                 reject("the fixed mask has " + std::to_string(t.mask.mask_size()) + " elements, the view needs " +
-                       std::to_string(t.mask.offset() + t.size));
+                       (t.mask.offset() <= UINT64_MAX - t.size
+                            ? std::to_string(t.mask.offset() + t.size)
+                            : std::to_string(t.mask.offset()) + " + " + std::to_string(t.size)));
         }
         if (check == memory_check::on) {
             detail::require_system_memory(t.param, context, "the parameter");
@@ -209,7 +220,12 @@ void step(const Policy& policy, const typename Rule::options& options, masking_o
         slots.push_back({t.param, t.grad, {t.state[0], t.state[1]}, t.size, extent, t.mask,
                          Rule::template prepare<S>(options, t.step, t.fresh_state),
                          childtune::detail::make_mask_plan<bool, S>(true, false, masking, keep, keep != S(1))});
-        extent += (t.size + batch_alignment - 1) / batch_alignment * batch_alignment;
+        // The batch's index space is 64-bit: many huge tensors could wrap it, and
+        // a wrapped extent silently skips tensors.
+        const std::uint64_t padded = (t.size + batch_alignment - 1) / batch_alignment * batch_alignment;
+        if (padded > UINT64_MAX - extent)
+            reject("the batch's index space (" + std::to_string(extent) + " elements before this tensor) overflows 64 bits");
+        extent += padded;
     }
     if (slots.empty()) return;
 

@@ -256,8 +256,19 @@ private:
     //! Registers group g (already in param_groups_) and its parameters with the core.
     void register_group(std::size_t g, const Options& options, const std::vector<std::string>& names) {
         const std::string group_name = "param_group" + std::to_string(g);
-        core_.add_group(group_name, options.to_core(), options.masked());
         const auto& params = param_groups_[g].params();
+        // The tensors are checked before the core sees the group: a group added
+        // with add_param_group and holding an int or non-contiguous tensor would
+        // otherwise stay half registered in the core after the error.
+        for (std::size_t i = 0; i < params.size(); ++i) {
+            const std::string where = group_name + ", tensor '" + names[i] + "'";
+            detail::check_parameter(params[i], where);
+            const at::Tensor& first = names_.empty() ? params.front() : param_at(0);
+            if (params[i].device() != first.device())
+                childtune::detail::fail(where + ": on " + params[i].device().str() + ", but the optimizer's parameters are on " +
+                                        first.device().str() + " (one device per optimizer)");
+        }
+        core_.add_group(group_name, options.to_core(), options.masked());
         for (std::size_t i = 0; i < params.size(); ++i) register_parameter(g, i, names[i]);
     }
     void register_parameter(std::size_t g, std::size_t i, const std::string& name) {
