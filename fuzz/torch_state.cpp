@@ -128,7 +128,7 @@ std::string archive_from_input(const std::uint8_t* data, std::size_t size, bool&
             const auto n = static_cast<std::int64_t>(in.value<std::uint16_t>() % 4096);
             at::Tensor t = at::empty({n}, at::TensorOptions().dtype(type));
             const std::string raw = in.bytes(t.nbytes());
-            std::memcpy(t.data_ptr(), raw.data(), raw.size());
+            if (!raw.empty()) std::memcpy(t.data_ptr(), raw.data(), raw.size()); // an empty tensor has no data pointer
             archive.write(key + std::to_string(b), t);
         }
     }
@@ -136,7 +136,7 @@ std::string archive_from_input(const std::uint8_t* data, std::size_t size, bool&
     if (flags & 2u) ct::fuzz::fix_trailing_checksum(state);
     if (!(flags & 4u)) {
         at::Tensor blob = at::empty({static_cast<std::int64_t>(state.size())}, at::kByte);
-        std::memcpy(blob.data_ptr(), state.data(), state.size());
+        if (!state.empty()) std::memcpy(blob.data_ptr(), state.data(), state.size());
         archive.write("childtune/state", (flags & 16u) ? blob.to(at::kFloat) : blob);
     }
     std::ostringstream out;
@@ -170,7 +170,7 @@ std::string input_from_optimizer(const ::torch::optim::Optimizer& opt, bool aten
             t = t.contiguous();
             put(static_cast<std::uint8_t>(std::find(std::begin(dtypes), std::end(dtypes), t.scalar_type()) - std::begin(dtypes)));
             put(static_cast<std::uint16_t>(t.numel()));
-            out.append(static_cast<const char*>(t.data_ptr()), t.nbytes());
+            if (t.nbytes() > 0) out.append(static_cast<const char*>(t.data_ptr()), t.nbytes());
         }
     }
     at::Tensor blob;

@@ -25,3 +25,8 @@ extern "C" __attribute__((no_instrument_function)) void __cyg_profile_func_enter
 }
 
 extern "C" __attribute__((no_instrument_function)) void __cyg_profile_func_exit(void*, void*) {}
+
+// g++'s trace-cmp also reports floating-point comparisons, which libFuzzer has no
+// hooks for; integer comparisons (the ones a parser makes) go to libFuzzer.
+extern "C" __attribute__((no_instrument_function)) void __sanitizer_cov_trace_cmpf(float, float) {}
+extern "C" __attribute__((no_instrument_function)) void __sanitizer_cov_trace_cmpd(double, double) {}

@@ -179,30 +179,30 @@ public:
     void load(::torch::serialize::InputArchive& archive) override {
         ::torch::NoGradGuard no_grad;
         sync_registration();
-        at::Tensor blob;
-        archive.read("childtune/state", blob);
+        at::Tensor blob = read_tensor(archive, "childtune/state");
         if (blob.scalar_type() != at::kByte || blob.dim() != 1)
             childtune::detail::fail("optimizer archive: 'childtune/state' is not a byte tensor");
         blob = blob.contiguous();
-        std::istringstream in(std::string(static_cast<const char*>(blob.data_ptr()), static_cast<std::size_t>(blob.numel())));
-        c10::IValue count;
-        archive.read("childtune/device_tensors", count);
-        if (static_cast<std::size_t>(count.toInt()) != device_.size())
-            childtune::detail::fail("optimizer archive holds " + std::to_string(count.toInt()) +
+        std::istringstream in(blob.numel() == 0 ? std::string()
+                                                : std::string(static_cast<const char*>(blob.data_ptr()),
+                                                              static_cast<std::size_t>(blob.numel())));
+        const std::int64_t count = read_int(archive, "childtune/device_tensors");
+        if (count < 0 || static_cast<std::uint64_t>(count) != device_.size())
+            childtune::detail::fail("optimizer archive holds " + std::to_string(count) +
                                     " device tensors, this optimizer has " + std::to_string(device_.size()));
         std::vector<device_state> staged(device_.size());
         for (std::size_t i = 0; i < device_.size(); ++i) {
             const std::string key = "childtune/device/" + std::to_string(i) + "/";
-            c10::IValue v;
-            archive.read(key + "steps", v);
-            staged[i].steps = static_cast<std::uint64_t>(v.toInt());
-            archive.read(key + "buffers", v);
-            staged[i].buffers = static_cast<std::size_t>(v.toInt());
-            if (staged[i].buffers > 2) childtune::detail::fail("optimizer archive is corrupt: too many state buffers");
+            const std::int64_t steps = read_int(archive, key + "steps");
+            const std::int64_t buffers = read_int(archive, key + "buffers");
+            if (steps < 0 || buffers < 0 || buffers > 2)
+                childtune::detail::fail("optimizer archive is corrupt: '" + names_[device_[i].param] + "' has " +
+                                        std::to_string(steps) + " steps and " + std::to_string(buffers) + " state buffers");
+            staged[i].steps = static_cast<std::uint64_t>(steps);
+            staged[i].buffers = static_cast<std::size_t>(buffers);
             const at::Tensor& p = param_at(device_[i].param);
             for (std::size_t b = 0; b < staged[i].buffers; ++b) {
-                at::Tensor s;
-                archive.read(key + std::to_string(b), s);
+                at::Tensor s = read_tensor(archive, key + std::to_string(b));
                 if (s.numel() != p.numel())
                     childtune::detail::fail("optimizer archive: state of '" + names_[device_[i].param] + "' has " +
                                             std::to_string(s.numel()) + " elements, the parameter " + std::to_string(p.numel()));
@@ -222,6 +222,21 @@ public:
     }
 
 private:
+    //! Entries of an archive this optimizer reads. A missing or mistyped entry is
+    //! a childtune::error naming it (LibTorch would throw its own
+    //! ObjectAttributeError or c10::Error, which name nothing of ours).
+    static at::Tensor read_tensor(::torch::serialize::InputArchive& archive, const std::string& key) {
+        at::Tensor t;
+        if (!archive.try_read(key, t)) childtune::detail::fail("optimizer archive: no tensor '" + key + "' (not a childtune archive?)");
+        return t;
+    }
+    static std::int64_t read_int(::torch::serialize::InputArchive& archive, const std::string& key) {
+        c10::IValue v;
+        if (!archive.try_read(key, v)) childtune::detail::fail("optimizer archive: no entry '" + key + "' (not a childtune archive?)");
+        if (!v.isInt()) childtune::detail::fail("optimizer archive: '" + key + "' is a " + v.tagKind() + ", not an integer");
+        return v.toInt();
+    }
+
     //! State of one parameter on the ATen path.
     struct device_state {
         std::size_t param = 0; //!< flat parameter index
