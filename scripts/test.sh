@@ -1,34 +1,75 @@
 #!/usr/bin/env bash
-# Builds everything (library tests, examples, benchmarks, packaging consumers)
-# with g++ and with clang++, warnings as errors, and runs the whole test suite
-# with both; the clang++ build runs it under AddressSanitizer + LeakSanitizer +
-# UndefinedBehaviorSanitizer. Installs what is missing first.
+# Builds everything (library tests, examples, benchmarks, fuzz targets, packaging
+# consumers) and runs the whole test suite, warnings as errors, in three stages:
 #
-#   ./scripts/test.sh            both compilers
-#   COMPILERS=g++ ./scripts/test.sh
-#   SANITIZE=0 ./scripts/test.sh  clang++ without sanitizers
+#   g++      Release (-O2, the flags of a user's build): every test, the LibTorch
+#            adapter, the demo and benchmark smoke runs, nvcc-compiled CUDA programs,
+#            and the LibTorch loader's fuzz target (ASan + UBSan, time-boxed run).
+#   clang++  the suite under AddressSanitizer + LeakSanitizer +
+#            UndefinedBehaviorSanitizer (-O1), and the libFuzzer targets for the
+#            state and mask files (time-boxed runs from the committed corpus).
+#   tsan     clang++ ThreadSanitizer over the tests labelled "threads" (the
+#            OpenMP-parallel paths), with LLVM's Archer tool so OpenMP's own
+#            synchronisation is understood.
+#
+# Installs what is missing first.
+#
+#   ./scripts/test.sh                  all three stages
+#   STAGES="g++ clang++" ./scripts/test.sh
+#   FUZZ_SECONDS=300 ./scripts/test.sh  longer fuzz runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/install-deps.sh cmake ninja-build g++ clang libomp-dev catch2 libeigen3-dev libbenchmark-dev libtorch-dev dataset-fashion-mnist gnuplot-nox zlib1g-dev
 
 jobs=$(nproc)
-for cxx in ${COMPILERS:-g++ clang++}; do
-  build="build/test-${cxx%++}"
-  config=(-DCMAKE_BUILD_TYPE=Release -DCHILDTUNE_SANITIZE= -DCHILDTUNE_BUILD_EXAMPLES=ON -DCHILDTUNE_BUILD_BENCHMARKS=ON)
-  if [[ "$cxx" == clang++ && "${SANITIZE:-1}" != 0 ]]; then
-    # The clang++ build runs the test suite under AddressSanitizer (with
-    # LeakSanitizer) and UndefinedBehaviorSanitizer; any finding fails its test.
-    # Examples and benchmark smoke runs are left to the g++ build (CI time).
-    config=(-DCMAKE_BUILD_TYPE=Release -DCHILDTUNE_SANITIZE=address,undefined
-            -DCHILDTUNE_BUILD_EXAMPLES=OFF -DCHILDTUNE_BUILD_BENCHMARKS=OFF)
-    export ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:check_initialization_order=1
-    export LSAN_OPTIONS="suppressions=$PWD/tests/sanitizers/lsan.supp:print_suppressions=0"
-    export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-  fi
-  echo "=== ${cxx}: configure, build, test (${build}) ==="
-  cmake -S . -B "$build" -G Ninja -DCMAKE_CXX_COMPILER="$cxx" -DCHILDTUNE_WARNINGS_AS_ERRORS=ON "${config[@]}"
+fuzz_seconds=${FUZZ_SECONDS:-20}
+common=(-G Ninja -DCHILDTUNE_WARNINGS_AS_ERRORS=ON -DCMAKE_BUILD_TYPE=Release)
+
+stage_gxx() {
+  local build=build/test-g++
+  cmake -S . -B "$build" "${common[@]}" -DCMAKE_CXX_COMPILER=g++ -DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" \
+        -DCHILDTUNE_SANITIZE= -DCHILDTUNE_BUILD_EXAMPLES=ON -DCHILDTUNE_BUILD_BENCHMARKS=ON \
+        -DCHILDTUNE_BUILD_FUZZERS=ON -DCHILDTUNE_FUZZ_SECONDS="$fuzz_seconds"
   cmake --build "$build" -j "$jobs"
   ctest --test-dir "$build" -j "$jobs" --output-on-failure --timeout 900
+}
+
+stage_clang() {
+  local build=build/test-clang++
+  # Examples and benchmark smoke runs are left to the g++ stage (CI time).
+  cmake -S . -B "$build" "${common[@]}" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_CXX_FLAGS_RELEASE="-O1 -DNDEBUG" \
+        -DCHILDTUNE_SANITIZE=address,undefined -DCHILDTUNE_BUILD_EXAMPLES=OFF -DCHILDTUNE_BUILD_BENCHMARKS=OFF \
+        -DCHILDTUNE_BUILD_FUZZERS=ON -DCHILDTUNE_FUZZ_SECONDS="$fuzz_seconds"
+  cmake --build "$build" -j "$jobs"
+  ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:check_initialization_order=1 \
+  LSAN_OPTIONS="suppressions=$PWD/tests/sanitizers/lsan.supp:print_suppressions=0" \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir "$build" -j "$jobs" --output-on-failure --timeout 900
+}
+
+stage_tsan() {
+  local build=build/test-tsan
+  cmake -S . -B "$build" "${common[@]}" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_CXX_FLAGS_RELEASE="-O1 -DNDEBUG" \
+        -DCHILDTUNE_SANITIZE=thread -DCHILDTUNE_BUILD_EXAMPLES=OFF -DCHILDTUNE_BUILD_BENCHMARKS=OFF
+  cmake --build "$build" -j "$jobs" --target childtune_threaded_tests
+  # Archer (LLVM's OpenMP tool for TSan) ships beside libomp, two levels above
+  # clang's resource directory.
+  local archer
+  archer="$(clang++ -print-resource-dir)/../../libarcher.so"
+  [[ -f "$archer" ]] || { echo "error: libarcher.so not found (libomp-dev)" >&2; exit 1; }
+  OMP_TOOL_LIBRARIES="$archer" \
+  TSAN_OPTIONS="ignore_noninstrumented_modules=1:halt_on_error=1:second_deadlock_stack=1" \
+    ctest --test-dir "$build" -j "$jobs" -L threads --output-on-failure --timeout 900
+}
+
+for stage in ${STAGES:-g++ clang++ tsan}; do
+  echo "=== stage ${stage}: configure, build, test ==="
+  case "$stage" in
+    g++) stage_gxx ;;
+    clang++) stage_clang ;;
+    tsan) stage_tsan ;;
+    *) echo "unknown stage '$stage' (g++, clang++, tsan)" >&2; exit 2 ;;
+  esac
 done
 echo "=== all tests passed ==="

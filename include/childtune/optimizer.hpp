@@ -337,6 +337,9 @@ public:
             s.steps = record.steps;
             s.buffers = record.buffers;
             s.compact = record.compact;
+            if (s.compact && !supports_compact_state)
+                detail::fail("optimizer state, tensor '" + t.name + "': compact state, which the '" + std::string(Rule::name) +
+                             "' rule cannot keep (corrupt file)");
             std::size_t elements = t.param.size;
             if (s.compact) { // state for the kept elements of the file's own fixed mask
                 const auto* f = std::get_if<fixed>(&mode);
@@ -509,9 +512,11 @@ private:
             j.buffers = Rule::state_buffers(groups_[t.group].options);
             j.masking = options_.masking;
             // A tensor is compacted at its first step under the fixed mask; one that
-            // already holds full state keeps it (the results are the same).
+            // already holds full state keeps it (the results are the same). One that
+            // holds compact state (e.g. loaded from a file) steps compactly whatever
+            // this optimizer's option says: the full-state kernel would index past it.
             if (const auto* f = std::get_if<fixed>(&mode_);
-                f && masked && options_.compact_fixed_state && (t.buffers == 0 || t.compact)) {
+                f && masked && (t.compact || (options_.compact_fixed_state && t.buffers == 0))) {
                 check_compact_exact(t.group);
                 j.compact = true;
                 j.compact_words = f->masks.find(t.name)->words().data();
