@@ -479,7 +479,7 @@ int main(int argc, char** argv) try {
     for (int k = 0; k < method_count; ++k) {
         const example_stats::mean_std a = example_stats::summarize(acc[k]);
         const example_stats::mean_std l = example_stats::summarize(loss[k]);
-        char p[16] = "-", delta[64] = "", better[16] = "";
+        char p[16] = "-", delta[64] = "", better[48] = "";
         if (k == child_f) std::snprintf(p, sizeof p, "%.2f", s.p_f);
         if (k == child_d) std::snprintf(p, sizeof p, "%.2f", s.p_d);
         if (k != vanilla) {
