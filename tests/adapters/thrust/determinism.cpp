@@ -7,6 +7,8 @@
 // Only the CPU systems: a CUDA build contracts multiply-adds unless --fmad=false
 // (docs/reliability.md, "Determinism"), so this file has no .cu wrapper.
 
+#include "adapters/thrust/host_copy.hpp"
+
 #include "determinism/model.hpp"
 
 #include <childtune/exec/backend.hpp>
@@ -63,16 +65,8 @@ std::vector<float> values(std::uint64_t stream, std::size_t k, std::size_t n, do
     return v;
 }
 
-template <class T>
-std::vector<T> to_host(const ::thrust::device_vector<T>& d) {
-    std::vector<T> out(d.size());
-    ::thrust::copy(d.begin(), d.end(), out.begin());
-    return out;
-}
-template <class T>
-bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
-    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
-}
+using childtune_thrust_test::same_bits;
+using childtune_thrust_test::to_host;
 std::string mask_file(const mask_set& m) {
     std::ostringstream out;
     m.save(out);

@@ -3,6 +3,8 @@
 // bit-packed masks equal to the core CPU path's bit for bit, for both selection
 // rules, ties, clipping and every gradient type; bad input rejected unchanged.
 
+#include "adapters/thrust/host_copy.hpp"
+
 #include <childtune/mask/fisher.hpp>
 #include <childtune/mask/fixed.hpp>
 #include <childtune/select/order_statistic.hpp>
@@ -39,17 +41,8 @@ namespace ct = ::childtune::thrust;
 
 namespace {
 
-template <class T>
-std::vector<T> to_host(const ::thrust::device_vector<T>& d) {
-    std::vector<T> out(d.size());
-    ::thrust::copy(d.begin(), d.end(), out.begin());
-    return out;
-}
-
-template <class T>
-bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
-    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
-}
+using childtune_thrust_test::same_bits;
+using childtune_thrust_test::to_host;
 
 bool same_masks(const mask_set& a, const mask_set& b) {
     if (a.tensor_count() != b.tensor_count()) return false;

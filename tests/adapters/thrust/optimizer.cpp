@@ -2,6 +2,8 @@
 // (groups, every mask mode, bf16 parameters), byte-identical state files, and
 // checkpoints that resume across the two in both directions.
 
+#include "adapters/thrust/host_copy.hpp"
+
 #include <childtune/mask/bernoulli.hpp>
 #include <childtune/mask/dense.hpp>
 #include <childtune/mask/fixed.hpp>
@@ -66,11 +68,8 @@ struct model {
         }
     }
     bool same_parameters() const {
-        for (std::size_t t = 0; t < w.size(); ++t) {
-            std::vector<P> d(dw[t].size());
-            ::thrust::copy(dw[t].begin(), dw[t].end(), d.begin());
-            if (std::memcmp(d.data(), w[t].data(), d.size() * sizeof(P)) != 0) return false;
-        }
+        for (std::size_t t = 0; t < w.size(); ++t)
+            if (!childtune_thrust_test::same_bits(w[t], dw[t])) return false;
         return true;
     }
 };

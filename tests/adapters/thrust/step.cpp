@@ -2,6 +2,8 @@
 // once for the CPP system and once for the OMP system): bit for bit the core CPU
 // path, for every update rule and mask, over batches of uneven tensors.
 
+#include "adapters/thrust/host_copy.hpp"
+
 #include <childtune/exec/cpu_step.hpp>
 #include <childtune/mask/bernoulli.hpp>
 #include <childtune/mask/bit_mask.hpp>
@@ -45,12 +47,7 @@ namespace {
 
 constexpr std::size_t sizes[] = {1, 63, 64, 65, 255, 256, 257, 1000, 4097};
 
-template <class T>
-bool same_bits(const std::vector<T>& a, const ::thrust::device_vector<T>& b) {
-    std::vector<T> copy(b.size());
-    ::thrust::copy(b.begin(), b.end(), copy.begin());
-    return a.size() == copy.size() && std::memcmp(a.data(), copy.data(), a.size() * sizeof(T)) == 0;
-}
+using childtune_thrust_test::same_bits;
 
 // One tensor held twice: on the host for the core CPU path, in the Thrust
 // system's memory for the adapter.
