@@ -1,0 +1,105 @@
+#pragma once
+//! \file
+//! The collective operations data-parallel Child-Tuning needs from an existing
+//! distributed engine (MPI, LibTorch c10d): no transport of childtune's own.
+//!
+//! The set is the minimum the sharded optimizer and the distributed Fisher
+//! selection use: sums of counters and scores, a rank-ordered gather of
+//! variable-size byte blocks (parameter slices of mixed element types, checksums,
+//! score chunks) and a broadcast. Everything else is built from these in the core,
+//! so that every adapter gets the same, deterministic results.
+
+#include <childtune/error.hpp>
+
+#include <algorithm>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <numeric>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace childtune {
+
+//! A process group of `size()` ranks, this process being `rank()`.
+//! Semantics: every member is collective — all ranks call it in the same order
+//! with matching arguments — and blocks until its result is complete here.
+//! - `all_reduce_sum(x)` replaces x on every rank by the element-wise sum over
+//!   ranks. Floating-point sums may be added in any order (results need not be
+//!   bit-identical across ranks); childtune uses them for exact integer counts.
+//! - `all_gather(mine, all, counts)`: `counts[r]` bytes from rank r (`mine` has
+//!   counts[rank()] of them) land in `all` one after another in rank order.
+//! - `broadcast(bytes, root)`: rank `root`'s bytes overwrite the others'.
+//! A failure of the engine throws childtune::error naming the operation.
+template <class C>
+concept communicator = requires(const C& c, std::span<float> f, std::span<double> d, std::span<std::uint64_t> u,
+                                std::span<const std::byte> mine, std::span<std::byte> all,
+                                std::span<const std::size_t> counts, std::size_t root) {
+    { c.rank() } -> std::convertible_to<std::size_t>;
+    { c.size() } -> std::convertible_to<std::size_t>;
+    c.all_reduce_sum(f);
+    c.all_reduce_sum(d);
+    c.all_reduce_sum(u);
+    c.all_gather(mine, all, counts);
+    c.broadcast(all, root);
+};
+
+//! World size 1: every collective is a copy or nothing. The sharded optimizer
+//! over it is the single-process optimizer.
+class single_process_communicator {
+public:
+    std::size_t rank() const { return 0; }
+    std::size_t size() const { return 1; }
+    void all_reduce_sum(std::span<float>) const {}
+    void all_reduce_sum(std::span<double>) const {}
+    void all_reduce_sum(std::span<std::uint64_t>) const {}
+    void all_gather(std::span<const std::byte> mine, std::span<std::byte> all, std::span<const std::size_t> counts) const {
+        if (counts.size() != 1 || counts[0] != mine.size() || all.size() != mine.size())
+            detail::fail("single_process_communicator: all_gather of " + std::to_string(mine.size()) +
+                         " bytes with mismatched counts or receive buffer");
+        if (!mine.empty()) std::memcpy(all.data(), mine.data(), mine.size());
+    }
+    void broadcast(std::span<std::byte>, std::size_t root) const {
+        if (root != 0) detail::fail("single_process_communicator: broadcast from rank " + std::to_string(root) + " of 1");
+    }
+};
+
+namespace detail {
+
+//! Gathers one u64 from every rank, in rank order.
+template <communicator C>
+std::vector<std::uint64_t> all_gather_value(const C& comm, std::uint64_t v) {
+    const std::size_t n = comm.size();
+    std::vector<std::uint64_t> out(n);
+    std::vector<std::size_t> counts(n, sizeof v);
+    comm.all_gather(std::as_bytes(std::span<const std::uint64_t>(&v, 1)), std::as_writable_bytes(std::span(out)), counts);
+    return out;
+}
+
+//! Runs `f` (rank-local work that may throw) on this rank, then tells every rank
+//! whether it succeeded, and throws on every rank when any failed: the failing
+//! rank with its own message, the others naming it. `f` may contain collectives
+//! only before anything in it can throw, or ranks fall out of step.
+template <communicator C, class F>
+void agree(const C& comm, F&& f) {
+    std::string message;
+    try {
+        f();
+    } catch (const error& e) {
+        message = e.what();
+    } catch (const std::exception& e) {
+        message = std::string("childtune: ") + e.what();
+    }
+    const auto failed = all_gather_value(comm, message.empty() ? 0 : 1);
+    if (!message.empty()) throw error(message + " [rank " + std::to_string(comm.rank()) + "]");
+    for (std::size_t r = 0; r < failed.size(); ++r)
+        if (failed[r])
+            fail("rank " + std::to_string(r) + " of " + std::to_string(failed.size()) +
+                 " failed (see its error); nothing was changed on rank " + std::to_string(comm.rank()));
+}
+
+} // namespace detail
+} // namespace childtune
