@@ -1,0 +1,154 @@
+// Data-parallel Child-Tuning on LibTorch's c10d: the rank test cases
+// (tests/distributed/rank_cases.hpp) on childtune::torch::communicator over a
+// Gloo process group that meets through a c10d::FileStore, loopback only.
+//
+// Run by ctest as `test_adapters_torch_distributed --world N [catch args]`: this
+// launcher starts N copies of itself as ranks 0..N-1 (the rank, world size, store
+// file and Gloo timeout travel in CHILDTUNE_TEST_* environment variables), waits
+// for them with a deadline, and fails when any rank fails or the deadline passes
+// (then it kills them: a hang is a failure, never a stuck CI job).
+
+#define CATCH_CONFIG_RUNNER
+#include <childtune/torch/gloo.hpp> // first: it enables ProcessGroupGloo's declaration
+#include <childtune/torch/communicator.hpp>
+
+#include <torch/csrc/distributed/c10d/FileStore.hpp>
+
+using test_communicator = childtune::torch::communicator<c10d::ProcessGroupGloo>;
+namespace {
+const test_communicator* this_rank = nullptr;
+}
+const test_communicator& test_comm() { return *this_rank; }
+
+#include "distributed/rank_cases.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <spawn.h>
+#include <string>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+extern char** environ;
+
+namespace {
+
+std::string env(const char* name, const char* fallback = "") {
+    const char* v = std::getenv(name);
+    return v ? v : fallback;
+}
+
+//! Starts `world` ranks of this program and waits for them (at most `deadline`).
+int launch(int world, int timeout_ms, const std::vector<std::string>& catch_args) {
+    const std::string store =
+        (std::filesystem::temp_directory_path() / ("childtune_c10d_" + std::to_string(::getpid()) + ".store")).string();
+    std::filesystem::remove(store);
+    std::vector<pid_t> ranks;
+    for (int r = 0; r < world; ++r) {
+        std::vector<std::string> vars{"CHILDTUNE_TEST_RANK=" + std::to_string(r), "CHILDTUNE_TEST_WORLD=" + std::to_string(world),
+                                      "CHILDTUNE_TEST_STORE=" + store, "CHILDTUNE_TEST_TIMEOUT_MS=" + std::to_string(timeout_ms)};
+        std::vector<char*> envp;
+        for (auto& v : vars) envp.push_back(v.data());
+        for (char** e = environ; *e; ++e) envp.push_back(*e);
+        envp.push_back(nullptr);
+        std::string self = "/proc/self/exe";
+        std::vector<std::string> args{self};
+        args.insert(args.end(), catch_args.begin(), catch_args.end());
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        pid_t pid = 0;
+        if (posix_spawn(&pid, self.c_str(), nullptr, nullptr, argv.data(), envp.data()) != 0) {
+            std::perror("posix_spawn");
+            for (const auto p : ranks) ::kill(p, SIGKILL);
+            return 1;
+        }
+        ranks.push_back(pid);
+    }
+    // Every Gloo collective of the ranks is bounded by timeout_ms; the whole run
+    // by this deadline.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(240);
+    int failed = 0;
+    std::vector<bool> done(ranks.size(), false);
+    for (std::size_t left = ranks.size(); left > 0;) {
+        for (std::size_t r = 0; r < ranks.size(); ++r) {
+            if (done[r]) continue;
+            int status = 0;
+            if (::waitpid(ranks[r], &status, WNOHANG) != ranks[r]) continue;
+            done[r] = true;
+            --left;
+            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                std::fprintf(stderr, "launcher: rank %zu ended with status %d\n", r, status);
+                ++failed;
+            }
+        }
+        if (left > 0 && std::chrono::steady_clock::now() > deadline) {
+            std::fprintf(stderr, "launcher: ranks still running after the deadline: killed (a hang)\n");
+            for (std::size_t r = 0; r < ranks.size(); ++r)
+                if (!done[r]) ::kill(ranks[r], SIGKILL);
+            for (std::size_t r = 0; r < ranks.size(); ++r)
+                if (!done[r]) ::waitpid(ranks[r], nullptr, 0);
+            failed = 1;
+            break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    std::filesystem::remove(store);
+    return failed == 0 ? 0 : 1;
+}
+
+} // namespace
+
+// Run only by ctest's c10d/np3_lost_rank (a hidden tag): the last rank stops
+// calling collectives, and every other rank's step fails after the group's timeout
+// with an error naming the operation, instead of waiting forever.
+TEST_CASE("ranks: a rank that stops calling collectives fails the others' step after the timeout", "[.lost_rank]") {
+    using namespace rank_cases;
+    const auto& comm = test_comm();
+    model m;
+    sharded opt(comm, bernoulli{0.5, 1});
+    m.attach(opt, dist_test::test_options());
+    m.gradients(0);
+    if (comm.rank() + 1 == comm.size()) {
+        // Lost: alive, but past the others' timeout (then it exits, which ends
+        // the others' connections too).
+        std::this_thread::sleep_for(std::chrono::milliseconds(4 * std::stoi(env("CHILDTUNE_TEST_TIMEOUT_MS"))));
+        return;
+    }
+    const auto start = std::chrono::steady_clock::now();
+    CHECK_THROWS_MATCHES(opt.step(), childtune::error, error_with("torch::communicator: allgather failed"));
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(60));
+    CHECK(opt.step_count() == 0);
+}
+
+int main(int argc, char** argv) {
+    if (env("CHILDTUNE_TEST_RANK").empty()) {
+        // Launcher: --world N [--timeout-ms T] then Catch's arguments.
+        int world = 2, timeout_ms = 30000;
+        std::vector<std::string> rest;
+        for (int i = 1; i < argc; ++i) {
+            const std::string a = argv[i];
+            if (a == "--world" && i + 1 < argc) world = std::stoi(argv[++i]);
+            else if (a == "--timeout-ms" && i + 1 < argc) timeout_ms = std::stoi(argv[++i]);
+            else rest.push_back(a);
+        }
+        return launch(world, timeout_ms, rest);
+    }
+    const int rank = std::stoi(env("CHILDTUNE_TEST_RANK")), world = std::stoi(env("CHILDTUNE_TEST_WORLD"));
+    const auto store = c10::make_intrusive<c10d::FileStore>(env("CHILDTUNE_TEST_STORE"), world);
+    const test_communicator comm(
+        childtune::torch::gloo_group(store, rank, world, std::chrono::milliseconds(std::stoi(env("CHILDTUNE_TEST_TIMEOUT_MS"))),
+                                     "127.0.0.1"));
+    this_rank = &comm;
+    Catch::Session session;
+    int result = session.applyCommandLine(argc, argv);
+    if (result == 0) result = session.run();
+    return result;
+}
