@@ -26,6 +26,14 @@
 //! Output: the table (mean +- std per method, paired difference to vanilla), the
 //! per-seed accuracies, a CSV of every run and a PNG plot (gnuplot) in --out.
 //! The numbers are a function of the flags only.
+//!
+//! With --data-parallel, under mpirun, the ranks fine-tune together: every batch
+//! is split among them, the gradients are all-reduced over MPI, the optimizer
+//! state is sharded (childtune::sharded_optimizer, ZeRO stage 1), the
+//! Child-Tuning_D Fisher scores are accumulated on a share of the batches per
+//! rank and summed (distributed_fisher_select), and the Bernoulli masks agree on
+//! every rank because they are keyed, not drawn. Rank 0 pretrains (or reads the
+//! cache) and reports.
 
 #include "common/cli.hpp"
 #include "common/stats.hpp"
@@ -33,6 +41,11 @@
 #include "fashion_mnist/report.hpp"
 
 #include <childtune/torch.hpp>
+#ifdef FASHION_MNIST_WITH_MPI
+#include <childtune/distributed/fisher.hpp>
+#include <childtune/distributed/sharded_optimizer.hpp>
+#include <childtune/mpi.hpp>
+#endif
 
 #include <torch/torch.h>
 
@@ -48,6 +61,7 @@
 #include <numeric>
 #include <optional>
 #include <random>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -74,6 +88,7 @@ struct settings {
     std::size_t pretrain_examples = 0; //!< 0: all 30000 training images of classes 0-4
     std::size_t test_examples = 0;     //!< 0: all 5000 test images of classes 5-9
     int threads = 2;
+    bool data_parallel = false; //!< under mpirun: batches split over the ranks
     fs::path out = FASHION_MNIST_DEFAULT_OUT;
     fs::path data = "/usr/share/datasets/fashion-mnist";
 };
@@ -93,7 +108,10 @@ constexpr const char* usage_text =
     "  --pretrain-epochs N   pretraining epochs (default 3; 0: no pretraining)\n"
     "  --pretrain-examples N pretraining images (default 0: all 30000)\n"
     "  --test-examples N     test images of classes 5-9 (default 0: all 5000)\n"
-    "  --threads N           LibTorch and optimizer threads (default 2)\n"
+    "  --threads N           LibTorch and optimizer threads (default 2; per rank)\n"
+    "  --data-parallel       run under mpirun -np N: each batch split over the N ranks,\n"
+    "                        gradients all-reduced, optimizer state sharded (ZeRO-1);\n"
+    "                        rank 0 reports (needs a build with MPI)\n"
     "  --out DIR             results (CSV, PNG) and the pretrained-weights cache\n"
     "                        (default " FASHION_MNIST_DEFAULT_OUT ")\n"
     "  --data DIR            the dataset (default /usr/share/datasets/fashion-mnist,\n"
@@ -124,6 +142,7 @@ settings parse(int argc, char** argv) {
         else if (args.is("--pretrain-examples")) s.pretrain_examples = args.number<std::size_t>();
         else if (args.is("--test-examples")) s.test_examples = args.number<std::size_t>();
         else if (args.is("--threads")) s.threads = args.number<int>();
+        else if (args.is("--data-parallel")) s.data_parallel = true;
         else if (args.is("--out")) s.out = args.text();
         else if (args.is("--data")) s.data = args.text();
         else args.unknown();
@@ -136,6 +155,9 @@ settings parse(int argc, char** argv) {
     if (!(s.lr > 0) || !std::isfinite(s.lr)) usage_error("--lr must be > 0");
     if (s.threads < 1) usage_error("--threads must be >= 1");
     if (s.out.empty()) usage_error("--out must not be empty");
+#ifndef FASHION_MNIST_WITH_MPI
+    if (s.data_parallel) usage_error("--data-parallel needs a build with MPI (apt-get install libopenmpi-dev, reconfigure)");
+#endif
     return s;
 }
 
@@ -370,10 +392,130 @@ double fine_tune(cnn& m, Optimizer& opt, const task_data& train, int epochs, std
     return last;
 }
 
+// ---- data-parallel fine-tuning (--data-parallel, under mpirun) ------------------------
+
+#ifdef FASHION_MNIST_WITH_MPI
+using rank_comm = childtune::mpi::communicator;
+
+//! MPI for the length of the program; with --data-parallel only. A rank
+//! leaving by an exception aborts the job: MPI_Finalize would wait for ranks
+//! that are waiting for this one in a collective.
+struct mpi_session {
+    explicit mpi_session(int& argc, char**& argv) { MPI_Init(&argc, &argv); }
+    ~mpi_session() {
+        if (std::uncaught_exceptions() > 0) MPI_Abort(MPI_COMM_WORLD, 1);
+        MPI_Finalize();
+    }
+    mpi_session(const mpi_session&) = delete;
+    mpi_session& operator=(const mpi_session&) = delete;
+};
+
+//! This rank's contiguous part of a batch (parts differ by at most one image).
+torch::Tensor my_part(const rank_comm& comm, const torch::Tensor& batch_indices) {
+    const auto part = childtune::shard_of(static_cast<std::uint64_t>(batch_indices.size(0)), comm.size(), comm.rank());
+    return batch_indices.slice(0, static_cast<std::int64_t>(part.begin), static_cast<std::int64_t>(part.end));
+}
+
+//! As fine_tune(), data-parallel: each rank computes the gradient of its part of
+//! every batch (the loss summed over the part and divided by the whole batch's
+//! size, so the ranks' sum is the batch mean), the gradients are summed over the
+//! ranks in one flat buffer, and the sharded optimizer steps each rank's slice
+//! and all-gathers the parameters. Every rank ends with the same model.
+double fine_tune_data_parallel(cnn& m, const rank_comm& comm, childtune::mask_mode mode, const childtune::adamw::options& o,
+                               const task_data& train, int epochs, std::uint64_t order_seed) {
+    std::vector<torch::Tensor> params;
+    std::size_t total = 0;
+    for (const auto& p : m->named_parameters()) {
+        params.push_back(p.value());
+        total += static_cast<std::size_t>(p.value().numel());
+    }
+    std::vector<float> grads(total);
+    childtune::sharded_optimizer<childtune::adamw, rank_comm> opt(comm, std::move(mode));
+    const auto body = opt.add_group("body", o, /*masked=*/true);
+    const auto head = opt.add_group("head", o, /*masked=*/false);
+    std::size_t at = 0;
+    for (const auto& p : m->named_parameters()) {
+        const auto n = static_cast<std::size_t>(p.value().numel());
+        opt.add_parameter<float>(in_body(p.key()) ? body : head, p.key(),
+                                 childtune::tensor_view<float>(p.value().data_ptr<float>(), n),
+                                 childtune::tensor_view<const float>(grads.data() + at, n));
+        at += n;
+    }
+    rng order(order_seed);
+    double last = 0;
+    for (int e = 0; e < epochs; ++e) {
+        double sum = 0;
+        const auto batches = epoch_batches(train.size(), finetune_batch, order);
+        for (const auto& idx : batches) {
+            const auto mine = my_part(comm, idx);
+            m->zero_grad();
+            double loss[1] = {0};
+            if (mine.size(0) > 0) {
+                const auto l = torch::nn::functional::cross_entropy(
+                                   m->forward(train.x.index_select(0, mine)), train.y.index_select(0, mine),
+                                   torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum)) /
+                               static_cast<double>(idx.size(0));
+                l.backward();
+                loss[0] = l.item<double>();
+            }
+            float* flat = grads.data();
+            for (const auto& p : params) {
+                const auto n = static_cast<std::size_t>(p.numel());
+                if (p.grad().defined()) std::copy_n(p.grad().contiguous().data_ptr<float>(), n, flat);
+                else std::fill_n(flat, n, 0.0f);
+                flat += n;
+            }
+            comm.all_reduce_sum(std::span<float>(grads));
+            comm.all_reduce_sum(std::span<double>(loss));
+            opt.step();
+            sum += loss[0];
+        }
+        last = sum / static_cast<double>(batches.size());
+    }
+    return last;
+}
+
+//! The Child-Tuning_D mask, data-parallel: rank r accumulates the Fisher scores
+//! of the batches r, r + N, r + 2N, ... (clipped per tensor, as the reference),
+//! the ranks' sums are added, and every rank selects the same global top p_D.
+childtune::top_p_result fisher_mask_data_parallel(cnn& m, const rank_comm& comm, const task_data& train, double keep) {
+    const auto batches = in_batches(train);
+    childtune::fisher_accumulator<float> fisher({.max_grad_norm = 1.0, .num_batches = batches.size()});
+    for (const auto& p : m->named_parameters())
+        if (in_body(p.key())) fisher.add_tensor(p.key(), static_cast<std::size_t>(p.value().numel()));
+    for (std::size_t b = comm.rank(); b < batches.size(); b += comm.size()) {
+        m->zero_grad();
+        torch::nn::functional::cross_entropy(m->forward(batches[b].x), batches[b].y).backward();
+        for (const auto& p : m->named_parameters())
+            if (in_body(p.key())) {
+                const auto g = p.value().grad().contiguous();
+                fisher.accumulate(p.key(), childtune::tensor_view<const float>(g.data_ptr<float>(),
+                                                                               static_cast<std::size_t>(g.numel())));
+            }
+        fisher.end_batch();
+    }
+    m->zero_grad();
+    return childtune::distributed_fisher_select(comm, fisher, keep).selection;
+}
+#endif
+
 } // namespace
 
 int main(int argc, char** argv) try {
     const settings s = parse(argc, argv);
+#ifdef FASHION_MNIST_WITH_MPI
+    std::optional<mpi_session> mpi;
+    std::optional<rank_comm> comm;
+    if (s.data_parallel) {
+        mpi.emplace(argc, argv);
+        comm.emplace();
+        // Rank 0 reports; the others' output would repeat it.
+        if (comm->rank() != 0 && !std::freopen("/dev/null", "w", stdout)) return 1;
+    }
+    const bool reporter = !comm || comm->rank() == 0;
+#else
+    const bool reporter = true;
+#endif
     std::setvbuf(stdout, nullptr, _IOLBF, 0); // progress lines show up when piped, too
     const auto t_start = std::chrono::steady_clock::now();
     torch::set_num_threads(s.threads);
@@ -403,9 +545,20 @@ int main(int argc, char** argv) try {
     std::printf("Child-Tuning on Fashion-MNIST: a CNN (%lld body + %lld head parameters), %d thread%s\n",
                 static_cast<long long>(parameter_count(pretrained, true)),
                 static_cast<long long>(parameter_count(pretrained, false)), s.threads, s.threads == 1 ? "" : "s");
+#ifdef FASHION_MNIST_WITH_MPI
+    if (comm)
+        std::printf("data-parallel over %zu MPI ranks: each batch split, gradients all-reduced, optimizer state "
+                    "sharded (ZeRO-1)\n", comm->size());
+#endif
     const auto t_pretrain = std::chrono::steady_clock::now();
     const fs::path cache = pretrain_cache(s, source.size());
     bool cached = false;
+#ifdef FASHION_MNIST_WITH_MPI
+    // Data-parallel: rank 0 pretrains or reads the cache; the others wait for
+    // it (a one-byte broadcast) and read the cache it wrote.
+    std::byte pretrained_ready{1};
+    if (comm && comm->rank() != 0) comm->broadcast(std::span(&pretrained_ready, 1), 0);
+#endif
     if (s.pretrain_epochs > 0 && fs::exists(cache)) {
         try {
             torch::load(pretrained, cache.string());
@@ -430,6 +583,9 @@ int main(int argc, char** argv) try {
     } else {
         std::printf("1. no pretraining (--pretrain-epochs 0): the body starts at random\n");
     }
+#ifdef FASHION_MNIST_WITH_MPI
+    if (comm && comm->rank() == 0) comm->broadcast(std::span(&pretrained_ready, 1), 0);
+#endif
     const double pretrain_seconds = example_stats::seconds_since(t_pretrain);
     std::printf("   source test accuracy (classes 0-4, %lld images): %.2f%% (%s %.1f s)\n",
                 static_cast<long long>(source_test.size()), 100 * accuracy(pretrained, source_test),
@@ -469,6 +625,15 @@ int main(int argc, char** argv) try {
             cnn m = fine_tuning_start(pretrained, head_seed_base + seed64);
             childtune::mask_mode mode = childtune::dense{};
             if (k == child_f) mode = childtune::bernoulli{s.p_f, mask_seed_base + seed64};
+#ifdef FASHION_MNIST_WITH_MPI
+            if (k == child_d && comm) {
+                std::printf("   [%*d/%d] seed %d  Child-Tuning_D: Fisher information over %lld training images on %zu ranks\n",
+                            width, run + 1, runs, seed, static_cast<long long>(train.size()), comm->size());
+                const auto fisher = fisher_mask_data_parallel(m, *comm, train, s.p_d);
+                if (seed == 0) std::printf("   Child-Tuning_D mask of seed %d: %zu of %zu kept\n", seed, fisher.kept, fisher.masks.total_size());
+                mode = childtune::fixed{fisher.masks};
+            } else
+#endif
             if (k == child_d) {
                 // Fisher information of the start (pretrained body, this seed's
                 // head) on the K-shot training set, clipped per tensor as in the reference.
@@ -487,8 +652,17 @@ int main(int argc, char** argv) try {
                 }
                 mode = childtune::fixed{fisher.masks};
             }
-            childtune::torch::ChildTuningAdamW opt(m->named_parameters(), options, std::move(mode), in_body);
-            const double loss = fine_tune(m, opt, train, s.epochs, order_seed_base + seed64);
+            double loss = 0;
+#ifdef FASHION_MNIST_WITH_MPI
+            if (comm)
+                loss = fine_tune_data_parallel(m, *comm, std::move(mode), options.to_core(), train, s.epochs,
+                                               order_seed_base + seed64);
+            else
+#endif
+            {
+                childtune::torch::ChildTuningAdamW opt(m->named_parameters(), options, std::move(mode), in_body);
+                loss = fine_tune(m, opt, train, s.epochs, order_seed_base + seed64);
+            }
             const double acc = accuracy(m, target_test);
             auto& r = methods[k];
             r.seeds.push_back(seed);
@@ -504,6 +678,7 @@ int main(int argc, char** argv) try {
 
     // ---- 3. results ----
     std::printf("\n%s", fashion_mnist::format_table(methods).c_str());
+    if (!reporter) return 0; // the files are rank 0's
     const fs::path csv = s.out / "fashion_mnist_results.csv";
     fashion_mnist::write_csv(csv, methods);
     std::printf("\nper-seed results: %s\n", csv.string().c_str());

@@ -3,14 +3,36 @@
 # LibTorch. Installs what is missing, builds in Release and runs it; arguments go
 # to the demo (--help). Results (table, CSV, PNG) and the pretrained-weights cache
 # go to build/demo/output, so a second run skips pretraining.
+#
+# --ranks N (this script's own flag): run it data-parallel on N MPI ranks on this host
+# (mpirun -np N ... --data-parallel), one LibTorch thread per rank unless
+# --threads says otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+ranks=0
+args=()
+while (($#)); do
+  case "$1" in
+    --ranks) ranks="${2:?--ranks needs a number}"; shift 2 ;;
+    --ranks=*) ranks="${1#*=}"; shift ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+[[ "$ranks" =~ ^[0-9]+$ ]] || { echo "demo.sh: --ranks needs a number, not '$ranks'" >&2; exit 2; }
+
 ./scripts/install-deps.sh cmake ninja-build g++ libomp-dev libtorch-dev dataset-fashion-mnist gnuplot-nox \
-                          zlib1g-dev libeigen3-dev
+                          zlib1g-dev libeigen3-dev libopenmpi-dev openmpi-bin
 
 build=build/demo
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
       -DCHILDTUNE_BUILD_TESTS=OFF -DCHILDTUNE_BUILD_BENCHMARKS=OFF -DCHILDTUNE_BUILD_EXAMPLES=ON >/dev/null
 cmake --build "$build" --target fashion_mnist_child_tuning
-exec "$build/examples/fashion_mnist_child_tuning" --out "$build/output" "$@"
+program="$build/examples/fashion_mnist_child_tuning"
+if ((ranks > 0)); then
+  root=()
+  [[ $EUID -eq 0 ]] && root=(--allow-run-as-root)
+  exec mpirun -np "$ranks" --oversubscribe --mca plm isolated "${root[@]}" "$program" --data-parallel --threads 1 \
+       --out "$build/output" "${args[@]}"
+fi
+exec "$program" --out "$build/output" "${args[@]}"

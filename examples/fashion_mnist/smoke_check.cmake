@@ -10,8 +10,16 @@ endforeach()
 set(methods "vanilla AdamW" "Child-Tuning_F" "Child-Tuning_D")
 set(seeds 2) # what --smoke runs
 
+# With -DMPIEXEC=<mpirun> -DRANKS=N: a --data-parallel run of N ranks on loopback.
+set(launch)
+set(extra)
+if(DEFINED RANKS)
+  set(launch "${MPIEXEC}" -np ${RANKS} --oversubscribe --mca btl self,tcp --mca btl_tcp_if_include lo)
+  set(extra --data-parallel --threads 1)
+endif()
+
 file(REMOVE_RECURSE "${OUT}")
-execute_process(COMMAND "${PROGRAM}" --smoke --out "${OUT}"
+execute_process(COMMAND ${launch} "${PROGRAM}" --smoke --out "${OUT}" ${extra}
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 message("${out}${err}")
 if(NOT rc EQUAL 0)
@@ -22,6 +30,9 @@ foreach(pattern "test accuracy \\(%\\)[ ]+vs vanilla \\(paired\\)" "time: pretra
     message(FATAL_ERROR "the output lacks '${pattern}'")
   endif()
 endforeach()
+if(DEFINED RANKS AND NOT out MATCHES "data-parallel over ${RANKS} MPI ranks")
+  message(FATAL_ERROR "a --data-parallel run under ${RANKS} ranks does not say so")
+endif()
 foreach(method IN LISTS methods)
   if(NOT out MATCHES "\n${method} +[-0-9.]+ +[0-9.]+ \\+- [0-9.]+")
     message(FATAL_ERROR "the table has no row for ${method}")
