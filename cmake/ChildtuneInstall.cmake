@@ -1,7 +1,8 @@
 # install(): headers, the exported targets childtune::childtune, childtune::eigen,
-# childtune::torch and childtune::thrust, and a package config with a version file,
-# so that find_package(childtune CONFIG REQUIRED COMPONENTS eigen torch thrust)
-# works from the prefix.
+# childtune::torch, childtune::thrust and (where MPI was found) childtune::mpi, and
+# a package config with a version file, so that
+# find_package(childtune CONFIG REQUIRED COMPONENTS eigen torch thrust mpi) works
+# from the prefix.
 include(CMakePackageConfigHelpers)
 
 set(CHILDTUNE_INSTALL_CMAKEDIR "${CMAKE_INSTALL_DATADIR}/cmake/childtune"
@@ -17,6 +18,8 @@ install(DIRECTORY adapters/torch/include/childtune DESTINATION ${CMAKE_INSTALL_I
         FILES_MATCHING ${_childtune_header_patterns})
 install(DIRECTORY adapters/thrust/include/childtune DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
         FILES_MATCHING ${_childtune_header_patterns})
+install(DIRECTORY adapters/mpi/include/childtune DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
+        FILES_MATCHING ${_childtune_header_patterns})
 
 install(TARGETS childtune EXPORT childtune-targets)
 install(EXPORT childtune-targets NAMESPACE childtune:: DESTINATION ${CHILDTUNE_INSTALL_CMAKEDIR})
@@ -26,6 +29,12 @@ install(TARGETS childtune_torch EXPORT childtune-torch-targets)
 install(EXPORT childtune-torch-targets NAMESPACE childtune:: DESTINATION ${CHILDTUNE_INSTALL_CMAKEDIR})
 install(TARGETS childtune_thrust EXPORT childtune-thrust-targets)
 install(EXPORT childtune-thrust-targets NAMESPACE childtune:: DESTINATION ${CHILDTUNE_INSTALL_CMAKEDIR})
+# childtune::mpi links MPI::MPI_CXX, so it exists (and is exported) only where
+# this build found MPI; the package config then says the component is missing.
+if(TARGET childtune_mpi)
+  install(TARGETS childtune_mpi EXPORT childtune-mpi-targets)
+  install(EXPORT childtune-mpi-targets NAMESPACE childtune:: DESTINATION ${CHILDTUNE_INSTALL_CMAKEDIR})
+endif()
 
 configure_package_config_file(cmake/childtune-config.cmake.in
   ${CMAKE_CURRENT_BINARY_DIR}/childtune-config.cmake
