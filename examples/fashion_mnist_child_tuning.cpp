@@ -421,8 +421,10 @@ torch::Tensor my_part(const rank_comm& comm, const torch::Tensor& batch_indices)
 //! size, so the ranks' sum is the batch mean), the gradients are summed over the
 //! ranks in one flat buffer, and the sharded optimizer steps each rank's slice
 //! and all-gathers the parameters. Every rank ends with the same model.
+//! `state_bytes`, when given, receives every rank's optimizer-state bytes.
 double fine_tune_data_parallel(cnn& m, const rank_comm& comm, childtune::mask_mode mode, const childtune::adamw::options& o,
-                               const task_data& train, int epochs, std::uint64_t order_seed) {
+                               const task_data& train, int epochs, std::uint64_t order_seed,
+                               std::vector<std::uint64_t>* state_bytes = nullptr) {
     std::vector<torch::Tensor> params;
     std::size_t total = 0;
     for (const auto& p : m->named_parameters()) {
@@ -472,6 +474,7 @@ double fine_tune_data_parallel(cnn& m, const rank_comm& comm, childtune::mask_mo
         }
         last = sum / static_cast<double>(batches.size());
     }
+    if (state_bytes) *state_bytes = childtune::detail::all_gather_value(comm, opt.state_bytes());
     return last;
 }
 
@@ -654,10 +657,22 @@ int main(int argc, char** argv) try {
             }
             double loss = 0;
 #ifdef FASHION_MNIST_WITH_MPI
-            if (comm)
+            if (comm) {
+                std::vector<std::uint64_t> state;
                 loss = fine_tune_data_parallel(m, *comm, std::move(mode), options.to_core(), train, s.epochs,
-                                               order_seed_base + seed64);
-            else
+                                               order_seed_base + seed64, &state);
+                if (seed == 0 && k == vanilla) {
+                    // AdamW with fp32 state: 8 bytes per parameter in all, 1/N of them per rank.
+                    unsigned long long total = 0;
+                    std::printf("   optimizer state per rank (bytes):");
+                    for (const auto b : state) {
+                        std::printf(" %llu", static_cast<unsigned long long>(b));
+                        total += b;
+                    }
+                    std::printf(" (all ranks: %llu for %lld parameters)\n", total,
+                                static_cast<long long>(parameter_count(m, true) + parameter_count(m, false)));
+                }
+            } else
 #endif
             {
                 childtune::torch::ChildTuningAdamW opt(m->named_parameters(), options, std::move(mode), in_body);
