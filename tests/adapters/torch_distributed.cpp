@@ -106,6 +106,18 @@ int launch(int world, int timeout_ms, const std::vector<std::string>& catch_args
 
 } // namespace
 
+TEST_CASE("c10d: a null process group and impossible group arguments are rejected", "[c10d]") {
+    using test_support::error_with;
+    CHECK_THROWS_MATCHES(test_communicator(c10::intrusive_ptr<c10d::ProcessGroupGloo>()), childtune::error, error_with("the process group is null"));
+    const auto store = c10::make_intrusive<c10d::FileStore>(env("CHILDTUNE_TEST_STORE") + ".unused", 1);
+    const auto second = std::chrono::seconds(1);
+    CHECK_THROWS_MATCHES(childtune::torch::gloo_group(c10::intrusive_ptr<c10d::Store>(), 0, 1, second), childtune::error, error_with("the store is null"));
+    CHECK_THROWS_MATCHES(childtune::torch::gloo_group(store, 2, 2, second), childtune::error, error_with("rank 2 of a group of 2"));
+    CHECK_THROWS_MATCHES(childtune::torch::gloo_group(store, 0, 1, std::chrono::seconds(0)), childtune::error,
+                         error_with("the timeout must be positive"));
+    std::filesystem::remove(env("CHILDTUNE_TEST_STORE") + ".unused");
+}
+
 // Run only by ctest's c10d/np3_lost_rank (a hidden tag): the last rank stops
 // calling collectives, and every other rank's step fails after the group's timeout
 // with an error naming the operation, instead of waiting forever.
