@@ -666,7 +666,7 @@ TEST_CASE("bad input: NaN, Inf and out-of-range hyperparameters and options are 
                       Catch::Contains("unknown state precision"));
 }
 
-TEST_CASE("bad input: Bernoulli p at the edges of (0, 1] and beyond", "[optimizer][errors][bad_input]") {
+TEST_CASE("bad input: Bernoulli p at the edges of its range (0 excluded, 1 included) and beyond", "[optimizer][errors][bad_input]") {
     model m;
     optimizer<adamw> opt(bernoulli{0.3, 1});
     m.attach(opt, base);
@@ -739,4 +739,275 @@ TEST_CASE("bad input: a mask with the right count but a wrong name is refused", 
     renamed.add("layer.0.biaz", *good.find("layer.0.bias"));
     require_rejected(opt, m, [&] { opt.set_mask(fixed{renamed}); }, {"no mask for tensor 'layer.0.bias'"});
     CHECK_THROWS_WITH(optimizer<adamw>(fixed{renamed}).add_group("", base), Catch::Contains("must not be empty"));
+}
+
+// ---- slices (add_parameter_slice) and reserved state (reserve_state) ----------------
+
+namespace {
+//! Boundaries of the model's tensors cut into slices: slice k of a tensor is
+//! elements [cut[k], cut[k + 1]).
+struct slice_cuts {
+    std::vector<std::size_t> w0, w1, head;
+};
+
+template <class Rule, class T>
+void add_slice(optimizer<Rule>& opt, std::size_t group, const std::string& name, std::vector<T>& p,
+               const std::vector<T>& g, std::size_t begin, std::size_t end) {
+    opt.add_parameter_slice(group, name, p.size(), begin, tensor_view<T>(p.data() + begin, end - begin),
+                            tensor_view<const T>(g.data() + begin, end - begin));
+}
+
+//! What model::attach registers, but only slice k of each tensor.
+template <class Rule>
+void attach_slice(optimizer<Rule>& opt, model& m, const typename Rule::options& o, const slice_cuts& c, std::size_t k) {
+    const auto enc = opt.add_group("encoder", o, true);
+    auto head_options = o;
+    head_options.lr *= 10;
+    const auto hd = opt.add_group("head", head_options, false);
+    add_slice(opt, enc, "layer.0.weight", m.w0, m.g0, c.w0[k], c.w0[k + 1]);
+    add_slice(opt, enc, "layer.0.bias", m.w1, m.g1, c.w1[k], c.w1[k + 1]);
+    add_slice(opt, hd, "head.weight", m.head, m.ghead, c.head[k], c.head[k + 1]);
+}
+} // namespace
+
+TEST_CASE("slices: a tensor split across optimizers steps bit for bit as the whole tensor", "[optimizer][slice]") {
+    // Cuts off the 64-element mask words, a one-element slice and empty slices
+    // (an optimizer whose share misses a tensor still registers it).
+    const std::vector<slice_cuts> layouts{{{0, 777, 2050, 3000}, {0, 0, 65, 129}, {0, 10, 10, 10}},
+                                          {{0, 1, 3000}, {0, 100, 129}, {0, 3, 10}}};
+    const auto masks = masks_for_model(0.3);
+    for (const mask_mode& mode : {mask_mode{dense{}}, mask_mode{bernoulli{0.3, 5}}, mask_mode{fixed{masks}}})
+        for (const auto& cuts : layouts) {
+            CAPTURE(mode.index(), cuts.w0.size() - 1);
+            model whole, sliced;
+            optimizer<adamw> ref(mode);
+            whole.attach(ref, base);
+            std::vector<optimizer<adamw>> parts;
+            for (std::size_t k = 0; k + 1 < cuts.w0.size(); ++k) {
+                parts.emplace_back(mode);
+                attach_slice(parts.back(), sliced, base, cuts, k);
+            }
+            for (int t = 0; t < 6; ++t) {
+                whole.new_gradients();
+                sliced.new_gradients();
+                ref.step();
+                for (auto& p : parts) p.step();
+            }
+            CHECK(whole.snapshot() == sliced.snapshot());
+            std::size_t bytes = 0;
+            for (const auto& p : parts) bytes += p.state_bytes();
+            CHECK(bytes == ref.state_bytes());
+            CHECK(whole.snapshot() != model{}.snapshot());
+        }
+}
+
+TEST_CASE("slices: save and load resume a sliced optimizer bit for bit", "[optimizer][slice][state]") {
+    const slice_cuts cuts{{0, 1000, 3000}, {0, 64, 129}, {0, 10, 10}};
+    const mask_mode mode = bernoulli{0.4, 3};
+    model straight, resumed;
+    optimizer<adamw> a(mode), b(mode);
+    attach_slice(a, straight, base, cuts, 1);
+    attach_slice(b, resumed, base, cuts, 1);
+    for (int t = 0; t < 3; ++t) {
+        straight.new_gradients();
+        resumed.new_gradients();
+        a.step();
+        b.step();
+    }
+    optimizer<adamw> c;
+    attach_slice(c, resumed, base, cuts, 1);
+    std::stringstream file(state_of(b));
+    c.load(file);
+    for (int t = 0; t < 3; ++t) {
+        straight.new_gradients();
+        resumed.new_gradients();
+        a.step();
+        c.step();
+    }
+    CHECK(straight.snapshot() == resumed.snapshot());
+    // The file holds a slice as a tensor of its own elements: another cut of
+    // the same tensor is refused by its size.
+    optimizer<adamw> d;
+    model other;
+    attach_slice(d, other, base, {{0, 1001, 3000}, {0, 64, 129}, {0, 10, 10}}, 1);
+    require_rejected(d, other, [&] {
+        std::stringstream again(state_of(b));
+        d.load(again);
+    }, {"tensor 'layer.0.weight'", "has 2000 elements, the parameter has 1999"});
+}
+
+TEST_CASE("slices: bad input is refused naming the tensor, and changes nothing", "[optimizer][slice][errors][bad_input]") {
+    const auto masks = masks_for_model(0.3);
+    model m;
+    optimizer<adamw> opt(fixed{masks});
+    m.attach(opt, base);
+    std::vector<float> p(8), g(8);
+    const auto slice = [&](std::string name, std::size_t logical, std::size_t offset, std::size_t n) {
+        opt.add_parameter_slice<float>(1, std::move(name), logical, offset, tensor_view<float>(p.data(), n),
+                                       tensor_view<const float>(g.data(), n));
+    };
+    require_rejected(opt, m, [&] { slice("s", 10, 8, 3); }, {"tensor 's'", "slice of 3 elements at offset 8 does not fit in its tensor of 10"});
+    require_rejected(opt, m, [&] { slice("s", 10, 11, 0); }, {"tensor 's'", "offset 11 does not fit"});
+    require_rejected(opt, m, [&] { slice("s", 4, 0, 8); }, {"tensor 's'", "does not fit in its tensor of 4"});
+    const std::size_t huge = std::numeric_limits<std::size_t>::max();
+    require_rejected(opt, m, [&] { slice("s", huge, huge, 1); }, {"does not fit"}); // offset + n wraps
+    CHECK(opt.tensor_count() == 3);
+    slice("s", 10, 2, 8); // the end of its tensor
+    CHECK(opt.tensor_count() == 4);
+
+    // A fixed mask covers the logical tensor, not the slice.
+    model n;
+    optimizer<adamw> masked(fixed{masks});
+    masked.add_group("encoder", base);
+    require_rejected(masked, n, [&] {
+        masked.add_parameter_slice<float>(0, "layer.0.weight", 2999, 0, tensor_view<float>(n.w0.data(), 1000),
+                                          tensor_view<const float>(n.g0.data(), 1000));
+    }, {"mask of tensor 'layer.0.weight' has 3000 elements, the tensor has 2999"});
+    masked.add_parameter_slice<float>(0, "layer.0.weight", 3000, 2000, tensor_view<float>(n.w0.data() + 2000, 1000),
+                                      tensor_view<const float>(n.g0.data() + 2000, 1000));
+    masked.add_parameter_slice<bfloat16>(0, "layer.0.bias", 129, 0, tensor_view<bfloat16>(n.w1.data(), 0),
+                                         tensor_view<const bfloat16>(n.g1.data(), 0));
+    mask_set short_mask;
+    short_mask.add("layer.0.weight", bit_mask(1000));
+    short_mask.add("layer.0.bias", *masks.find("layer.0.bias"));
+    require_rejected(masked, n, [&] { masked.set_mask(fixed{short_mask}); }, {"mask of tensor 'layer.0.weight' has 1000 elements, the tensor has 3000"});
+    n.new_gradients();
+    CHECK(masked.step().applied);
+
+    // Compact Child-Tuning_D state counts kept elements from the tensor's first
+    // mask word: whole tensors only.
+    optimizer<adamw> compact(fixed{masks}, {.compact_fixed_state = true});
+    compact.add_group("encoder", base);
+    const auto compact_slice = [&](std::size_t offset, std::size_t count) {
+        compact.add_parameter_slice<float>(0, "layer.0.weight", 3000, offset, tensor_view<float>(n.w0.data() + offset, count),
+                                           tensor_view<const float>(n.g0.data() + offset, count));
+    };
+    require_rejected(compact, n, [&] { compact_slice(0, 1000); }, {"tensor 'layer.0.weight'", "whole tensors only"});
+    require_rejected(compact, n, [&] { compact_slice(64, 2936); }, {"tensor 'layer.0.weight'", "whole tensors only"});
+    require_rejected(compact, n, [&] { compact_slice(0, 0); }, {"tensor 'layer.0.weight'", "whole tensors only"});
+    compact_slice(0, 3000); // the whole tensor, registered as a slice
+    CHECK(compact.tensor_count() == 1);
+
+    // Nor does a state file's compact state load into a slice.
+    std::vector<float> w(100, 1.0f), gw(100, 0.5f);
+    mask_set one;
+    bit_mask bits(100);
+    for (std::size_t i = 0; i < 100; i += 3) bits.set(i, true);
+    one.add("t", bits);
+    optimizer<adamw> saver(fixed{one}, {.compact_fixed_state = true});
+    saver.add_group("encoder", base);
+    saver.add_parameter(0, "t", w, gw);
+    saver.step();
+    optimizer<adamw> loader;
+    loader.add_group("encoder", base);
+    loader.add_parameter_slice<float>(0, "t", 200, 0, tensor_view<float>(w.data(), 100), tensor_view<const float>(gw.data(), 100));
+    require_rejected(loader, n, [&] {
+        std::stringstream file(state_of(saver));
+        loader.load(file);
+    }, {"tensor 't'", "compact state for a slice"});
+}
+
+TEST_CASE("reserve_state allocates the next step's state up front and changes no result", "[optimizer][reserve]") {
+    const auto masks = masks_for_model(0.3);
+    const std::vector<std::pair<mask_mode, optimizer_options>> setups{
+        {dense{}, {}}, {bernoulli{0.4, 9}, {}}, {fixed{masks}, {}}, {fixed{masks}, {.compact_fixed_state = true}}};
+    for (const auto& [mode, options] : setups) {
+        CAPTURE(mode.index(), options.compact_fixed_state);
+        model a, b;
+        optimizer<adamw> plain(mode, options), reserved(mode, options);
+        a.attach(plain, base);
+        b.attach(reserved, base);
+        const std::string unstepped = state_of(reserved);
+        reserved.reserve_state();
+        const std::size_t bytes = reserved.state_bytes();
+        CHECK(bytes > 0);
+        reserved.reserve_state(); // nothing more to reserve
+        CHECK(reserved.state_bytes() == bytes);
+        CHECK(state_of(reserved) == unstepped); // reserved state is saved once a step uses it
+        for (int t = 0; t < 4; ++t) {
+            a.new_gradients();
+            b.new_gradients();
+            plain.step();
+            reserved.step();
+            CHECK(plain.state_bytes() == bytes);
+            CHECK(reserved.state_bytes() == bytes);
+        }
+        CHECK(a.snapshot() == b.snapshot());
+        CHECK(state_of(plain) == state_of(reserved));
+    }
+}
+
+TEST_CASE("reserve_state: fresh state stays fresh, and a new mask releases the reservation", "[optimizer][reserve]") {
+    // SGD's momentum buffer takes its first gradient as is: a reserved buffer is
+    // still fresh at the step that first uses it, also after earlier steps.
+    model a, b;
+    sgd::options o{.lr = 0.05, .momentum = 0.0};
+    optimizer<sgd> plain(bernoulli{0.5, 4}), reserved(bernoulli{0.5, 4});
+    a.attach(plain, o);
+    b.attach(reserved, o);
+    for (int t = 0; t < 4; ++t) {
+        if (t == 2) {
+            o.momentum = 0.9;
+            plain.set_group_options(0, o);
+            reserved.set_group_options(0, o);
+            reserved.reserve_state();
+            CHECK(reserved.state_bytes() == 4 * (3000 + 129));
+        }
+        a.new_gradients();
+        b.new_gradients();
+        plain.step();
+        reserved.step();
+    }
+    CHECK(a.snapshot() == b.snapshot());
+    CHECK(state_of(plain) == state_of(reserved));
+
+    // Compact state reserved for one mask is not used under another.
+    const auto first = masks_for_model(0.3), second = masks_for_model(0.6);
+    model c, d;
+    optimizer<adamw> direct(fixed{second}, {.compact_fixed_state = true}), switched(fixed{first}, {.compact_fixed_state = true});
+    c.attach(direct, base);
+    d.attach(switched, base);
+    switched.reserve_state();
+    CHECK(switched.state_bytes() == 2 * 4 * first.total_kept() + 2 * 8 * 10);
+    switched.set_mask(fixed{second});
+    CHECK(switched.state_bytes() == 0);
+    for (int t = 0; t < 3; ++t) {
+        c.new_gradients();
+        d.new_gradients();
+        direct.step();
+        switched.step();
+    }
+    CHECK(c.snapshot() == d.snapshot());
+    CHECK(switched.state_bytes() == 2 * 4 * second.total_kept() + 2 * 8 * 10);
+}
+
+TEST_CASE("reserve_state on a bad configuration throws and changes nothing", "[optimizer][reserve][errors]") {
+    const auto masks = masks_for_model(0.3);
+    model m;
+    optimizer<adamw> opt(fixed{masks}, {.masking = {mask_target::update, true}, .compact_fixed_state = true});
+    m.attach(opt, base);
+    require_rejected(opt, m, [&] { opt.reserve_state(); }, {"group 'encoder'", "mask on the gradient and eps > 0"});
+    CHECK(opt.state_bytes() == 0);
+    // A fixed mask with a tensor nobody registered passes set_mask (each
+    // registered tensor has its mask) but not the step's full coverage check.
+    mask_set extra = masks;
+    extra.add("layer.9.weight", bit_mask(4));
+    optimizer<adamw> covered(fixed{masks});
+    m.attach(covered, base);
+    covered.set_mask(fixed{extra});
+    require_rejected(covered, m, [&] { covered.reserve_state(); }, {"tensor 'layer.9.weight' is not registered"});
+    CHECK(covered.state_bytes() == 0);
+}
+
+TEST_CASE("first_nonfinite_gradient: the check step() makes, for callers that decide first", "[optimizer][nonfinite]") {
+    model m;
+    optimizer<adamw> opt(dense{}, {.on_nonfinite = nonfinite_policy::unchecked});
+    m.attach(opt, base);
+    m.new_gradients();
+    CHECK_FALSE(opt.first_nonfinite_gradient().has_value());
+    m.ghead[9] = std::numeric_limits<double>::infinity();
+    m.g1[128] = bfloat16(std::numeric_limits<float>::quiet_NaN());
+    CHECK(opt.first_nonfinite_gradient() == std::optional<std::size_t>{1});
+    opt.clear_gradient(1); // absent gradients are not checked
+    CHECK(opt.first_nonfinite_gradient() == std::optional<std::size_t>{2});
 }

@@ -11,6 +11,13 @@
 //!
 //! Every public member either succeeds or throws childtune::error and leaves the
 //! optimizer as it was.
+//!
+//! A tensor may also be registered as a slice of a larger logical tensor
+//! (add_parameter_slice): the step is element-wise and every mask decision is a
+//! function of the element's index in the logical tensor, so an optimizer per
+//! slice updates each element exactly as one optimizer over the whole tensor.
+//! This is how the sharded optimizer (distributed/sharded_optimizer.hpp) steps
+//! one rank's slice.
 
 #include <childtune/concepts.hpp>
 #include <childtune/error.hpp>
@@ -148,14 +155,15 @@ public:
     template <parameter_element T>
     void add_parameter(std::size_t group, std::string name, tensor_view<T> param, tensor_view<const T> grad,
                        std::optional<std::uint32_t> key = std::nullopt) {
-        register_parameter(group, std::move(name), param, grad, key, true);
+        register_parameter(group, std::move(name), param, grad, key, true, {param.size(), 0});
     }
     //! Registers a parameter whose gradient does not exist yet (frameworks that
     //! allocate gradients lazily): steps skip it until rebind() supplies one.
     template <parameter_element T>
     void add_parameter(std::size_t group, std::string name, tensor_view<T> param,
                        std::optional<std::uint32_t> key = std::nullopt) {
-        register_parameter(group, std::move(name), param, tensor_view<const T>(nullptr, param.size()), key, false);
+        register_parameter(group, std::move(name), param, tensor_view<const T>(nullptr, param.size()), key, false,
+                           {param.size(), 0});
     }
     //! Convenience for contiguous containers (std::vector, std::array, std::span).
     template <contiguous_tensor P, contiguous_tensor G>
@@ -165,6 +173,22 @@ public:
         static_assert(std::is_same_v<T, std::ranges::range_value_t<G>>,
                       "a parameter and its gradient must have the same element type");
         add_parameter<T>(group, std::move(name), tensor_view<T>(param), tensor_view<const T>(grad), key);
+    }
+    //! Registers elements [offset, offset + param.size()) of a logical tensor of
+    //! `logical_size` elements; `param` and `grad` start at the slice's first
+    //! element. Its masks are the logical tensor's, read at `offset`: the fixed
+    //! mask of `name` must have `logical_size` bits, and the Bernoulli draws are
+    //! those of element offset + i. So optimizers that each hold one slice of a
+    //! tensor (under its name and key) update it bit for bit as one optimizer
+    //! over the whole tensor. An empty slice (a rank whose share misses the
+    //! tensor) is allowed, so that every holder registers the same tensors, keys
+    //! and mask coverage. Compact Child-Tuning_D state needs whole tensors: it
+    //! indexes the kept elements from the tensor's first mask word.
+    template <parameter_element T>
+    void add_parameter_slice(std::size_t group, std::string name, std::size_t logical_size, std::size_t offset,
+                             tensor_view<T> param, tensor_view<const T> grad,
+                             std::optional<std::uint32_t> key = std::nullopt) {
+        register_parameter(group, std::move(name), param, grad, key, true, {logical_size, offset});
     }
     //! Points a registered tensor at new memory (same size and type), e.g. after
     //! the model reallocated it, and marks its gradient present. The optimizer
@@ -213,13 +237,15 @@ public:
 
     const mask_mode& mask() const { return mode_; }
     //! Switches the mask mode (e.g. to Child-Tuning_D once the Fisher mask exists).
+    //! Releases state reserved by reserve_state() (it was sized for the old mask).
     void set_mask(mask_mode mode) {
         validate_mode_parameters(mode);
         if (const auto* f = std::get_if<fixed>(&mode))
             for (const auto& t : tensors_)
-                if (groups_[t.group].masked) (void)f->view(t.name, t.param.size);
+                if (groups_[t.group].masked) (void)f->view(t.name, t.logical_size);
         check_compact_state_kept(mode);
         mode_ = std::move(mode);
+        release_reserved_state();
     }
     const optimizer_options& options() const { return options_; }
 
@@ -235,7 +261,7 @@ public:
         std::vector<job> jobs = prepare_jobs(); // validates; nothing has changed yet
 
         if (options_.on_nonfinite != nonfinite_policy::unchecked) {
-            if (auto bad = first_nonfinite(exec)) {
+            if (auto bad = first_nonfinite_gradient(exec)) {
                 const auto& t = tensors_[*bad];
                 if (options_.on_nonfinite == nonfinite_policy::raise)
                     detail::fail(describe(t.group, t.name) + ": gradient holds NaN or Inf (step skipped)");
@@ -243,31 +269,8 @@ public:
             }
         }
 
-        // Allocate state for tensors taking their first step (or a new buffer);
-        // committed only when every allocation succeeded.
-        std::vector<std::pair<std::size_t, std::vector<std::byte>>> fresh;
-        std::vector<std::pair<std::size_t, std::vector<std::uint32_t>>> compacted;
-        for (std::size_t i = 0; i < tensors_.size(); ++i) {
-            const auto& t = tensors_[i];
-            if (!t.has_gradient || t.buffers >= jobs[i].buffers) continue;
-            std::size_t elements = t.param.size;
-            if (t.buffers == 0 && jobs[i].compact) {
-                compacted.emplace_back(i, kept_before(jobs[i].compact_words, t.param.size));
-                elements = compacted.back().second.back();
-            } else if (t.compact) {
-                elements = t.kept_before.back();
-            }
-            for (std::size_t b = t.buffers; b < jobs[i].buffers; ++b)
-                fresh.emplace_back(i * 2 + b, std::vector<std::byte>(elements * state_size(t.state_type)));
-        }
-        for (auto& [slot, buffer] : fresh) {
-            auto& t = tensors_[slot / 2];
-            t.state[slot % 2] = std::move(buffer);
-        }
-        for (auto& [index, prefix] : compacted) {
-            tensors_[index].compact = true;
-            tensors_[index].kept_before = std::move(prefix);
-        }
+        std::vector<state_allocation> fresh = allocate_state(jobs);
+        adopt_state(fresh);
         for (std::size_t i = 0; i < tensors_.size(); ++i) {
             auto& t = tensors_[i];
             if (!t.has_gradient) continue;
@@ -288,6 +291,46 @@ public:
         return {};
     }
 
+    //! Validates what the next step() validates and allocates, all or nothing, the
+    //! optimizer state it would allocate for the current groups, options and mask,
+    //! so that the step then allocates no state (only its small per-step
+    //! bookkeeping). Running out of memory then shows at set-up instead of at
+    //! step 1, and a distributed step can agree on every rank that allocation
+    //! succeeded before any rank changes a parameter. Reserved state counts in
+    //! state_bytes(); it is not saved until a step has used it (so reserving
+    //! changes neither results nor state files), and set_mask() and load()
+    //! release it.
+    void reserve_state() {
+        std::vector<state_allocation> reserved = allocate_state(prepare_jobs());
+        keep_reserved(reserved);
+    }
+
+    //! Index of the first tensor (registration order) whose present gradient holds
+    //! NaN or Inf: the check step() makes under nonfinite_policy::raise and skip,
+    //! for callers that must decide before stepping (a distributed step agrees on
+    //! it across ranks and steps with nonfinite_policy::unchecked).
+    template <execution_backend E = default_backend>
+    std::optional<std::size_t> first_nonfinite_gradient(const E& exec = E{}) const {
+        const auto items = work_items();
+        std::vector<unsigned char> bad(items.size(), 0);
+        run_items(exec, items, [&](std::size_t w) {
+            const auto& it = items[w];
+            const auto& g = tensors_[it.tensor].grad;
+            const std::size_t n = it.end - it.begin;
+            bool ok = true;
+            switch (g.type) {
+            case dtype::float32: ok = detail::all_finite(static_cast<const float*>(g.data) + it.begin, n); break;
+            case dtype::float64: ok = detail::all_finite(static_cast<const double*>(g.data) + it.begin, n); break;
+            case dtype::bfloat16: ok = detail::all_finite(static_cast<const bfloat16*>(g.data) + it.begin, n); break;
+            case dtype::float16: ok = detail::all_finite(static_cast<const float16*>(g.data) + it.begin, n); break;
+            }
+            bad[w] = ok ? 0 : 1;
+        });
+        for (std::size_t w = 0; w < items.size(); ++w)
+            if (bad[w]) return items[w].tensor;
+        return std::nullopt;
+    }
+
     //! Bytes of optimizer state currently allocated (moments, momentum buffers).
     std::size_t state_bytes() const {
         std::size_t n = 0;
@@ -299,6 +342,10 @@ public:
 
     //! Writes everything a resumed run needs: step counters, mask mode (with the
     //! Bernoulli seed or the fixed bits), masking options, group options and state.
+    //! A slice is written as a tensor of its own elements, with neither offset nor
+    //! logical size, so files of ordinary registrations keep their format: whoever
+    //! registers slices keeps the layout in a header of its own
+    //! (sharded_optimizer's per-rank files do), and load() checks the slice's size.
     void save(std::ostream& out) const {
         detail::binary_writer w(out);
         detail::write_state_preamble(w, Rule::name, {step_count_, mode_, options_.masking});
@@ -315,7 +362,8 @@ public:
     //! groups (by name, in order) and tensors (by name, size and type). Group
     //! options, mask mode and masking options are restored; the parameter and
     //! gradient memory stays the caller's. Throws childtune::error on a truncated,
-    //! corrupt, foreign or mismatched file and then changes nothing.
+    //! corrupt, foreign or mismatched file and then changes nothing. Releases
+    //! state reserved by reserve_state().
     void load(std::istream& in) {
         detail::binary_reader r(in, "optimizer state");
         detail::state_preamble preamble = detail::read_state_preamble(r, Rule::name);
@@ -340,6 +388,9 @@ public:
             if (s.compact && !supports_compact_state)
                 detail::fail("optimizer state, tensor '" + t.name + "': compact state, which the '" + std::string(Rule::name) +
                              "' rule cannot keep (corrupt file)");
+            if (s.compact && t.param.size != t.logical_size)
+                detail::fail("optimizer state, tensor '" + t.name +
+                             "': compact state for a slice of a tensor (only whole tensors keep compact state)");
             std::size_t elements = t.param.size;
             if (s.compact) { // state for the kept elements of the file's own fixed mask
                 const auto* f = std::get_if<fixed>(&mode);
@@ -357,7 +408,7 @@ public:
         r.finish();
         if (const auto* f = std::get_if<fixed>(&mode))
             for (std::size_t i = 0; i < tensors_.size(); ++i)
-                if (groups[tensors_[i].group].masked) (void)f->view(tensors_[i].name, tensors_[i].param.size);
+                if (groups[tensors_[i].group].masked) (void)f->view(tensors_[i].name, tensors_[i].logical_size);
 
         // Commit: nothing below throws.
         step_count_ = preamble.steps;
@@ -371,6 +422,7 @@ public:
             for (std::size_t b = 0; b < 2; ++b) t.state[b] = std::move(staged[i].state[b]);
             t.compact = staged[i].compact;
             t.kept_before = std::move(staged[i].kept_before);
+            t.reserved_kept_before = std::vector<std::uint32_t>();
         }
     }
 
@@ -387,7 +439,7 @@ public:
 
 private:
     //! Work items cover at most this many elements (a multiple of 64, so keep
-    //! words stay aligned to the tensor start): small enough to balance threads,
+    //! words stay aligned to the view's start): small enough to balance threads,
     //! large enough that scheduling costs nothing.
     static constexpr std::size_t chunk_elements = std::size_t{1} << 16;
     static constexpr std::size_t parallel_min_elements = std::size_t{1} << 17;
@@ -397,20 +449,42 @@ private:
         options_type options;
         bool masked;
     };
+    //! Where a registered view lies in its logical tensor (add_parameter_slice);
+    //! an ordinary registration is the whole tensor: {param.size, 0}.
+    struct slice_extent {
+        std::size_t logical_size = 0;
+        std::size_t offset = 0;
+    };
     struct tensor_record {
         std::string name;
         std::size_t group = 0;
         std::uint32_t key = 0;
-        any_tensor_view param;
+        any_tensor_view param; //!< elements [offset, offset + param.size) of the logical tensor
         any_tensor_view grad;
+        std::size_t logical_size = 0; //!< what its masks cover
+        std::size_t offset = 0;
         dtype state_type = dtype::float32;
         std::uint64_t steps = 0;
         bool has_gradient = true;
-        std::size_t buffers = 0; //!< state buffers allocated
+        //! State buffers in use; state[b] for b >= buffers is empty or reserved
+        //! (zeros of the size the next step needs, from reserve_state()).
+        std::size_t buffers = 0;
         //! Compact Child-Tuning_D state: the buffers hold the kept elements only,
         //! kept_before[w] of them before 64-element word w (one extra entry: the total).
         bool compact = false;
         std::vector<std::uint32_t> kept_before;
+        //! kept_before of a first compact step, computed by reserve_state().
+        std::vector<std::uint32_t> reserved_kept_before;
+        std::vector<std::byte> state[2];
+    };
+    //! State that a tensor's next step needs and it does not hold yet: allocated,
+    //! not yet handed over (the all-or-nothing half of allocating).
+    struct state_allocation {
+        std::size_t tensor = 0;
+        bool compacting = false; //!< its first step under compact Child-Tuning_D state
+        //! When compacting: its kept_before (empty: the tensor's reserved one).
+        std::vector<std::uint32_t> kept_before;
+        bool allocated[2] = {false, false}; //!< false: the tensor's reserved buffer fits
         std::vector<std::byte> state[2];
     };
     using any_mask_view = std::variant<dense_view, bernoulli_view, fixed_view>;
@@ -467,19 +541,20 @@ private:
 
     template <class T>
     void register_parameter(std::size_t group, std::string name, tensor_view<T> param, tensor_view<const T> grad,
-                            std::optional<std::uint32_t> key, bool gradient_present) {
+                            std::optional<std::uint32_t> key, bool gradient_present, slice_extent slice) {
         checked_group(group);
         if (name.empty()) detail::fail("group '" + groups_[group].name + "': a tensor name must not be empty");
         const std::string where = describe(group, name);
         if (find_tensor(name)) detail::fail(where + ": registered twice (the name is taken)");
         check_buffers(where, param, grad, nullptr);
+        check_slice(where, slice, param.size());
         if (gradient_present && grad.size() > 0 && !grad.data()) detail::fail(where + ": null gradient data pointer");
         const std::uint32_t k = key.value_or(stable_tensor_key(name));
         for (const auto& t : tensors_)
             if (t.key == k)
                 detail::fail(where + ": its Bernoulli key collides with tensor '" + t.name + "'; pass an explicit key");
         if (groups_[group].masked)
-            if (const auto* f = std::get_if<fixed>(&mode_)) (void)f->view(name, param.size());
+            if (const auto* f = std::get_if<fixed>(&mode_)) (void)f->view(name, slice.logical_size);
 
         tensor_record t;
         t.name = std::move(name);
@@ -487,10 +562,28 @@ private:
         t.key = k;
         t.param = param;
         t.grad = grad;
+        t.logical_size = slice.logical_size;
+        t.offset = slice.offset;
         t.has_gradient = gradient_present;
         t.state_type = state_type_for(dtype_of<T>);
-        tensor_index_.emplace(t.name, tensors_.size());
         tensors_.push_back(std::move(t));
+        try {
+            tensor_index_.emplace(tensors_.back().name, tensors_.size() - 1);
+        } catch (...) {
+            tensors_.pop_back();
+            throw;
+        }
+    }
+    //! The slice must lie inside its logical tensor; compact state (whose kept
+    //! elements are counted from the tensor's first mask word) needs it whole.
+    void check_slice(const std::string& where, slice_extent slice, std::size_t elements) const {
+        if (slice.offset > slice.logical_size || elements > slice.logical_size - slice.offset)
+            detail::fail(where + ": a slice of " + std::to_string(elements) + " elements at offset " +
+                         std::to_string(slice.offset) + " does not fit in its tensor of " +
+                         std::to_string(slice.logical_size) + " elements");
+        if (options_.compact_fixed_state && elements != slice.logical_size)
+            detail::fail(where + ": compact Child-Tuning_D state is kept for whole tensors only, not for a slice of "
+                                 "one (its kept elements are counted from the tensor's first element)");
     }
 
     //! Validates and resolves mask views and state needs; changes nothing.
@@ -501,12 +594,13 @@ private:
             const auto& t = tensors_[i];
             auto& j = jobs[i];
             const bool masked = groups_[t.group].masked;
+            // A slice reads its logical tensor's masks at its offset.
             j.mask = !masked ? any_mask_view{dense_view{}}
                              : std::visit(
                                    [&](const auto& m) -> any_mask_view {
                                        using M = std::decay_t<decltype(m)>;
-                                       if constexpr (std::is_same_v<M, fixed>) return m.view(t.name, t.param.size);
-                                       else return m.view(t.key, step_count_);
+                                       if constexpr (std::is_same_v<M, fixed>) return m.view(t.name, t.logical_size, t.offset);
+                                       else return m.view(t.key, step_count_, t.offset);
                                    },
                                    mode_);
             j.buffers = Rule::state_buffers(groups_[t.group].options);
@@ -529,6 +623,63 @@ private:
             }
         }
         return jobs;
+    }
+    //! Allocates the state the jobs need that their tensors neither hold nor have
+    //! reserved; changes nothing.
+    std::vector<state_allocation> allocate_state(const std::vector<job>& jobs) const {
+        std::vector<state_allocation> out;
+        for (std::size_t i = 0; i < tensors_.size(); ++i) {
+            const auto& t = tensors_[i];
+            if (!t.has_gradient || t.buffers >= jobs[i].buffers) continue;
+            state_allocation a;
+            a.tensor = i;
+            std::size_t elements = t.param.size;
+            if (t.buffers == 0 && jobs[i].compact) {
+                a.compacting = true;
+                if (t.reserved_kept_before.empty()) a.kept_before = kept_before(jobs[i].compact_words, t.param.size);
+                elements = (a.kept_before.empty() ? t.reserved_kept_before : a.kept_before).back();
+            } else if (t.compact) {
+                elements = t.kept_before.back();
+            }
+            // A reserved buffer is zeros, as a new one: it serves when its size fits.
+            const std::size_t bytes = elements * state_size(t.state_type);
+            for (std::size_t b = t.buffers; b < jobs[i].buffers; ++b)
+                if (t.state[b].size() != bytes) {
+                    a.allocated[b] = true;
+                    a.state[b] = std::vector<std::byte>(bytes);
+                }
+            out.push_back(std::move(a));
+        }
+        return out;
+    }
+    //! Hands allocated state to its tensors for the step about to run.
+    void adopt_state(std::vector<state_allocation>& fresh) noexcept {
+        for (auto& a : fresh) {
+            auto& t = tensors_[a.tensor];
+            for (std::size_t b = 0; b < 2; ++b)
+                if (a.allocated[b]) t.state[b] = std::move(a.state[b]);
+            if (a.compacting) {
+                t.compact = true;
+                t.kept_before = a.kept_before.empty() ? std::move(t.reserved_kept_before) : std::move(a.kept_before);
+            }
+            t.reserved_kept_before = std::vector<std::uint32_t>();
+        }
+    }
+    //! Keeps allocated state as the tensors' reserved state (reserve_state()).
+    void keep_reserved(std::vector<state_allocation>& reserved) noexcept {
+        for (auto& a : reserved) {
+            auto& t = tensors_[a.tensor];
+            for (std::size_t b = 0; b < 2; ++b)
+                if (a.allocated[b]) t.state[b] = std::move(a.state[b]);
+            if (!a.kept_before.empty()) t.reserved_kept_before = std::move(a.kept_before);
+        }
+    }
+    //! Frees reserved state (sized for the mask it was reserved under).
+    void release_reserved_state() noexcept {
+        for (auto& t : tensors_) {
+            for (std::size_t b = t.buffers; b < 2; ++b) t.state[b] = std::vector<std::byte>();
+            t.reserved_kept_before = std::vector<std::uint32_t>();
+        }
     }
     //! Fills in what depends on the (possibly just allocated) state.
     void finish_job(job& j, tensor_record& t, bool fresh_state) const {
@@ -561,29 +712,6 @@ private:
         for (const auto& it : items) elements += it.end - it.begin;
         if (elements < parallel_min_elements) serial_backend{}.parallel_for(items.size(), f);
         else exec.parallel_for(items.size(), f);
-    }
-
-    //! Index of the first tensor (registration order) with a NaN/Inf gradient.
-    template <class E>
-    std::optional<std::size_t> first_nonfinite(const E& exec) const {
-        const auto items = work_items();
-        std::vector<unsigned char> bad(items.size(), 0);
-        run_items(exec, items, [&](std::size_t w) {
-            const auto& it = items[w];
-            const auto& g = tensors_[it.tensor].grad;
-            const std::size_t n = it.end - it.begin;
-            bool ok = true;
-            switch (g.type) {
-            case dtype::float32: ok = detail::all_finite(static_cast<const float*>(g.data) + it.begin, n); break;
-            case dtype::float64: ok = detail::all_finite(static_cast<const double*>(g.data) + it.begin, n); break;
-            case dtype::bfloat16: ok = detail::all_finite(static_cast<const bfloat16*>(g.data) + it.begin, n); break;
-            case dtype::float16: ok = detail::all_finite(static_cast<const float16*>(g.data) + it.begin, n); break;
-            }
-            bad[w] = ok ? 0 : 1;
-        });
-        for (std::size_t w = 0; w < items.size(); ++w)
-            if (bad[w]) return items[w].tensor;
-        return std::nullopt;
     }
 
     static constexpr bool supports_compact_state =
@@ -627,7 +755,7 @@ private:
         std::size_t covered = 0;
         for (const auto& t : tensors_)
             if (groups_[t.group].masked) {
-                (void)f.view(t.name, t.param.size);
+                (void)f.view(t.name, t.logical_size);
                 ++covered;
             }
         if (covered != f.masks.tensor_count())
