@@ -171,6 +171,61 @@ TEST_CASE("sharded_optimizer: a non-finite gradient raises or skips", "[distribu
     CHECK(lenient.step_count() == 0);
 }
 
+TEST_CASE("sharded_optimizer: a step that fails its checks changes nothing, before and after the first step",
+          "[distributed]") {
+    const single_process_communicator comm;
+    const fixed ct_d{dist_test::single_process_fisher(4, 0.3).masks};
+    const model ref = dist_test::run_reference(ct_d, 4);
+    model m;
+    sharded_optimizer<adamw, single_process_communicator> opt(comm, ct_d);
+    auto head_options = dist_test::test_options();
+    head_options.lr *= 10;
+    const auto enc = opt.add_group("encoder", dist_test::test_options(), true);
+    const auto hd = opt.add_group("head", head_options, false);
+    opt.add_parameter(enc, "layer.0.weight", m.w0, m.g0);
+    opt.add_parameter(enc, "layer.0.bias", m.w1, m.g1);
+    opt.add_parameter(hd, "head.weight", m.head, m.ghead);
+
+    // Before the first step: the mask names a tensor not registered yet. The
+    // slices are not built, so it can still be added.
+    m.gradients(0);
+    const model before = m;
+    CHECK_THROWS_MATCHES(opt.step(), error, error_with("tensor 'layer.1.weight' is not registered"));
+    CHECK(same_bits(before, m));
+    CHECK(opt.step_count() == 0);
+    CHECK(opt.state_bytes() == 0);
+    opt.add_parameter(enc, "layer.1.weight", m.w2, m.g2);
+    for (std::uint64_t s = 0; s < 2; ++s) {
+        m.gradients(s);
+        opt.step();
+    }
+
+    // After it: a mask that misses a tensor is refused at once; one with a tensor
+    // nobody registered passes set_mask (every registered tensor has its mask)
+    // and fails the step's coverage check, before anything changes.
+    CHECK_THROWS_MATCHES(opt.set_mask(fixed{}), error, error_with("no mask for tensor 'layer.0.weight'"));
+    mask_set extra = ct_d.masks;
+    extra.add("layer.9.weight", bit_mask(4));
+    opt.set_mask(fixed{extra});
+    std::stringstream saved;
+    opt.save(saved);
+    m.gradients(2);
+    const model mid = m;
+    CHECK_THROWS_MATCHES(opt.step(), error, error_with("tensor 'layer.9.weight' is not registered"));
+    CHECK(same_bits(mid, m));
+    std::stringstream again;
+    opt.save(again);
+    CHECK(again.str() == saved.str());
+
+    opt.set_mask(ct_d);
+    for (std::uint64_t s = 2; s < 4; ++s) {
+        m.gradients(s);
+        opt.step();
+    }
+    CHECK(opt.step_count() == 4);
+    CHECK(same_bits(ref, m));
+}
+
 TEST_CASE("distributed_fisher_select at world size 1 equals fisher_accumulator::select", "[distributed]") {
     const single_process_communicator comm;
     model m;
