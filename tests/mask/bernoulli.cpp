@@ -76,7 +76,7 @@ TEST_CASE("Bernoulli masks are independent across steps, tensors and neighbourin
     require_binomial(both_neighbours, n - 1, p * p);
 }
 
-TEST_CASE("Bernoulli: the same key gives the same mask; seeds change it", "[mask][bernoulli]") {
+TEST_CASE("Bernoulli: the same key gives the same mask, and seeds change it", "[mask][bernoulli]") {
     CHECK(draw({0.5, 3}, 11, 4, 5000) == draw({0.5, 3}, 11, 4, 5000));
     CHECK(draw({0.5, 3}, 11, 4, 5000) != draw({0.5, 4}, 11, 4, 5000));
     CHECK(childtune::stable_tensor_key("layer.0.weight") == childtune::stable_tensor_key("layer.0.weight"));
@@ -113,7 +113,7 @@ TEST_CASE("Bernoulli: a shard's view with an offset sees the whole tensor's deci
     }
 }
 
-TEST_CASE("Bernoulli p = 1 keeps everything; p outside (0, 1] is rejected", "[mask][bernoulli]") {
+TEST_CASE("Bernoulli p = 1 keeps everything, and p outside (0, 1) other than 1 is rejected", "[mask][bernoulli]") {
     const auto v = bernoulli{1.0, 0}.view(1, 1);
     CHECK(v.bits64(0) == ~std::uint64_t{0});
     CHECK(v.keep(12345));
