@@ -1,14 +1,14 @@
-#pragma once
 // The multi-process test cases of data-parallel Child-Tuning, run on every rank
 // of a real engine: under mpirun (tests/adapters/mpi.cpp) and as c10d processes
-// over a FileStore (tests/adapters/torch_distributed.cpp). The including file
-// defines `test_communicator` and `test_comm()`, the communicator of this rank.
+// over a FileStore (tests/adapters/torch_distributed.cpp). Compiled once and
+// linked into both programs, which supply test_comm() (any_communicator.hpp).
 //
 // Every rank compares its parameters after a sharded run with a single-process
 // core optimizer run it computes itself, bit for bit, for dense, Child-Tuning_F
 // and Child-Tuning_D; checks per-rank state bytes, per-rank save/load and the
 // errors every rank must raise together (never a hang: ctest's timeout).
 
+#include "distributed/any_communicator.hpp"
 #include "distributed/model.hpp"
 #include "support/error_matcher.hpp"
 
@@ -20,16 +20,20 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <limits>
 #include <span>
 #include <string>
+#include <thread>
 #include <unistd.h>
 
 namespace rank_cases {
 
 using namespace childtune;
+using test_communicator = dist_test::any_communicator;
 using dist_test::model;
 using test_support::error_with;
 using sharded = sharded_optimizer<adamw, test_communicator>;
@@ -132,6 +136,24 @@ TEST_CASE("ranks: the communicator's collectives", "[ranks]") {
     // Bad arguments are rejected before any collective (so no rank waits).
     CHECK_THROWS_MATCHES(comm.all_gather(mine, all, std::span(counts).first(1)), error, error_with("counts in a world of"));
     CHECK_THROWS_MATCHES(comm.broadcast(b, comm.size()), error, error_with("broadcast from rank"));
+}
+
+TEST_CASE("ranks: Child-Tuning_F masks agree on every rank with no communication", "[ranks]") {
+    using namespace rank_cases;
+    const auto& comm = test_comm();
+    // Each rank draws the masks of every tensor of the test model for 4 steps on
+    // its own; only their fingerprints are exchanged.
+    const bernoulli mode{0.3, 99};
+    childtune::detail::checksum64 h;
+    for (std::uint64_t step = 0; step < 4; ++step)
+        for (const char* name : {"layer.0.weight", "layer.0.bias", "layer.1.weight"}) {
+            const auto view = mode.view(stable_tensor_key(name), step);
+            for (std::size_t word = 0; word < 8; ++word) {
+                const std::uint64_t bits = view.bits64(64 * word);
+                h.update(&bits, sizeof bits);
+            }
+        }
+    CHECK(same_on_all_ranks(comm, h.value()));
 }
 
 TEST_CASE("ranks: sharded steps equal the single-process optimizer bit for bit", "[ranks]") {
@@ -312,4 +334,46 @@ TEST_CASE("ranks: a NaN gradient seen by one rank's slice skips or fails the ste
         CHECK(same_bits(before, m));
         CHECK(opt.step_count() == 0);
     }
+}
+
+// ---- lost ranks: hidden cases, each run by its own ctest entry -------------------
+
+// mpi/np3_rank_dies and c10d/np3_rank_dies: the last rank dies before the step.
+// MPI has no timeout for a collective whose peer is gone: mpirun ends the job,
+// stopping every rank and naming the dead one. On c10d the others' step fails
+// with childtune::error (the dead rank's connections close).
+TEST_CASE("ranks: a rank that dies before the step", "[.rank_dies]") {
+    using namespace rank_cases;
+    const auto& comm = test_comm();
+    model m;
+    sharded opt(comm, bernoulli{0.5, 1});
+    m.attach(opt, dist_test::test_options());
+    m.gradients(0);
+    if (comm.rank() + 1 == comm.size()) std::_Exit(3);
+    CHECK_THROWS_AS(opt.step(), error); // under MPI the launcher stops this rank first
+    CHECK(opt.step_count() == 0);
+}
+
+// c10d/np3_lost_rank: the last rank stops calling collectives for 4 times the
+// group's timeout (CHILDTUNE_TEST_TIMEOUT_MS, set by the c10d launcher), and
+// every other rank's step fails after the timeout with an error naming the
+// operation, instead of waiting forever. (MPI offers no such timeout.)
+TEST_CASE("ranks: a rank that stops calling collectives fails the others' step after the timeout", "[.lost_rank]") {
+    using namespace rank_cases;
+    const auto& comm = test_comm();
+    const char* timeout = std::getenv("CHILDTUNE_TEST_TIMEOUT_MS");
+    REQUIRE(timeout != nullptr);
+    model m;
+    sharded opt(comm, bernoulli{0.5, 1});
+    m.attach(opt, dist_test::test_options());
+    m.gradients(0);
+    if (comm.rank() + 1 == comm.size()) {
+        // Lost: alive, but silent past the others' timeout (then it exits).
+        std::this_thread::sleep_for(std::chrono::milliseconds(4 * std::stoi(timeout)));
+        return;
+    }
+    const auto start = std::chrono::steady_clock::now();
+    CHECK_THROWS_MATCHES(opt.step(), error, error_with("allgather failed"));
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(60));
+    CHECK(opt.step_count() == 0);
 }
