@@ -26,6 +26,7 @@
 #include <filesystem>
 #include <limits>
 #include <span>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <unistd.h>
@@ -334,6 +335,72 @@ TEST_CASE("ranks: a NaN gradient seen by one rank's slice skips or fails the ste
         CHECK(same_bits(before, m));
         CHECK(opt.step_count() == 0);
     }
+}
+
+TEST_CASE("ranks: a step that fails its checks on one rank fails on every rank, and nothing changes", "[ranks]") {
+    using namespace rank_cases;
+    const auto& comm = test_comm();
+    const fixed ct_d{distributed_mask(comm).masks};
+    const model ref = dist_test::run_reference(ct_d, 4);
+    model m;
+    sharded opt(comm, ct_d);
+    m.attach(opt, dist_test::test_options());
+    for (std::uint64_t s = 0; s < 2; ++s) {
+        m.gradients(s);
+        opt.step();
+    }
+    // The last rank alone switches to a mask that names a tensor nobody
+    // registered: its step's checks fail, and every rank's step with it.
+    const bool odd = comm.rank() + 1 == comm.size();
+    if (odd) {
+        mask_set extra = ct_d.masks;
+        extra.add("layer.9.weight", bit_mask(4));
+        opt.set_mask(fixed{extra});
+    }
+    m.gradients(2);
+    const model before = m;
+    std::stringstream saved;
+    opt.save(saved);
+    if (odd) CHECK_THROWS_MATCHES(opt.step(), error, error_with("tensor 'layer.9.weight' is not registered"));
+    else
+        CHECK_THROWS_MATCHES(opt.step(), error,
+                             error_with("rank " + std::to_string(comm.size() - 1) + " of " + std::to_string(comm.size()) + " failed"));
+    CHECK(same_bits(before, m));
+    CHECK(opt.step_count() == 2);
+    std::stringstream again;
+    opt.save(again);
+    CHECK(again.str() == saved.str());
+    // Put right, the run goes on to the single-process result.
+    if (odd) opt.set_mask(ct_d);
+    for (std::uint64_t s = 2; s < 4; ++s) {
+        m.gradients(s);
+        opt.step();
+    }
+    CHECK(same_bits(ref, m));
+}
+
+TEST_CASE("ranks: distributed Fisher refuses ranks with other tensors, and more batches than N, on every rank", "[ranks]") {
+    using namespace rank_cases;
+    const auto& comm = test_comm();
+    const bool odd = comm.rank() + 1 == comm.size();
+    model m;
+    fisher_accumulator<float> other;
+    other.add_tensor("layer.0.weight", m.w0.size());
+    other.add_tensor(odd ? "layer.0.bias.renamed" : "layer.0.bias", m.w1.size());
+    m.integer_gradients(0);
+    other.accumulate("layer.0.weight", m.g0);
+    other.accumulate(odd ? "layer.0.bias.renamed" : "layer.0.bias", m.g1);
+    other.end_batch();
+    CHECK_THROWS_MATCHES(distributed_fisher_select(comm, other, 0.3), error,
+                         error_with("rank " + std::to_string(comm.size() - 1) + " accumulated different tensors"));
+
+    // N = world - 1 batches known, but every rank ends one: world > N.
+    fisher_accumulator<float> counted({.num_batches = comm.size() - 1});
+    counted.add_tensor("layer.0.weight", m.w0.size());
+    counted.accumulate("layer.0.weight", m.g0);
+    counted.end_batch();
+    CHECK_THROWS_MATCHES(distributed_fisher_select(comm, counted, 0.3), error,
+                         error_with("the ranks ended " + std::to_string(comm.size()) + " batches, more than num_batches"));
 }
 
 // ---- lost ranks: hidden cases, each run by its own ctest entry -------------------

@@ -149,6 +149,13 @@ TEST_CASE("sharded_optimizer: registration rules", "[distributed]") {
     CHECK_THROWS_MATCHES(opt.add_parameter(0, "late", extra, gextra), error, error_with("define the slices"));
     CHECK_THROWS_MATCHES((sharded_optimizer<adamw, single_process_communicator>(comm, dense{}, {.compact_fixed_state = true})),
                          error, error_with("compact_fixed_state"));
+    // A communicator that reports a rank outside its world.
+    struct misnumbered : single_process_communicator {
+        std::size_t rank() const { return 3; }
+        std::size_t size() const { return 2; }
+    };
+    const misnumbered bad;
+    CHECK_THROWS_MATCHES((sharded_optimizer<adamw, misnumbered>(bad)), error, error_with("rank 3 of a world of 2"));
 }
 
 TEST_CASE("sharded_optimizer: a non-finite gradient raises or skips", "[distributed]") {
