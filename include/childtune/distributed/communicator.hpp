@@ -20,6 +20,7 @@
 #include <numeric>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace childtune {
@@ -68,6 +69,31 @@ public:
 };
 
 namespace detail {
+
+//! The argument checks of an engine communicator's all_gather (`who` names it,
+//! e.g. "mpi::communicator"): one count per rank, this rank's block as long as
+//! its count, a receive buffer of exactly the counts' total. Returns the total.
+inline std::size_t check_all_gather(std::string_view who, std::size_t rank, std::size_t world, std::size_t mine_bytes,
+                                    std::size_t all_bytes, std::span<const std::size_t> counts) {
+    const auto where = [&] { return " [rank " + std::to_string(rank) + " of " + std::to_string(world) + "]"; };
+    if (counts.size() != world)
+        fail(std::string(who) + ": all_gather with " + std::to_string(counts.size()) + " counts in a world of " +
+             std::to_string(world) + where());
+    if (counts[rank] != mine_bytes)
+        fail(std::string(who) + ": all_gather sends " + std::to_string(mine_bytes) + " bytes, its count says " +
+             std::to_string(counts[rank]) + where());
+    const std::size_t total = std::accumulate(counts.begin(), counts.end(), std::size_t{0});
+    if (total != all_bytes)
+        fail(std::string(who) + ": all_gather receives " + std::to_string(total) + " bytes into a buffer of " +
+             std::to_string(all_bytes) + where());
+    return total;
+}
+
+//! The root of an engine communicator's broadcast must be a rank of the world.
+inline void check_broadcast_root(std::string_view who, std::size_t root, std::size_t world) {
+    if (root >= world)
+        fail(std::string(who) + ": broadcast from rank " + std::to_string(root) + " of " + std::to_string(world));
+}
 
 //! Gathers one u64 from every rank, in rank order.
 template <communicator C>

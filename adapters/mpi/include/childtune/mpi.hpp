@@ -59,12 +59,7 @@ public:
     //! Variable-size byte blocks in rank order (MPI_Allgatherv). MPI counts and
     //! displacements are int: blocks and their total must stay below 2 GiB.
     void all_gather(std::span<const std::byte> mine, std::span<std::byte> all, std::span<const std::size_t> counts) const {
-        if (counts.size() != size_)
-            detail::fail("mpi::communicator: all_gather with " + std::to_string(counts.size()) + " counts in a world of " +
-                         std::to_string(size_) + " [rank " + std::to_string(rank_) + "]");
-        if (counts[rank_] != mine.size())
-            detail::fail("mpi::communicator: all_gather sends " + std::to_string(mine.size()) + " bytes, its count says " +
-                         std::to_string(counts[rank_]) + " [rank " + std::to_string(rank_) + "]");
+        detail::check_all_gather("mpi::communicator", rank_, size_, mine.size(), all.size(), counts);
         std::vector<int> c(size_), d(size_);
         std::size_t at = 0;
         for (std::size_t r = 0; r < size_; ++r) {
@@ -74,15 +69,12 @@ public:
             d[r] = static_cast<int>(at);
             at += counts[r];
         }
-        if (at != all.size())
-            detail::fail("mpi::communicator: all_gather receives " + std::to_string(at) + " bytes into a buffer of " +
-                         std::to_string(all.size()) + " [rank " + std::to_string(rank_) + "]");
         check(MPI_Allgatherv(mine.data(), c[rank_], MPI_BYTE, all.data(), c.data(), d.data(), MPI_BYTE, comm_),
               "MPI_Allgatherv");
     }
 
     void broadcast(std::span<std::byte> bytes, std::size_t root) const {
-        if (root >= size_) detail::fail("mpi::communicator: broadcast from rank " + std::to_string(root) + " of " + std::to_string(size_));
+        detail::check_broadcast_root("mpi::communicator", root, size_);
         std::size_t done = 0;
         do { // in pieces below MPI's int count
             const std::size_t n = std::min(bytes.size() - done, static_cast<std::size_t>(INT_MAX));

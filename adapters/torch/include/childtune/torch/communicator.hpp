@@ -68,17 +68,8 @@ public:
     //! Variable-size byte blocks in rank order. c10d's all-gather wants the same
     //! size from every rank, so each block travels padded to the largest.
     void all_gather(std::span<const std::byte> mine, std::span<std::byte> all, std::span<const std::size_t> counts) const {
-        if (counts.size() != size_)
-            fail("all_gather with " + std::to_string(counts.size()) + " counts in a world of " + std::to_string(size_));
-        if (counts[rank_] != mine.size())
-            fail("all_gather sends " + std::to_string(mine.size()) + " bytes, its count says " + std::to_string(counts[rank_]));
-        std::size_t total = 0, widest = 0;
-        for (const auto c : counts) {
-            total += c;
-            widest = std::max(widest, c);
-        }
-        if (total != all.size())
-            fail("all_gather receives " + std::to_string(total) + " bytes into a buffer of " + std::to_string(all.size()));
+        detail::check_all_gather("torch::communicator", rank_, size_, mine.size(), all.size(), counts);
+        const std::size_t widest = *std::max_element(counts.begin(), counts.end());
         if (widest == 0) return;
         run("allgather", [&] {
             at::Tensor sent = at::zeros({static_cast<std::int64_t>(widest)}, options(at::kByte));
@@ -99,7 +90,7 @@ public:
     }
 
     void broadcast(std::span<std::byte> bytes, std::size_t root) const {
-        if (root >= size_) fail("broadcast from rank " + std::to_string(root) + " of " + std::to_string(size_));
+        detail::check_broadcast_root("torch::communicator", root, size_);
         if (bytes.empty()) return;
         run("broadcast", [&] {
             at::Tensor t = staged(bytes.data(), bytes.size(), at::kByte);
