@@ -52,8 +52,10 @@ struct model {
         for (auto& x : g1) x = childtune::bfloat16(static_cast<float>(d(rng)));
         for (auto& x : g2) x = d(rng);
     }
+    //! Registers the tensors with `opt` (a core or a sharded optimizer of any
+    //! rule): the encoder group masked, the head dense with 10 times the lr.
     template <class Opt>
-    void attach(Opt& opt, const childtune::adamw::options& o = {}) {
+    void attach(Opt& opt, const typename Opt::options_type& o = {}) {
         const auto enc = opt.add_group("encoder", o, true);
         auto head_options = o;
         head_options.lr *= 10;
@@ -94,11 +96,11 @@ inline childtune::adamw::options test_options() {
     return o;
 }
 
-//! `steps` steps of the single-process core optimizer.
-inline model run_reference(const childtune::mask_mode& mode, int steps, std::size_t* state_bytes = nullptr) {
+//! `steps` steps of `opt` over a fresh model (gradients of steps 0, 1, ...).
+template <class Opt>
+model run_steps(Opt& opt, const typename Opt::options_type& o, int steps, std::size_t* state_bytes) {
     model m;
-    childtune::optimizer<childtune::adamw> opt(mode);
-    m.attach(opt, test_options());
+    m.attach(opt, o);
     for (int s = 0; s < steps; ++s) {
         m.gradients(static_cast<std::uint64_t>(s));
         opt.step();
@@ -107,18 +109,28 @@ inline model run_reference(const childtune::mask_mode& mode, int steps, std::siz
     return m;
 }
 
-//! The same run on the sharded optimizer over `comm`.
+//! `steps` steps of the single-process core optimizer with rule R.
+template <class R>
+model run_reference(const typename R::options& o, const childtune::mask_mode& mode, int steps,
+                    std::size_t* state_bytes = nullptr) {
+    childtune::optimizer<R> opt(mode);
+    return run_steps(opt, o, steps, state_bytes);
+}
+//! The same with legacy AdamW and test_options().
+inline model run_reference(const childtune::mask_mode& mode, int steps, std::size_t* state_bytes = nullptr) {
+    return run_reference<childtune::adamw>(test_options(), mode, steps, state_bytes);
+}
+
+//! The same runs on the sharded optimizer over `comm`.
+template <class R, class Comm>
+model run_sharded(const Comm& comm, const typename R::options& o, const childtune::mask_mode& mode, int steps,
+                  std::size_t* state_bytes = nullptr) {
+    childtune::sharded_optimizer<R, Comm> opt(comm, mode);
+    return run_steps(opt, o, steps, state_bytes);
+}
 template <class Comm>
 model run_sharded(const Comm& comm, const childtune::mask_mode& mode, int steps, std::size_t* state_bytes = nullptr) {
-    model m;
-    childtune::sharded_optimizer<childtune::adamw, Comm> opt(comm, mode);
-    m.attach(opt, test_options());
-    for (int s = 0; s < steps; ++s) {
-        m.gradients(static_cast<std::uint64_t>(s));
-        opt.step();
-    }
-    if (state_bytes) *state_bytes = opt.state_bytes();
-    return m;
+    return run_sharded<childtune::adamw>(comm, test_options(), mode, steps, state_bytes);
 }
 
 //! The Child-Tuning_D mask of `batches` integer-gradient batches in one process.

@@ -74,33 +74,6 @@ inline top_p_result distributed_mask(const test_communicator& comm) {
     return distributed_fisher_select(comm, acc, 0.3).selection;
 }
 
-//! `steps` steps of rule R over the test model: sharded over `comm` when given,
-//! else the single-process core optimizer.
-template <class R>
-model run_rule(const typename R::options& o, const mask_mode& mode, int steps, const test_communicator* comm) {
-    model m;
-    const auto go = [&](auto& opt) {
-        const auto enc = opt.add_group("encoder", o, true);
-        const auto hd = opt.add_group("head", o, false);
-        opt.add_parameter(enc, "layer.0.weight", m.w0, m.g0);
-        opt.add_parameter(enc, "layer.0.bias", m.w1, m.g1);
-        opt.add_parameter(enc, "layer.1.weight", m.w2, m.g2);
-        opt.add_parameter(hd, "head.weight", m.head, m.ghead);
-        for (int s = 0; s < steps; ++s) {
-            m.gradients(static_cast<std::uint64_t>(s));
-            opt.step();
-        }
-    };
-    if (comm) {
-        sharded_optimizer<R, test_communicator> opt(*comm, mode);
-        go(opt);
-    } else {
-        optimizer<R> opt(mode);
-        go(opt);
-    }
-    return m;
-}
-
 } // namespace rank_cases
 
 TEST_CASE("ranks: the communicator's collectives", "[ranks]") {
@@ -195,17 +168,17 @@ TEST_CASE("ranks: every rule is bit-identical sharded (torch-flavour AdamW, Adam
         aw.lr = 1e-2;
         aw.weight_decay = 0.1;
         aw.flavour = adamw_flavour::torch;
-        CHECK(same_bits(run_rule<adamw>(aw, mode, 4, nullptr), run_rule<adamw>(aw, mode, 4, &comm)));
+        CHECK(same_bits(dist_test::run_reference<adamw>(aw, mode, 4), dist_test::run_sharded<adamw>(comm, aw, mode, 4)));
         adam::options a;
         a.lr = 1e-2;
         a.weight_decay = 0.01;
-        CHECK(same_bits(run_rule<adam>(a, mode, 4, nullptr), run_rule<adam>(a, mode, 4, &comm)));
+        CHECK(same_bits(dist_test::run_reference<adam>(a, mode, 4), dist_test::run_sharded<adam>(comm, a, mode, 4)));
         sgd::options s;
         s.lr = 0.05;
         s.momentum = 0.9;
         s.nesterov = true;
         s.weight_decay = 1e-3;
-        CHECK(same_bits(run_rule<sgd>(s, mode, 4, nullptr), run_rule<sgd>(s, mode, 4, &comm)));
+        CHECK(same_bits(dist_test::run_reference<sgd>(s, mode, 4), dist_test::run_sharded<sgd>(comm, s, mode, 4)));
     }
 }
 
