@@ -1,0 +1,74 @@
+#pragma once
+//! \file
+//! The one place that chooses an instruction set at run time.
+//!
+//! A CPU kernel is a type `K` with a member template `template <cpu_isa I>
+//! static R run(Args...)`, written once over I (exec/detail/simd.hpp's vectors
+//! are as wide as I's registers), and a `static constexpr cpu_isa max_isa`: the
+//! widest instruction set it is allowed to use. `dispatch<K>(isa, args...)` runs
+//! the variant for `min(isa, K::max_isa)` through an entry function compiled for
+//! that instruction set: a per-function target attribute plus `flatten`, which
+//! inlines the kernel and everything it calls into the entry, so the generic
+//! vector code becomes SSE2, AVX2 or AVX-512 instructions while the user's
+//! translation unit keeps its ordinary flags (no `-march`). This is the shape of
+//! Highway's HWY_EXPORT / HWY_DYNAMIC_DISPATCH, with templates instead of
+//! re-included source.
+//!
+//! The scalar variant is the definition the vector variants must reproduce bit
+//! for bit. On x86-64 every CPU has SSE2, so it is compiled into the dispatch only
+//! when a kernel asks for it (`scalar_entry`) or when CHILDTUNE_MAX_ISA is 0;
+//! tests call `K::template run<cpu_isa::scalar>` directly to compare.
+
+#include <childtune/config.hpp>
+#include <childtune/exec/detail/cpu_features.hpp>
+
+#include <utility>
+
+namespace childtune::detail {
+
+//! Whether kernel K compiles its scalar variant into dispatch().
+template <class K>
+constexpr bool dispatches_scalar() {
+    if constexpr (!CHILDTUNE_HAS_SSE2 || CHILDTUNE_MAX_ISA == 0) return true;
+    else if constexpr (requires { K::scalar_entry; }) return K::scalar_entry;
+    else return false;
+}
+
+#if CHILDTUNE_HAS_SSE2
+template <class K, class... Args>
+decltype(auto) run_sse2(Args... args) {
+    return K::template run<cpu_isa::sse2>(args...);
+}
+#endif
+#if CHILDTUNE_HAS_AVX2_DISPATCH
+template <class K, class... Args>
+__attribute__((target("avx2"), flatten)) decltype(auto) run_avx2(Args... args) {
+    return K::template run<cpu_isa::avx2>(args...);
+}
+template <class K, class... Args>
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"), flatten)) decltype(auto) run_avx512(Args... args) {
+    return K::template run<cpu_isa::avx512>(args...);
+}
+#endif
+
+//! Runs kernel K's variant for `isa` (capped at K::max_isa; the CPU must support
+//! `isa`, see best_cpu_isa()).
+template <class K, class... Args>
+decltype(auto) dispatch(cpu_isa isa, Args... args) {
+    if (isa > K::max_isa) isa = K::max_isa;
+#if CHILDTUNE_HAS_AVX2_DISPATCH
+    if constexpr (K::max_isa >= cpu_isa::avx512)
+        if (isa == cpu_isa::avx512) return run_avx512<K>(args...);
+    if constexpr (K::max_isa >= cpu_isa::avx2)
+        if (isa == cpu_isa::avx2) return run_avx2<K>(args...);
+#endif
+    if constexpr (dispatches_scalar<K>())
+        if (isa == cpu_isa::scalar) return K::template run<cpu_isa::scalar>(args...);
+#if CHILDTUNE_HAS_SSE2
+    return run_sse2<K>(args...);
+#else
+    return K::template run<cpu_isa::scalar>(args...);
+#endif
+}
+
+} // namespace childtune::detail
