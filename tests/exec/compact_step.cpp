@@ -1,4 +1,3 @@
-#include <childtune/exec/compact_step.hpp>
 #include <childtune/exec/cpu_step.hpp>
 #include <childtune/mask/bit_mask.hpp>
 #include <childtune/mask/fixed.hpp>

@@ -9,6 +9,7 @@
 //! score chunks) and a broadcast. Everything else is built from these in the core,
 //! so that every adapter gets the same, deterministic results.
 
+#include <childtune/concepts.hpp>
 #include <childtune/error.hpp>
 
 #include <algorithm>
@@ -25,28 +26,8 @@
 
 namespace childtune {
 
-//! A process group of `size()` ranks, this process being `rank()`.
-//! Semantics: every member is collective — all ranks call it in the same order
-//! with matching arguments — and blocks until its result is complete here.
-//! - `all_reduce_sum(x)` replaces x on every rank by the element-wise sum over
-//!   ranks. Floating-point sums may be added in any order (results need not be
-//!   bit-identical across ranks); childtune uses them for exact integer counts.
-//! - `all_gather(mine, all, counts)`: `counts[r]` bytes from rank r (`mine` has
-//!   counts[rank()] of them) land in `all` one after another in rank order.
-//! - `broadcast(bytes, root)`: rank `root`'s bytes overwrite the others'.
-//! A failure of the engine throws childtune::error naming the operation.
-template <class C>
-concept communicator = requires(const C& c, std::span<float> f, std::span<double> d, std::span<std::uint64_t> u,
-                                std::span<const std::byte> mine, std::span<std::byte> all,
-                                std::span<const std::size_t> counts, std::size_t root) {
-    { c.rank() } -> std::convertible_to<std::size_t>;
-    { c.size() } -> std::convertible_to<std::size_t>;
-    c.all_reduce_sum(f);
-    c.all_reduce_sum(d);
-    c.all_reduce_sum(u);
-    c.all_gather(mine, all, counts);
-    c.broadcast(all, root);
-};
+// The communicator concept is in concepts.hpp.
+
 
 //! World size 1: every collective is a copy or nothing. The sharded optimizer
 //! over it is the single-process optimizer.

@@ -99,6 +99,8 @@ public:
         value<std::uint64_t>(s.size());
         bytes(s.data(), s.size());
     }
+    //! A length-prefixed run of bytes of any length (string() is for names).
+    void string_bytes(std::string_view s) { string(s); }
     //! Arrays of arithmetic values or of 16-bit storage types, little-endian.
     template <class T>
     void array(std::span<const T> a) {
@@ -149,6 +151,11 @@ public:
         bytes(s.data(), s.size());
         return s;
     }
+    //! A run written by binary_writer::string_bytes, read in bounded chunks.
+    std::string string_bytes() {
+        const auto v = array_untrusted<char>(value<std::uint64_t>());
+        return {v.begin(), v.end()};
+    }
     //! Reads exactly `count` elements into `out` (already sized by the caller from
     //! trusted information).
     template <class T>
@@ -173,13 +180,18 @@ public:
         return out;
     }
     //! Checks the magic bytes and the format version written by binary_writer::header.
-    void header(std::string_view magic, std::uint32_t version) {
+    void header(std::string_view magic, std::uint32_t version) { (void)header_of_versions(magic, version, version); }
+    //! Checks the magic bytes and returns the format version, which must be in
+    //! [oldest, newest].
+    std::uint32_t header_of_versions(std::string_view magic, std::uint32_t oldest, std::uint32_t newest) {
         std::string m(magic.size(), '\0');
         bytes(m.data(), m.size());
         if (m != magic) fail(what_ + ": not a childtune " + what_ + " (bad magic)");
         const auto v = value<std::uint32_t>();
-        if (v != version)
-            fail(what_ + ": format version " + std::to_string(v) + " is not supported (expected " + std::to_string(version) + ")");
+        if (v < oldest || v > newest)
+            fail(what_ + ": format version " + std::to_string(v) + " is not supported (expected " + std::to_string(oldest) +
+                 (oldest == newest ? "" : " to " + std::to_string(newest)) + ")");
+        return v;
     }
     //! Reads the trailing checksum and compares it with everything read so far.
     void finish() {

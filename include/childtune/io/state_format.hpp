@@ -1,20 +1,27 @@
 #pragma once
 //! \file
-//! The pieces of the optimizer state file that every optimizer writing it shares
-//! (the core's childtune::optimizer and the Thrust adapter's), so a checkpoint of
-//! a GPU run loads into a CPU optimizer and back.
+//! The encodings of the optimizer state file, shared by every optimizer that
+//! writes it (CPU, Thrust, LibTorch, sharded), so a checkpoint of a GPU run loads
+//! into a CPU optimizer and back. io/state_file.hpp puts them together.
 //!
 //! Layout (io/binary.hpp encodings, checksummed): magic, version, rule name, step
-//! count, mask mode (u8 index; Bernoulli p and seed; fixed: the mask entries),
-//! mask target, decay_masked, groups (name, masked, the rule's option values), then
-//! per tensor: name, group, Bernoulli key, parameter dtype, size, state dtype,
-//! step count, state buffers, compact flag, and each buffer's elements.
+//! count, the optimizer-wide mask, mask target, decay_masked, groups (name,
+//! masked, the rule's option values; version 2: the group's own mask), then per
+//! tensor: name, group, Bernoulli key, parameter dtype, size, state dtype, step
+//! count, state buffers, layout (0 full, 1 compact), and each buffer's elements.
+//!
+//! A mask is a u8 kind: 0 dense; 1 Bernoulli (p, seed); 2 fixed (the named bit
+//! masks); 3 (version 2) a mask policy of the user's (its name and record,
+//! io/policy_io.hpp). Version 1 is what childtune 0.1 wrote; files that need
+//! none of version 2's additions are still written as version 1.
 
 #include <childtune/error.hpp>
 #include <childtune/io/binary.hpp>
+#include <childtune/mask/any_mask.hpp>
 #include <childtune/mask/bernoulli.hpp>
 #include <childtune/mask/dense.hpp>
 #include <childtune/mask/fixed.hpp>
+#include <childtune/mask/mask_mode.hpp>
 #include <childtune/mask/mask_set.hpp>
 #include <childtune/tensor_view.hpp>
 #include <childtune/update/masking.hpp>
@@ -23,30 +30,38 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <variant>
 #include <vector>
 
-namespace childtune {
-
-//! The three ways a step masks the masked groups.
-using mask_mode = std::variant<dense, bernoulli, fixed>;
-
-namespace detail {
+namespace childtune::detail {
 
 inline constexpr std::string_view optimizer_state_magic{"CTSTATE\1", 8};
-inline constexpr std::uint32_t optimizer_state_version = 1;
+//! Version 1: 0.1's format. Version 2: masks per group and user policies.
+inline constexpr std::uint32_t optimizer_state_version = 2;
 
-inline void write_mask_mode(binary_writer& w, const mask_mode& mode) {
-    w.value<std::uint8_t>(static_cast<std::uint8_t>(mode.index()));
-    if (const auto* b = std::get_if<bernoulli>(&mode)) {
+//! Whether version 1 can hold the mask (a built-in policy).
+inline bool is_builtin_mask(const any_mask& m) {
+    return m.target<dense>() || m.target<bernoulli>() || m.target<fixed>();
+}
+
+inline void write_mask(binary_writer& w, const any_mask& m) {
+    if (m.target<dense>()) {
+        w.value<std::uint8_t>(0);
+    } else if (const auto* b = m.target<bernoulli>()) {
+        w.value<std::uint8_t>(1);
         w.value<double>(b->p);
         w.value<std::uint64_t>(b->seed);
-    } else if (const auto* f = std::get_if<fixed>(&mode)) {
+    } else if (const auto* f = m.target<fixed>()) {
+        w.value<std::uint8_t>(2);
         write_mask_entries(w, f->masks);
+    } else {
+        w.value<std::uint8_t>(3);
+        m.save(w);
     }
 }
 
-inline mask_mode read_mask_mode(binary_reader& r) {
+//! Reads a mask; a user policy (kind 3) is read by `current`, the policy this
+//! optimizer holds at that place, which must be of the same type.
+inline any_mask read_mask(binary_reader& r, std::uint32_t version, const any_mask& current) {
     switch (r.value<std::uint8_t>()) {
     case 0: return dense{};
     case 1: {
@@ -57,35 +72,40 @@ inline mask_mode read_mask_mode(binary_reader& r) {
         return b;
     }
     case 2: return fixed{read_mask_entries(r)};
+    case 3:
+        if (version >= 2) return current.load(r);
+        [[fallthrough]];
     default: fail("optimizer state is corrupt: unknown mask mode");
     }
 }
 
-//! What precedes the groups: the step count, the mask mode and the masking options.
+//! What precedes the groups: the step count, the optimizer-wide mask and the
+//! masking options.
 struct state_preamble {
+    std::uint32_t version = optimizer_state_version;
     std::uint64_t steps = 0;
-    mask_mode mode = dense{};
+    any_mask mask;
     masking_options masking{};
 };
 
 inline void write_state_preamble(binary_writer& w, std::string_view rule, const state_preamble& p) {
-    w.header(optimizer_state_magic, optimizer_state_version);
+    w.header(optimizer_state_magic, p.version);
     w.string(rule);
     w.value<std::uint64_t>(p.steps);
-    write_mask_mode(w, p.mode);
+    write_mask(w, p.mask);
     w.value<std::uint8_t>(static_cast<std::uint8_t>(p.masking.target));
     w.value<std::uint8_t>(p.masking.decay_masked ? 1 : 0);
 }
 
-//! Reads the preamble of a file that must have been written for `rule`.
-inline state_preamble read_state_preamble(binary_reader& r, std::string_view rule) {
-    r.header(optimizer_state_magic, optimizer_state_version);
+//! Reads the preamble of a file written for `rule` (versions 1 and 2).
+inline state_preamble read_state_preamble(binary_reader& r, std::string_view rule, const any_mask& current) {
+    state_preamble p;
+    p.version = r.header_of_versions(optimizer_state_magic, 1, optimizer_state_version);
     const std::string written = r.string();
     if (written != rule)
         fail("optimizer state: written by a '" + written + "' optimizer, this one is '" + std::string(rule) + "'");
-    state_preamble p;
     p.steps = r.value<std::uint64_t>();
-    p.mode = read_mask_mode(r);
+    p.mask = read_mask(r, p.version, current);
     const auto target = r.value<std::uint8_t>();
     if (target > 1) fail("optimizer state is corrupt: unknown mask target");
     p.masking.target = static_cast<mask_target>(target);
@@ -93,22 +113,27 @@ inline state_preamble read_state_preamble(binary_reader& r, std::string_view rul
     return p;
 }
 
-//! Groups: their count, then each one's name, masked flag and option values.
-//! `Group` has `name`, `masked` and `options` (of Rule).
+//! Groups: their count, then each one's name, masked flag and option values,
+//! and (version 2) its own mask. `Group` has `name`, `masked`, `options` (of
+//! Rule) and `own` (std::optional<any_mask>).
 template <class Rule, class Group>
-void write_state_groups(binary_writer& w, const std::vector<Group>& groups) {
+void write_state_groups(binary_writer& w, std::uint32_t version, const std::vector<Group>& groups) {
     w.value<std::uint64_t>(groups.size());
     for (const auto& g : groups) {
         w.string(g.name);
         w.value<std::uint8_t>(g.masked ? 1 : 0);
         for (double v : Rule::to_values(g.options)) w.value<double>(v);
+        if (version >= 2) {
+            w.value<std::uint8_t>(g.own ? 1 : 0);
+            if (g.own) write_mask(w, *g.own);
+        }
     }
 }
 
 //! The file's groups, which must be `groups` by name and order: a copy of them
-//! with the file's masked flags and (validated) options.
+//! with the file's masked flags, (validated) options and own masks.
 template <class Rule, class Group>
-std::vector<Group> read_state_groups(binary_reader& r, std::vector<Group> groups) {
+std::vector<Group> read_state_groups(binary_reader& r, std::uint32_t version, std::vector<Group> groups) {
     const auto count = r.value<std::uint64_t>();
     if (count != groups.size())
         fail("optimizer state has " + std::to_string(count) + " groups, this optimizer has " + std::to_string(groups.size()));
@@ -120,6 +145,9 @@ std::vector<Group> read_state_groups(binary_reader& r, std::vector<Group> groups
         for (double& v : values) v = r.value<double>();
         g.options = Rule::from_values(values);
         Rule::validate(g.options, g.name);
+        std::optional<any_mask> own;
+        if (version >= 2 && r.value<std::uint8_t>() != 0) own = read_mask(r, version, g.own ? *g.own : any_mask{});
+        g.own = std::move(own);
     }
     return groups;
 }
@@ -174,9 +202,22 @@ inline state_tensor_record read_state_tensor(binary_reader& r, state_tensor_reco
     expected.steps = r.value<std::uint64_t>();
     expected.buffers = r.value<std::uint8_t>();
     if (expected.buffers > max_buffers) fail(where + ": is corrupt (too many state buffers)");
-    expected.compact = r.value<std::uint8_t>() != 0;
+    const auto layout = r.value<std::uint8_t>();
+    if (layout > 1) fail(where + ": is corrupt (unknown state layout)");
+    expected.compact = layout != 0;
     return expected;
 }
 
-} // namespace detail
-} // namespace childtune
+//! A state buffer's elements (float or double, little-endian).
+inline void write_state_buffer(binary_writer& w, dtype type, std::span<const std::byte> s) {
+    if (type == dtype::float64) w.array(std::span<const double>(reinterpret_cast<const double*>(s.data()), s.size() / 8));
+    else w.array(std::span<const float>(reinterpret_cast<const float*>(s.data()), s.size() / 4));
+}
+inline std::vector<std::byte> read_state_buffer(binary_reader& r, dtype type, std::size_t elements) {
+    std::vector<std::byte> s(elements * (type == dtype::float64 ? 8 : 4));
+    if (type == dtype::float64) r.array_into(std::span<double>(reinterpret_cast<double*>(s.data()), elements));
+    else r.array_into(std::span<float>(reinterpret_cast<float*>(s.data()), elements));
+    return s;
+}
+
+} // namespace childtune::detail

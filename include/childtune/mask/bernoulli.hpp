@@ -19,10 +19,12 @@
 
 #include <childtune/config.hpp>
 #include <childtune/error.hpp>
+#include <childtune/mask/tensor_info.hpp>
 #include <childtune/random/detail/philox_x86.hpp>
 #include <childtune/random/philox.hpp>
 
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <string>
@@ -74,6 +76,16 @@ public:
         if (shift == 0) return word;
         return (word >> shift) | (detail::philox_keep_word(isa_, params_, group + 1) << (64 - shift));
     }
+    //! Keep words of elements first, first + 64, ... (`count` of them): one
+    //! dispatch for the run when `first` starts a 64-element group.
+    void words(std::uint64_t first, std::size_t count, std::uint64_t* out) const {
+        const std::uint64_t e = first + offset_;
+        if (all_ || e % 64 != 0) {
+            for (std::size_t k = 0; k < count; ++k) out[k] = bits64(first + 64 * k);
+            return;
+        }
+        detail::philox_keep_words(isa_, params_, e / 64, count, out);
+    }
     //! Probability of keeping an element; kept gradients are divided by it.
     CHILDTUNE_HD double keep_probability() const { return p_; }
     //! Chooses the generator implementation (tests use it to compare them).
@@ -110,6 +122,9 @@ struct bernoulli {
     bernoulli_view view(std::uint32_t tensor_key, std::uint64_t step, std::uint64_t offset = 0) const {
         return {p, seed, tensor_key, step, offset};
     }
+    //! The mask_policy form: decisions of tensor `t` (by its key, at its offset).
+    bernoulli_view view(const tensor_info& t, std::uint64_t step) const { return view(t.key, step, t.offset); }
+    friend bool operator==(const bernoulli&, const bernoulli&) = default;
 
 private:
     //! %g, so a tiny p does not print as 0.000000 (std::to_string).

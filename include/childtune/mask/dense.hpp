@@ -5,6 +5,7 @@
 //! the task head).
 
 #include <childtune/config.hpp>
+#include <childtune/mask/tensor_info.hpp>
 
 #include <cstdint>
 
@@ -21,6 +22,8 @@ public:
 struct dense {
     void validate() const {}
     dense_view view(std::uint32_t = 0, std::uint64_t = 0, std::uint64_t = 0) const { return {}; }
+    dense_view view(const tensor_info&, std::uint64_t) const { return {}; }
+    friend bool operator==(const dense&, const dense&) = default;
 };
 
 } // namespace childtune

@@ -8,6 +8,11 @@
 #include <childtune/error.hpp>
 #include <childtune/mask/bit_mask.hpp>
 #include <childtune/mask/mask_set.hpp>
+#include <childtune/mask/tensor_info.hpp>
+
+#include <span>
+#include <string>
+#include <string_view>
 
 #include <cstdint>
 
@@ -64,6 +69,32 @@ struct fixed {
                          " elements, the tensor has " + std::to_string(expected_size));
         return fixed_view(*m, offset);
     }
+    //! The mask_policy form: the mask of tensor `t`, read at its offset.
+    fixed_view view(const tensor_info& t, std::uint64_t /*step*/) const { return view(t.name, t.size, t.offset); }
+
+    //! The set must hold a mask of the right size for every tensor that uses it
+    //! (`users`), and no mask for any other tensor: a mask built for another
+    //! parameter set is caught by name and size.
+    void check_tensors(std::span<const tensor_info> users, std::span<const tensor_info> registered) const {
+        for (const auto& t : users) (void)view(t.name, t.size);
+        if (users.size() == masks.tensor_count()) return;
+        for (const auto& e : masks.entries()) {
+            const auto uses = [&](std::span<const tensor_info> ts) {
+                for (const auto& t : ts)
+                    if (t.name == e.name) return &t;
+                return static_cast<const tensor_info*>(nullptr);
+            };
+            if (uses(users)) continue;
+            const tensor_info* other = uses(registered);
+            if (!other)
+                detail::fail("fixed mask: tensor '" + e.name + "' is not registered (mask built for a different parameter set?)");
+            if (!other->group_masked)
+                detail::fail("fixed mask: tensor '" + e.name + "' is in unmasked group '" + std::string(other->group_name) + "'");
+            detail::fail("fixed mask: tensor '" + e.name + "' is in group '" + std::string(other->group_name) +
+                         "', which has a mask policy of its own");
+        }
+    }
+    friend bool operator==(const fixed&, const fixed&) = default;
 };
 
 } // namespace childtune

@@ -17,6 +17,7 @@
 //! chunk order and hold integers, so the result never depends on the backend or
 //! its thread count. Extra memory is O(histogram × chunks) + 1 MiB, never O(N).
 
+#include <childtune/concepts.hpp>
 #include <childtune/config.hpp>
 #include <childtune/error.hpp>
 #include <childtune/exec/backend.hpp>
@@ -42,10 +43,6 @@
 
 namespace childtune {
 
-//! Types Fisher scores and selection inputs may have.
-template <class T>
-concept score_element = std::same_as<T, float> || std::same_as<T, double>;
-
 //! The k-th smallest value (0-based) of a multiset together with where it sits:
 //! `less` elements compare below it and `equal` compare equal to it, so
 //! `less <= k < less + equal`. Values are compared as numbers: -0 equals +0, and
@@ -65,23 +62,6 @@ struct kth_pair {
     kth_value<Score> kth;
     Score next{};
 };
-
-namespace detail {
-
-template <class T>
-struct score_span_traits : std::false_type {};
-template <score_element S>
-struct score_span_traits<std::span<const S>> : std::true_type {
-    using score = S;
-};
-
-} // namespace detail
-
-//! A contiguous sequence of `std::span<const float>` (or `<const double>`): the
-//! segments an order statistic runs over, as if they were concatenated.
-template <class R>
-concept score_segment_range = std::ranges::contiguous_range<R> && std::ranges::sized_range<R> &&
-                              detail::score_span_traits<std::ranges::range_value_t<R>>::value;
 
 namespace detail {
 

@@ -13,6 +13,7 @@
 //! Cost: one exact order statistic (a few read passes, see order_statistic.hpp)
 //! plus one pass writing the bit masks; extra memory is the masks plus ~1 MiB.
 
+#include <childtune/concepts.hpp>
 #include <childtune/error.hpp>
 #include <childtune/exec/backend.hpp>
 #include <childtune/mask/bit_mask.hpp>
@@ -332,19 +333,7 @@ inline void check_top_p_input(std::span<const std::string_view> names, double p,
     if (total == 0) fail("top-p selection: there is no score to select from");
 }
 
-template <class T>
-struct named_scores_traits : std::false_type {};
-template <score_element S>
-struct named_scores_traits<named_scores<S>> : std::true_type {
-    using score = S;
-};
-
 } // namespace detail
-
-//! A contiguous sequence of `named_scores<float>` (or `<double>`).
-template <class R>
-concept named_score_range = std::ranges::contiguous_range<R> && std::ranges::sized_range<R> &&
-                            detail::named_scores_traits<std::ranges::range_value_t<R>>::value;
 
 //! Keeps the top p fraction of all scores of `tensors` taken together (one
 //! global cut, as in Child-Tuning_D) and returns one bit mask per tensor, keyed

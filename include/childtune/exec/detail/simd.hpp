@@ -119,6 +119,16 @@ CHILDTUNE_ALWAYS_INLINE simd<S, N> vsqrt(simd<S, N> x) {
     }
 }
 
+//! Lane-wise comparisons (ordered: false for NaN lanes, as the scalar operators).
+template <class S, int N>
+CHILDTUNE_ALWAYS_INLINE simd_mask<S, N> operator<(simd<S, N> a, simd<S, N> b) {
+    return {a.v < b.v};
+}
+template <class S, int N>
+CHILDTUNE_ALWAYS_INLINE simd_mask<S, N> operator>(simd<S, N> a, simd<S, N> b) {
+    return {a.v > b.v};
+}
+
 template <class S, int N>
 CHILDTUNE_ALWAYS_INLINE simd<S, N> select(simd_mask<S, N> k, simd<S, N> a, simd<S, N> b) {
     using ivec = native_vector_t<lane_int<S>, N>;

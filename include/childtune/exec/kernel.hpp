@@ -1,0 +1,197 @@
+#pragma once
+//! \file
+//! The CPU element pass, written once: mask + rule + state in one sweep over a
+//! range of one tensor, for every instruction set, both state layouts and both
+//! passes of a rule.
+//!
+//! Each element is read once (param, grad, state) and written once (param,
+//! state): 28 bytes per parameter for fp32 AdamW. Keep decisions arrive as one
+//! 64-bit word per 64 elements (from Philox, a packed mask or another policy;
+//! none for dense groups), so no mask is materialised. The ragged end of a range
+//! runs the same lane arithmetic on a zero-padded copy, which makes every
+//! element's result independent of how ranges are split across threads.
+//!
+//! State layouts (the storage policy of exec/state_layout.hpp), chosen per tensor
+//! at run time, one branch per 64 elements:
+//! - full: state buffer b holds every element;
+//! - compact Child-Tuning_D: only the kept elements of a fixed mask, in order;
+//!   each word's state is expanded into a 64-element scratch block (zeros for the
+//!   masked elements), the word is stepped as in the full layout, and the kept
+//!   elements' state is compressed back. The arithmetic is the full layout's on
+//!   the same inputs, so results are bit-identical (tested).
+//!
+//! Passes: `update` runs the rule's `apply`. Rules with a per-tensor phase
+//! (update_rule::reduction_count > 0, e.g. LAMB's trust ratio) first run a
+//! `reduce` pass: the rule's `reduce` updates the state and yields per-element
+//! terms, summed per 64-element block in element order in double precision
+//! (exec/tensor_sum.hpp combines the blocks), before any parameter changes.
+//!
+//! The pass is a template over the vector type (exec/dispatch.hpp compiles it
+//! for scalar, SSE2 and AVX2). The update math stops at AVX2 on purpose:
+//! AVX-512 implies FMA, and GCC's default -ffp-contract=fast (GNU dialects)
+//! would fuse `a*b + c` there and only there, so results would depend on the CPU.
+
+#include <childtune/config.hpp>
+#include <childtune/exec/detail/simd.hpp>
+#include <childtune/exec/dispatch.hpp>
+#include <childtune/update/masking.hpp>
+#include <childtune/update/rule_traits.hpp>
+
+#include <algorithm>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+
+namespace childtune::detail {
+
+//! Raw pointers of one tensor's range: parameters, gradients and the state buffers.
+template <class P, class S>
+struct step_operands {
+    P* param;
+    const P* grad;
+    S* state[max_rule_state_buffers];
+};
+
+enum class element_pass : std::uint8_t { update, reduce };
+
+//! What a pass over [begin, end) reads besides the operands. `words[k]` holds the
+//! keep bits of elements begin + 64k ... begin + 64k + 63 (null: every element
+//! kept); `kept_before` (compact layout only, else null) counts the kept elements
+//! before each 64-element word of the tensor; `block_sums` (reduce pass) receives
+//! Rule::reduction_count sums per 64-element block of the range.
+template <class Rule, class S>
+struct pass_arguments {
+    const typename Rule::template step_constants<S>* constants;
+    masking_options masking;
+    S keep_probability;
+    const std::uint64_t* words;
+    const std::uint32_t* kept_before;
+    double* block_sums;
+};
+
+//! The vector type kernels use for state type S on instruction set I.
+template <class S, cpu_isa I>
+struct vector_for {
+#if CHILDTUNE_HAS_SSE2
+    using type = std::conditional_t<I == cpu_isa::scalar, S, simd_of<S, I >= cpu_isa::avx2 ? 32 : 16>>;
+#else
+    using type = S;
+#endif
+};
+
+template <class Rule, element_pass Pass, std::size_t Buffers, class V, class K, class S, class P>
+CHILDTUNE_ALWAYS_INLINE void step_lanes(const typename Rule::template step_constants<S>& c, const element_mask<K, V>& e,
+                                        P* param, const P* grad, S* const* s, std::size_t i,
+                                        S* terms, std::size_t term_stride) {
+    V p = load(static_cast<V*>(nullptr), param + i);
+    const V g = load(static_cast<V*>(nullptr), grad + i);
+    V state[rule_state_slots<Rule>()] = {};
+    for (std::size_t b = 0; b < Buffers; ++b) state[b] = load(static_cast<V*>(nullptr), s[b] + i);
+    if constexpr (Pass == element_pass::update) {
+        Rule::apply(c, e, p, g, state);
+        store(param + i, p);
+    } else {
+        V t[rule_reduction_count<Rule>()];
+        Rule::reduce(c, e, p, g, state, t);
+        for (std::size_t r = 0; r < rule_reduction_count<Rule>(); ++r) store(terms + r * term_stride + i, t[r]);
+    }
+    for (std::size_t b = 0; b < Buffers; ++b) store(s[b] + i, state[b]);
+}
+
+//! The pass over elements [begin, end) of one tensor; `begin` is a multiple of 64.
+template <class Rule, element_pass Pass, std::size_t Buffers, class V, class S, class P>
+CHILDTUNE_ALWAYS_INLINE void run_element_pass(const pass_arguments<Rule, S>& a, step_operands<P, S> x,
+                                              std::size_t begin, std::size_t end) {
+    // A local copy: through the pointer, every store to the parameters could
+    // alias the constants, and the compiler would reload them for every vector.
+    const typename Rule::template step_constants<S> c = *a.constants;
+    constexpr std::size_t lanes = sizeof(V) / sizeof(S);
+    constexpr std::size_t reductions = Pass == element_pass::reduce ? rule_reduction_count<Rule>() : 0;
+    const auto plan = make_mask_plan(lane_mask(static_cast<V*>(nullptr), ~std::uint64_t{0}),
+                                     lane_mask(static_cast<V*>(nullptr), 0), a.masking, V(a.keep_probability),
+                                     a.keep_probability != S(1));
+    alignas(64) S scratch[Buffers > 0 ? Buffers : 1][64];
+    alignas(64) S terms[reductions > 0 ? reductions : 1][64];
+
+    for (std::size_t w = begin; w < end; w += 64) {
+        const std::size_t n = std::min<std::size_t>(64, end - w);
+        std::uint64_t bits = a.words ? a.words[(w - begin) / 64] : ~std::uint64_t{0};
+        // The state window of this word: the buffers themselves, or (compact) a
+        // scratch block holding the kept elements' state at their positions.
+        S* s[max_rule_state_buffers] = {};
+        if (a.kept_before) {
+            for (std::size_t b = 0; b < Buffers; ++b) {
+                std::fill_n(scratch[b], 64, S(0));
+                std::size_t k = a.kept_before[w / 64];
+                for (std::uint64_t rest = bits; rest != 0; rest &= rest - 1) scratch[b][std::countr_zero(rest)] = x.state[b][k++];
+                s[b] = scratch[b];
+            }
+        } else {
+            for (std::size_t b = 0; b < Buffers; ++b) s[b] = x.state[b] + w;
+        }
+        P* const param = x.param + w;
+        const P* const grad = x.grad + w;
+
+        std::size_t j = 0;
+        for (; j + lanes <= n; j += lanes, bits >>= lanes)
+            step_lanes<Rule, Pass, Buffers, V>(c, plan(lane_mask(static_cast<V*>(nullptr), bits)), param, grad, s, j,
+                                               &terms[0][0], 64);
+        if (j < n) { // ragged end: the same lane arithmetic on a zero-padded copy
+            const std::size_t r = n - j;
+            P tp[lanes] = {}, tg[lanes] = {};
+            S ts[max_rule_state_buffers][lanes] = {};
+            S tt[reductions > 0 ? reductions : 1][lanes] = {};
+            std::copy_n(param + j, r, tp);
+            std::copy_n(grad + j, r, tg);
+            S* padded[max_rule_state_buffers] = {};
+            for (std::size_t b = 0; b < Buffers; ++b) {
+                std::copy_n(s[b] + j, r, ts[b]);
+                padded[b] = ts[b];
+            }
+            step_lanes<Rule, Pass, Buffers, V>(c, plan(lane_mask(static_cast<V*>(nullptr), bits)), tp, tg, padded, 0,
+                                               &tt[0][0], lanes);
+            if constexpr (Pass == element_pass::update) std::copy_n(tp, r, param + j);
+            for (std::size_t b = 0; b < Buffers; ++b) std::copy_n(ts[b], r, s[b] + j);
+            for (std::size_t q = 0; q < reductions; ++q) std::copy_n(tt[q], r, terms[q] + j);
+        }
+
+        if (a.kept_before) {
+            const std::uint64_t kept = a.words ? a.words[(w - begin) / 64] : ~std::uint64_t{0};
+            for (std::size_t b = 0; b < Buffers; ++b) {
+                std::size_t k = a.kept_before[w / 64];
+                for (std::uint64_t rest = kept; rest != 0; rest &= rest - 1) x.state[b][k++] = scratch[b][std::countr_zero(rest)];
+            }
+        }
+        for (std::size_t q = 0; q < reductions; ++q) { // the block's sums, in element order
+            double sum = 0.0;
+            for (std::size_t i = 0; i < n; ++i) sum += static_cast<double>(terms[q][i]);
+            a.block_sums[(w - begin) / 64 * reductions + q] = sum;
+        }
+    }
+}
+
+//! The element pass as a dispatchable kernel (exec/dispatch.hpp). Rules that do
+//! not promise to inline `apply` stop at SSE2: an out-of-line `apply` compiled
+//! without AVX would receive 32-byte vectors differently from how an AVX2
+//! caller passes them.
+template <class Rule, element_pass Pass, std::size_t Buffers, class S, class P>
+struct element_pass_kernel {
+    static constexpr cpu_isa max_isa = inlines_apply<Rule>() ? cpu_isa::avx2 : cpu_isa::sse2;
+
+    template <cpu_isa I>
+    static void run(const pass_arguments<Rule, S>* a, step_operands<P, S> x, std::size_t begin, std::size_t end) {
+        run_element_pass<Rule, Pass, Buffers, typename vector_for<S, I>::type, S, P>(*a, x, begin, end);
+    }
+};
+
+//! Runs pass `Pass` of `Rule` over elements [begin, end) of one tensor with
+//! `buffers` state buffers in use, on instruction set `isa` (supported by the CPU).
+template <class Rule, element_pass Pass, class S, class P>
+void cpu_element_pass(cpu_isa isa, const pass_arguments<Rule, S>& a, step_operands<P, S> x, std::size_t buffers,
+                      std::size_t begin, std::size_t end) {
+    (void)with_state_buffers<Rule>(buffers, [&](auto count) {
+        dispatch<element_pass_kernel<Rule, Pass, decltype(count)::value, S, P>>(isa, &a, x, begin, end);
+    });
+}
+
+} // namespace childtune::detail

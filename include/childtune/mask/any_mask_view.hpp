@@ -1,0 +1,106 @@
+#pragma once
+//! \file
+//! The keep decisions of one tensor at one step, whatever policy made them: what
+//! the registry hands an executor.
+//!
+//! Built-in view types are kept as themselves, so every executor runs them
+//! natively (a GPU kernel computes Bernoulli draws or reads packed words on the
+//! device). A policy's own view type is kept behind two function pointers
+//! (`custom_mask_view`); CPU executors call them for 64 decisions at a time, and
+//! device executors turn them into packed words on the host.
+
+#include <childtune/concepts.hpp>
+#include <childtune/config.hpp>
+#include <childtune/mask/bernoulli.hpp>
+#include <childtune/mask/dense.hpp>
+#include <childtune/mask/fixed.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <type_traits>
+#include <variant>
+
+namespace childtune {
+
+//! A mask_view of a type the library does not know, behind function pointers.
+class custom_mask_view {
+public:
+    static constexpr bool is_dense = false;
+
+    template <mask_view V>
+    explicit custom_mask_view(V v)
+        : self_(std::make_shared<const V>(std::move(v))),
+          keep_([](const void* s, std::uint64_t i) { return static_cast<const V*>(s)->keep(i); }),
+          bits64_([](const void* s, std::uint64_t first) { return static_cast<const V*>(s)->bits64(first); }),
+          p_(static_cast<double>(static_cast<const V*>(self_.get())->keep_probability())) {}
+
+    bool keep(std::uint64_t i) const { return keep_(self_.get(), i); }
+    std::uint64_t bits64(std::uint64_t first) const { return bits64_(self_.get(), first); }
+    double keep_probability() const { return p_; }
+
+private:
+    std::shared_ptr<const void> self_;
+    bool (*keep_)(const void*, std::uint64_t);
+    std::uint64_t (*bits64_)(const void*, std::uint64_t);
+    double p_;
+};
+
+//! Any mask_view. `dense()` says (at run time) that every element is kept.
+class any_mask_view {
+public:
+    using alternatives = std::variant<dense_view, bernoulli_view, fixed_view, custom_mask_view>;
+    static constexpr bool is_dense = false;
+
+    any_mask_view() = default;
+    template <mask_view V>
+        requires(!std::same_as<std::remove_cvref_t<V>, any_mask_view>)
+    any_mask_view(V v) // NOLINT(google-explicit-constructor): a view is a view
+        : v_(wrap(std::move(v))) {}
+
+    bool keep(std::uint64_t i) const {
+        return std::visit([&](const auto& v) { return v.keep(i); }, v_);
+    }
+    std::uint64_t bits64(std::uint64_t first) const {
+        return std::visit([&](const auto& v) { return v.bits64(first); }, v_);
+    }
+    double keep_probability() const {
+        return std::visit([](const auto& v) { return static_cast<double>(v.keep_probability()); }, v_);
+    }
+    bool dense() const { return std::holds_alternative<dense_view>(v_); }
+    const alternatives& get() const { return v_; }
+
+    //! Keep words of elements first, first + 64, ... (`count` of them) into `out`.
+    void words(std::uint64_t first, std::size_t count, std::uint64_t* out) const {
+        std::visit(
+            [&](const auto& v) {
+                if constexpr (requires { v.words(first, count, out); })
+                    v.words(first, count, out);
+                else
+                    for (std::size_t k = 0; k < count; ++k) out[k] = v.bits64(first + 64 * k);
+            },
+            v_);
+    }
+    //! The packed words themselves when they can be read in place from `first`
+    //! (a fixed view whose element `first` starts a word), else null.
+    const std::uint64_t* words_in_place(std::uint64_t first) const {
+        const auto* f = std::get_if<fixed_view>(&v_);
+        if (!f || (f->offset() + first) % 64 != 0) return nullptr;
+        return f->words() + (f->offset() + first) / 64;
+    }
+
+private:
+    template <class V>
+    static alternatives wrap(V v) {
+        if constexpr (std::is_same_v<V, dense_view> || std::is_same_v<V, bernoulli_view> ||
+                      std::is_same_v<V, fixed_view> || std::is_same_v<V, custom_mask_view>)
+            return v;
+        else if constexpr (V::is_dense)
+            return dense_view{};
+        else
+            return custom_mask_view(std::move(v));
+    }
+    alternatives v_{dense_view{}};
+};
+
+} // namespace childtune

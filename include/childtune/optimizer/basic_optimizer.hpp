@@ -1,0 +1,245 @@
+#pragma once
+//! \file
+//! What every Child-Tuning optimizer does, whatever memory its tensors live in:
+//! groups, mask policies, the step sequence (validate, scan, allocate, commit,
+//! run, count) and the state file. It composes the registry (bookkeeping) and
+//! an Executor (memory and kernels); front ends add the registration of their
+//! tensor types: childtune::optimizer (host memory), childtune::thrust::optimizer
+//! (a Thrust system's memory), the LibTorch optimizers.
+//!
+//! Child-Tuning (Xu et al., "Raise a Child in Large Language Model", EMNLP 2021)
+//! updates only a child network: inside the step the gradient is masked, either
+//! by a fresh Bernoulli(p) mask (Child-Tuning_F) or by a fixed Fisher-selected
+//! mask (Child-Tuning_D). Groups choose their mask: the reference masks the
+//! encoder layers and trains embeddings and the task head densely; any mask
+//! policy (concepts.hpp) may serve any group.
+//!
+//! An Executor provides: `supports_compact`; `allocation` (with `bytes()`),
+//! `allocate(requests[, host buffers][, context])`, `adopt(allocation&&)`
+//! noexcept, `release(tensor, from_buffer)` noexcept, `state_bytes()`;
+//! `first_nonfinite(registry, context)`; `run(registry, plan, context)`; and a
+//! way to read a state buffer on the host for save(). See docs/design.md.
+//!
+//! Every public member either succeeds or throws childtune::error and leaves
+//! the optimizer as it was.
+
+#include <childtune/concepts.hpp>
+#include <childtune/error.hpp>
+#include <childtune/io/state_file.hpp>
+#include <childtune/mask/any_mask.hpp>
+#include <childtune/mask/mask_mode.hpp>
+#include <childtune/registry/options.hpp>
+#include <childtune/registry/registry.hpp>
+#include <childtune/registry/step_plan.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace childtune {
+
+template <update_rule Rule, class Executor>
+class basic_optimizer {
+public:
+    using rule_type = Rule;
+    using options_type = typename Rule::options;
+    using executor_type = Executor;
+
+    explicit basic_optimizer(any_mask mask, optimizer_options options = {}) : registry_(options) {
+        if (options.compact_fixed_state && !detail::supports_compact_state<Rule>())
+            detail::fail("optimizer options: the '" + std::string(Rule::name) +
+                         "' rule cannot keep compact Child-Tuning_D state (its masked entries' state need not stay zero)");
+        if (options.compact_fixed_state && !Executor::supports_compact)
+            detail::fail("optimizer options: this optimizer's executor does not keep compact Child-Tuning_D state");
+        mask.validate();
+        registry_.set_default_mask_unchecked(std::move(mask));
+    }
+
+    // ---- groups ------------------------------------------------------------------
+
+    //! Adds a parameter group and returns its index. `masked` groups are masked by
+    //! the optimizer-wide mask (set_mask); the others train densely.
+    std::size_t add_group(std::string name, const options_type& options, bool masked = true) {
+        return registry_.add_group(std::move(name), options, masked, std::nullopt);
+    }
+    //! Adds a group masked by a policy of its own (any mask_policy: one group
+    //! Child-Tuning_F, another Child-Tuning_D, a third `dense{}`).
+    template <mask_policy M>
+    std::size_t add_group(std::string name, const options_type& options, M policy) {
+        return registry_.add_group(std::move(name), options, true, any_mask(std::move(policy)));
+    }
+    std::size_t group_count() const { return registry_.group_count(); }
+    std::size_t group_index(std::string_view name) const { return registry_.group_index(name); }
+    const std::string& group_name(std::size_t group) const { return registry_.group(group).name; }
+    bool group_masked(std::size_t group) const { return registry_.group(group).masked; }
+    const options_type& group_options(std::size_t group) const { return registry_.group(group).options; }
+    //! Replaces a group's hyperparameters between steps (schedulers use set_lr).
+    void set_group_options(std::size_t group, const options_type& options) { registry_.set_group_options(group, options); }
+    void set_lr(std::size_t group, double lr) {
+        options_type o = group_options(group);
+        o.lr = lr;
+        set_group_options(group, o);
+    }
+    //! Sets the learning rate of every group (validated for all before any changes).
+    void set_lr(double lr) {
+        for (const auto& g : registry_.groups()) {
+            options_type o = g.options;
+            o.lr = lr;
+            Rule::validate(o, g.name);
+        }
+        for (std::size_t g = 0; g < group_count(); ++g) {
+            options_type o = group_options(g);
+            o.lr = lr;
+            registry_.set_group_options(g, o);
+        }
+    }
+
+    // ---- tensors -------------------------------------------------------------------
+
+    std::size_t tensor_index(std::string_view name) const { return registry_.tensor_index(name); }
+    std::size_t tensor_count() const { return registry_.tensor_count(); }
+    std::vector<std::string> tensor_names() const {
+        std::vector<std::string> names;
+        for (const auto& t : registry_.tensors()) names.push_back(t.name);
+        return names;
+    }
+    //! What mask policies see of tensor `index`.
+    tensor_info tensor(std::size_t index) const {
+        (void)registry_.tensor(index);
+        return registry_.info(index);
+    }
+
+    // ---- masks ----------------------------------------------------------------------
+
+    //! Sets the optimizer-wide mask (e.g. to Child-Tuning_D once the Fisher mask
+    //! exists): masked groups without a policy of their own use it. Releases
+    //! state reserved by reserve_state() (it was sized for the old mask).
+    template <mask_policy M>
+    void set_mask(M policy) {
+        set_masks(any_mask(std::move(policy)), own_masks());
+    }
+    void set_mask(const mask_mode& mode) { set_masks(any_mask(mode), own_masks()); }
+    void set_mask(any_mask policy) { set_masks(std::move(policy), own_masks()); }
+    //! Gives group `group` a policy of its own (it then ignores `masked`).
+    template <mask_policy M>
+    void set_group_mask(std::size_t group, M policy) {
+        auto own = own_masks();
+        own.at(checked_group(group)) = any_mask(std::move(policy));
+        set_masks(registry_.default_mask(), std::move(own));
+    }
+    //! Back to the optimizer-wide mask (masked groups) or dense training.
+    void clear_group_mask(std::size_t group) {
+        auto own = own_masks();
+        own.at(checked_group(group)).reset();
+        set_masks(registry_.default_mask(), std::move(own));
+    }
+    //! The optimizer-wide policy.
+    const any_mask& mask_policy() const { return registry_.default_mask(); }
+    //! The policy group `group` applies, or null when it trains densely.
+    const any_mask* group_mask(std::size_t group) const { return registry_.mask_of(checked_group(group)); }
+    //! The optimizer-wide mask as the mask_mode of 0.1 (a built-in policy).
+    const mask_mode& mask() const {
+        if (const auto* m = registry_.default_mask().as_mask_mode()) return *m;
+        detail::fail("mask(): the optimizer-wide mask is a user-defined policy, not a mask_mode; use mask_policy()");
+    }
+    const optimizer_options& options() const { return registry_.options(); }
+
+    // ---- stepping ----------------------------------------------------------------------
+
+    //! Number of steps applied so far; step t (0-based) draws its Bernoulli mask
+    //! with counter word 3 = t.
+    std::uint64_t step_count() const { return registry_.step_count(); }
+
+    //! Validates what the next step validates and allocates, all or nothing, the
+    //! optimizer state it would allocate, so that the step allocates none.
+    //! Running out of memory then shows at set-up instead of at step 1, and a
+    //! distributed step can agree on every rank that allocation succeeded before
+    //! any rank changes a parameter. Reserved state counts in state_bytes(); it
+    //! is not saved until a step used it, and set_mask() and load() release it.
+    template <class... Context>
+    void reserve_state(const Context&... context) {
+        auto plan = detail::plan_step(registry_);
+        reserved_.emplace(reservation{plan.requests, executor_.allocate(plan.requests, {}, context...)});
+    }
+
+    //! Bytes of optimizer state held (moments, momentum buffers), reserved included.
+    std::size_t state_bytes() const { return executor_.state_bytes() + (reserved_ ? reserved_->state.bytes() : 0); }
+
+    const Executor& executor() const { return executor_; }
+    const detail::registry<Rule>& registry() const { return registry_; }
+
+protected:
+    //! One step: plan (validates), NaN/Inf scan, state allocation, commit, run.
+    template <class Context>
+    step_result step_with(const Context& context) {
+        auto plan = detail::plan_step(registry_);
+        if (registry_.options().on_nonfinite != nonfinite_policy::unchecked)
+            if (auto bad = executor_.first_nonfinite(registry_, context)) {
+                const auto& t = registry_.tensors()[*bad];
+                if (registry_.options().on_nonfinite == nonfinite_policy::raise)
+                    detail::fail(registry_.describe(t.group, t.name) + ": gradient holds NaN or Inf (step skipped)");
+                return {false, t.name};
+            }
+        auto state = reserved_ && reserved_->requests == plan.requests
+                         ? std::move(reserved_->state)
+                         : executor_.allocate(plan.requests, {}, context);
+        reserved_.reset();
+        executor_.adopt(std::move(state));
+        detail::commit_plan(registry_, plan);
+        executor_.run(registry_, plan, context);
+        detail::finish_step(registry_, plan);
+        return {};
+    }
+
+    //! Writes the state file; `buffer(i, b)` gives a state buffer on the host.
+    template <class BufferBytes>
+    void save_with(std::ostream& out, const detail::file_masks& masks, BufferBytes&& buffer) const {
+        detail::write_state_file(out, registry_, masks, buffer);
+    }
+    //! Reads a state file and commits it; `adapt` may replace the staged masks
+    //! (a device executor's own copies) before anything is committed.
+    template <class Adapt, class... Context>
+    void load_with(std::istream& in, Adapt&& adapt, const Context&... context) {
+        auto staged = detail::read_state_file(in, registry_, Executor::supports_compact);
+        adapt(staged.next);
+        auto state = executor_.allocate(staged.requests, std::move(staged.buffers), context...);
+        // Commit: nothing below throws.
+        reserved_.reset();
+        for (std::size_t i = 0; i < registry_.tensor_count(); ++i)
+            executor_.release(i, staged.next.tensors()[i].buffers);
+        executor_.adopt(std::move(state));
+        registry_ = std::move(staged.next);
+    }
+
+    std::size_t checked_group(std::size_t group) const {
+        (void)registry_.group(group);
+        return group;
+    }
+    std::vector<std::optional<any_mask>> own_masks() const {
+        std::vector<std::optional<any_mask>> own;
+        for (const auto& g : registry_.groups()) own.push_back(g.own);
+        return own;
+    }
+    void set_masks(any_mask default_mask, std::vector<std::optional<any_mask>> own) {
+        auto next = registry_;
+        next.set_masks(std::move(default_mask), std::move(own));
+        detail::refresh_compact_words(next, detail::mask_views(next, next.step_count())); // compact state keeps its mask
+        registry_ = std::move(next);
+        reserved_.reset();
+    }
+
+    struct reservation {
+        std::vector<detail::state_request> requests;
+        typename Executor::allocation state;
+    };
+
+    detail::registry<Rule> registry_;
+    Executor executor_;
+    std::optional<reservation> reserved_;
+};
+
+} // namespace childtune

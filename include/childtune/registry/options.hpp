@@ -1,0 +1,58 @@
+#pragma once
+//! \file
+//! Optimizer-wide options and the result of a step, shared by every optimizer
+//! front end (CPU, Thrust, LibTorch, sharded).
+
+#include <childtune/error.hpp>
+#include <childtune/update/masking.hpp>
+
+#include <cstdint>
+#include <string>
+
+namespace childtune {
+
+//! What a step does when a gradient holds NaN or ±Inf.
+enum class nonfinite_policy : std::uint8_t {
+    raise,     //!< throw childtune::error naming the tensor; nothing is changed
+    skip,      //!< change nothing and report the tensor in the step_result
+    unchecked, //!< do not scan (saves one read of the gradients per step)
+};
+
+//! Precision of the optimizer state.
+enum class state_precision : std::uint8_t {
+    automatic, //!< double for double parameters, float for all others
+    float32,
+    float64,
+};
+
+struct optimizer_options {
+    masking_options masking{};
+    nonfinite_policy on_nonfinite = nonfinite_policy::raise;
+    state_precision precision = state_precision::automatic;
+    //! Under a fixed mask (Child-Tuning_D), keep optimizer state only for the kept
+    //! elements of masked tensors: about 8·p_D bytes per parameter instead of 8 for
+    //! fp32 AdamW, results bit-identical (exec/kernel.hpp). Needs a rule whose
+    //! masked moments provably stay zero (AdamW with mask_target::gradient and
+    //! eps > 0), and the mask may not change once such state exists.
+    bool compact_fixed_state = false;
+};
+
+//! What step() did.
+struct step_result {
+    bool applied = true;
+    //! When the step was skipped: the first tensor (registration order) whose
+    //! gradient held NaN or Inf.
+    std::string nonfinite_tensor;
+    explicit operator bool() const { return applied; }
+};
+
+namespace detail {
+inline void validate_optimizer_options(const optimizer_options& o) {
+    if (o.masking.target != mask_target::gradient && o.masking.target != mask_target::update)
+        fail("optimizer options: unknown mask target");
+    if (o.on_nonfinite > nonfinite_policy::unchecked) fail("optimizer options: unknown nonfinite policy");
+    if (o.precision > state_precision::float64) fail("optimizer options: unknown state precision");
+}
+} // namespace detail
+
+} // namespace childtune
