@@ -46,7 +46,7 @@ public:
     //! `mode`: the optimizer-wide mask of the masked groups (dense, bernoulli or fixed).
     explicit optimizer(mask_mode mode = dense{}, optimizer_options options = {}) : base(any_mask(std::move(mode)), options) {}
     //! Any mask policy as the optimizer-wide mask.
-    template <mask_policy M>
+    template <childtune::mask_policy M>
     explicit optimizer(M policy, optimizer_options options = {}) : base(any_mask(std::move(policy)), options) {}
 
     // ---- parameters -----------------------------------------------------------------
@@ -145,7 +145,7 @@ public:
     //! childtune::error on a truncated, corrupt, foreign or mismatched file and
     //! then changes nothing. Releases state reserved by reserve_state().
     void load(std::istream& in) {
-        this->load_with(in, [](auto&) {});
+        this->load_with(in, [](const auto&) {});
     }
     //! Saves to `path` crash-safely: a kill or a full disk mid-save leaves the
     //! previous checkpoint whole (io/atomic_file.hpp).

@@ -13,10 +13,35 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <cstdint>
 
 namespace childtune {
+
+namespace detail {
+//! A set of named masks (`names`) used by the tensors `users` must have no mask
+//! for any other tensor: it names a tensor that is not registered, or one that
+//! is trained densely or under another policy.
+inline void check_no_foreign_masks(std::span<const std::string_view> names, std::span<const tensor_info> users,
+                                   std::span<const tensor_info> registered) {
+    if (names.size() == users.size()) return;
+    for (const auto name : names) {
+        const auto find = [&](std::span<const tensor_info> ts) -> const tensor_info* {
+            for (const auto& t : ts)
+                if (t.name == name) return &t;
+            return nullptr;
+        };
+        if (find(users)) continue;
+        const tensor_info* other = find(registered);
+        if (!other) fail("fixed mask: tensor '" + std::string(name) + "' is not registered (mask built for a different parameter set?)");
+        if (!other->group_masked)
+            fail("fixed mask: tensor '" + std::string(name) + "' is in unmasked group '" + std::string(other->group_name) + "'");
+        fail("fixed mask: tensor '" + std::string(name) + "' is in group '" + std::string(other->group_name) +
+             "', which has a mask policy of its own");
+    }
+}
+} // namespace detail
 
 //! Keep decisions read from packed words; `offset` is the index of the view's
 //! first element in the mask (for shards).
@@ -77,22 +102,9 @@ struct fixed {
     //! parameter set is caught by name and size.
     void check_tensors(std::span<const tensor_info> users, std::span<const tensor_info> registered) const {
         for (const auto& t : users) (void)view(t.name, t.size);
-        if (users.size() == masks.tensor_count()) return;
-        for (const auto& e : masks.entries()) {
-            const auto uses = [&](std::span<const tensor_info> ts) {
-                for (const auto& t : ts)
-                    if (t.name == e.name) return &t;
-                return static_cast<const tensor_info*>(nullptr);
-            };
-            if (uses(users)) continue;
-            const tensor_info* other = uses(registered);
-            if (!other)
-                detail::fail("fixed mask: tensor '" + e.name + "' is not registered (mask built for a different parameter set?)");
-            if (!other->group_masked)
-                detail::fail("fixed mask: tensor '" + e.name + "' is in unmasked group '" + std::string(other->group_name) + "'");
-            detail::fail("fixed mask: tensor '" + e.name + "' is in group '" + std::string(other->group_name) +
-                         "', which has a mask policy of its own");
-        }
+        std::vector<std::string_view> names;
+        for (const auto& e : masks.entries()) names.push_back(e.name);
+        detail::check_no_foreign_masks(names, users, registered);
     }
     friend bool operator==(const fixed&, const fixed&) = default;
 };

@@ -68,7 +68,7 @@ public:
     }
     //! Adds a group masked by a policy of its own (any mask_policy: one group
     //! Child-Tuning_F, another Child-Tuning_D, a third `dense{}`).
-    template <mask_policy M>
+    template <childtune::mask_policy M>
     std::size_t add_group(std::string name, const options_type& options, M policy) {
         return registry_.add_group(std::move(name), options, true, any_mask(std::move(policy)));
     }
@@ -118,14 +118,14 @@ public:
     //! Sets the optimizer-wide mask (e.g. to Child-Tuning_D once the Fisher mask
     //! exists): masked groups without a policy of their own use it. Releases
     //! state reserved by reserve_state() (it was sized for the old mask).
-    template <mask_policy M>
+    template <childtune::mask_policy M>
     void set_mask(M policy) {
         set_masks(any_mask(std::move(policy)), own_masks());
     }
     void set_mask(const mask_mode& mode) { set_masks(any_mask(mode), own_masks()); }
-    void set_mask(any_mask policy) { set_masks(std::move(policy), own_masks()); }
+    void set_mask(const any_mask& policy) { set_masks(policy, own_masks()); }
     //! Gives group `group` a policy of its own (it then ignores `masked`).
-    template <mask_policy M>
+    template <childtune::mask_policy M>
     void set_group_mask(std::size_t group, M policy) {
         auto own = own_masks();
         own.at(checked_group(group)) = any_mask(std::move(policy));
@@ -200,12 +200,13 @@ protected:
     void save_with(std::ostream& out, const detail::file_masks& masks, BufferBytes&& buffer) const {
         detail::write_state_file(out, registry_, masks, buffer);
     }
-    //! Reads a state file and commits it; `adapt` may replace the staged masks
-    //! (a device executor's own copies) before anything is committed.
+    //! Reads a state file and commits it; `adapt` may change the staged file
+    //! (a device executor's own copies of masks, state from elsewhere) before
+    //! anything is committed.
     template <class Adapt, class... Context>
     void load_with(std::istream& in, Adapt&& adapt, const Context&... context) {
         auto staged = detail::read_state_file(in, registry_, Executor::supports_compact);
-        adapt(staged.next);
+        adapt(staged);
         auto state = executor_.allocate(staged.requests, std::move(staged.buffers), context...);
         // Commit: nothing below throws.
         reserved_.reset();

@@ -51,6 +51,14 @@ struct element_mask {
     CHILDTUNE_HD_INLINE V rescaled_update(V u) const { return rescale_update ? u / update_divisor : u; }
 };
 
+// The plan's functions take lane types by value; with 32-byte vectors GCC notes
+// that the ABI of such a function differs without AVX (-Wpsabi). They are
+// always inlined into the kernels (exec/detail/simd.hpp says the same).
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
 namespace detail {
 CHILDTUNE_HD_INLINE constexpr bool mask_or(bool a, bool b) { return a || b; }
 
@@ -73,15 +81,15 @@ struct mask_plan {
 };
 
 //! The plan of a range: `all`/`none` are K's all-true/all-false values;
-//! `keep_probability` is p for Child-Tuning_F, else 1 (`rescales` says which).
+//! `keep_probability` is p for Child-Tuning_F, else 1 (`rescales` says which);
+//! only the divisor a rescaling uses is ever applied.
 template <class K, class V>
 CHILDTUNE_HD_INLINE mask_plan<K, V> make_mask_plan(K all, K none, masking_options m, V keep_probability, bool rescales) {
     const bool on_gradient = m.target == mask_target::gradient;
     return {on_gradient ? none : all,
             on_gradient ? all : none,
             m.decay_masked ? all : none,
-            {none, none, none, on_gradient ? keep_probability : V(1), on_gradient ? V(1) : keep_probability,
-             rescales && on_gradient, rescales && !on_gradient}};
+            {none, none, none, keep_probability, keep_probability, rescales && on_gradient, rescales && !on_gradient}};
 }
 
 //! The element mask of one keep decision (scalar code: a plan of one element).
@@ -91,6 +99,10 @@ CHILDTUNE_HD_INLINE element_mask<K, V> make_element_mask(K keep, K all, K none, 
     return make_mask_plan(all, none, m, keep_probability, rescales)(keep);
 }
 } // namespace detail
+
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 namespace detail {
 inline void require_finite_nonnegative(double value, std::string_view what, std::string_view group) {

@@ -15,6 +15,8 @@
 //! Shared by the CPU kernels and the Thrust and ATen executors, so it stays free
 //! of host-only code.
 
+#include <childtune/config.hpp>
+
 #include <algorithm>
 #include <cstddef>
 #include <type_traits>
@@ -27,34 +29,34 @@ inline constexpr std::size_t max_rule_state_buffers = 4;
 //! Length of the state array a rule's `apply` takes: `V (&state)[N]` with N =
 //! max(2, max_state_buffers), so rules with up to two buffers all take `[2]`.
 template <class Rule>
-constexpr std::size_t rule_state_slots() {
-    return std::max<std::size_t>(2, Rule::max_state_buffers);
+CHILDTUNE_HD constexpr std::size_t rule_state_slots() {
+    return Rule::max_state_buffers > 2 ? Rule::max_state_buffers : 2;
 }
 
 //! The fewest state buffers a rule may use.
 template <class Rule>
-constexpr std::size_t min_state_buffers() {
+CHILDTUNE_HD constexpr std::size_t min_state_buffers() {
     if constexpr (requires { Rule::min_state_buffers; }) return Rule::min_state_buffers;
     else return Rule::max_state_buffers;
 }
 
 //! Whether a rule promises to inline `apply` (CHILDTUNE_HD_INLINE).
 template <class Rule>
-constexpr bool inlines_apply() {
+CHILDTUNE_HD constexpr bool inlines_apply() {
     if constexpr (requires { Rule::inline_apply; }) return Rule::inline_apply;
     else return false;
 }
 
 //! How many per-tensor sums the rule's phase needs (0: no phase).
 template <class Rule>
-constexpr std::size_t rule_reduction_count() {
+CHILDTUNE_HD constexpr std::size_t rule_reduction_count() {
     if constexpr (requires { Rule::reduction_count; }) return Rule::reduction_count;
     else return 0;
 }
 
 //! Whether the rule may keep compact Child-Tuning_D state (it says when it is exact).
 template <class Rule>
-constexpr bool supports_compact_state() {
+CHILDTUNE_HD constexpr bool supports_compact_state() {
     return requires(const typename Rule::options& o) { Rule::compact_state_exact(o, {}); };
 }
 

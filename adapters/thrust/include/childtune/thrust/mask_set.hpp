@@ -10,6 +10,7 @@
 #include <childtune/mask/bit_mask.hpp>
 #include <childtune/mask/fixed.hpp>
 #include <childtune/mask/mask_set.hpp>
+#include <childtune/mask/tensor_info.hpp>
 #include <childtune/numeric/half.hpp>
 #include <childtune/tensor_view.hpp>
 #include <childtune/thrust/memory.hpp>
@@ -18,6 +19,7 @@
 #include <thrust/device_vector.h>
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -91,6 +93,22 @@ public:
             childtune::detail::fail("device_mask_set: mask of tensor '" + e.name + "' has " + std::to_string(e.size) +
                                     " elements, the tensor has " + std::to_string(expected_size));
         return fixed_view(words_data() + e.first_word, e.size, 0);
+    }
+
+    // ---- as a mask policy (concepts.hpp): a Child-Tuning_D mask on the device ----
+
+    void validate() const {}
+    //! The mask of tensor `t`, read at its offset.
+    fixed_view view(const tensor_info& t, std::uint64_t /*step*/) const {
+        const fixed_view whole = view(t.name, t.size);
+        return fixed_view(whole.words(), whole.mask_size(), t.offset);
+    }
+    //! Every tensor using the set has its mask, and the set has no other.
+    void check_tensors(std::span<const tensor_info> users, std::span<const tensor_info> registered) const {
+        for (const auto& t : users) (void)view(t.name, t.size);
+        std::vector<std::string_view> names;
+        for (const auto& e : entries_) names.push_back(e.name);
+        childtune::detail::check_no_foreign_masks(names, users, registered);
     }
 
     const entry& find(std::string_view name) const {

@@ -71,6 +71,21 @@ void require_system_memory([[maybe_unused]] const void* p, [[maybe_unused]] cons
 #endif
 }
 
+//! Whether p addresses memory the device system can use (always on the CPU
+//! systems; device or managed memory on CUDA).
+inline bool is_system_memory([[maybe_unused]] const void* p) {
+#if THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_CUDA
+    cudaPointerAttributes attributes{};
+    if (cudaPointerGetAttributes(&attributes, p) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    return attributes.type == cudaMemoryTypeDevice || attributes.type == cudaMemoryTypeManaged;
+#else
+    return true;
+#endif
+}
+
 #if THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_CUDA
 template <class Policy>
 cudaStream_t stream_of(const Policy& policy) {

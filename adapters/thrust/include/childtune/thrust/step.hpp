@@ -22,10 +22,12 @@
 #include <childtune/numeric/lanes.hpp>
 #include <childtune/tensor_view.hpp>
 #include <childtune/thrust/memory.hpp>
+#include <childtune/thrust/batch.hpp>
+#include <childtune/thrust/phase.hpp>
 #include <childtune/thrust/slot_search.hpp>
 #include <childtune/thrust/system.hpp>
 #include <childtune/update/masking.hpp>
-#include <childtune/update/state_buffers.hpp>
+#include <childtune/update/rule_traits.hpp>
 
 #include <thrust/copy.h>
 #include <thrust/device_vector.h>
@@ -57,7 +59,7 @@ struct tensor_step {
     std::string_view name;  //!< named in errors
     P* param = nullptr;
     const P* grad = nullptr;
-    S* state[2] = {nullptr, nullptr};
+    S* state[childtune::detail::max_rule_state_buffers] = {};
     std::uint64_t size = 0;
     MaskView mask{};        //!< keep decisions of this tensor at this step
     std::uint64_t step = 1; //!< 1-based count of this tensor's steps, including this one
@@ -88,7 +90,7 @@ tensor_step<P, detail::default_state_t<P>, MaskView>
 make_tensor_step(std::string_view name, ::thrust::device_vector<P, AP>& param, const ::thrust::device_vector<P, AG>& grad,
                  MaskView mask, std::uint64_t step, bool fresh_state) {
     detail::require_same_size(name, "the gradient", grad, param.size());
-    return {name, ::thrust::raw_pointer_cast(param.data()), ::thrust::raw_pointer_cast(grad.data()), {nullptr, nullptr},
+    return {name, ::thrust::raw_pointer_cast(param.data()), ::thrust::raw_pointer_cast(grad.data()), {},
             param.size(), mask, step, fresh_state};
 }
 template <class MaskView, class P, class S, class AP, class AG, class AS>
@@ -115,53 +117,6 @@ tensor_step<P, S, MaskView> make_tensor_step(std::string_view name, ::thrust::de
             step, fresh_state};
 }
 
-namespace detail {
-
-//! What a kernel needs of one tensor: trivially copyable, so it can live in the
-//! system's memory.
-template <class Rule, class P, class S, class MaskView>
-struct tensor_slot {
-    P* param;
-    const P* grad;
-    S* state[2];
-    std::uint64_t size;
-    std::uint64_t first; //!< index of element 0 in the batch's index space
-    MaskView mask;
-    typename Rule::template step_constants<S> constants;
-    childtune::detail::mask_plan<bool, S> plan;
-};
-
-//! The per-index work of a batched step: find the tensor, step one element.
-template <class Rule, std::size_t Buffers, class P, class S, class MaskView>
-struct batch_element_step {
-    const tensor_slot<Rule, P, S, MaskView>* slots;
-    std::uint32_t count;
-
-    CHILDTUNE_HD void operator()(std::uint64_t index) const {
-        using slot = tensor_slot<Rule, P, S, MaskView>;
-        const slot& t = slot_of(slots, count, index, [](const slot& x) { return x.first; });
-        const std::uint64_t i = index - t.first;
-        if (i >= t.size) return; // alignment padding
-        S p = childtune::detail::widen<S>(t.param[i]);
-        S state[2] = {Buffers > 0 ? t.state[0][i] : S(0), Buffers > 1 ? t.state[1][i] : S(0)};
-        Rule::apply(t.constants, t.plan(t.mask.keep(i)), p, childtune::detail::widen<S>(t.grad[i]), state);
-        t.param[i] = childtune::detail::narrow<P>(p);
-        if constexpr (Buffers > 0) t.state[0][i] = state[0];
-        if constexpr (Buffers > 1) t.state[1][i] = state[1];
-    }
-};
-
-template <class Policy, class Rule, std::size_t Buffers, class P, class S, class MaskView>
-void run_batch(const Policy& policy, const std::vector<tensor_slot<Rule, P, S, MaskView>>& slots, std::uint64_t extent) {
-    using slot = tensor_slot<Rule, P, S, MaskView>;
-    const scratch<slot, Policy> table(policy, slots.size(), "the step's descriptor table");
-    copy_to_system(policy, slots.data(), slots.size(), table.get());
-    const batch_element_step<Rule, Buffers, P, S, MaskView> f{table.get(), static_cast<std::uint32_t>(slots.size())};
-    ::thrust::for_each(policy, ::thrust::counting_iterator<std::uint64_t>(0),
-                       ::thrust::counting_iterator<std::uint64_t>(extent), f);
-}
-
-} // namespace detail
 
 //! One fused step of `Rule` over every tensor in `tensors`, in one launch on
 //! `policy` (e.g. `thrust::cuda::par.on(stream)`, `thrust::omp::par`,
@@ -184,7 +139,7 @@ void step(const Policy& policy, const typename Rule::options& options, masking_o
 
     std::vector<detail::tensor_slot<Rule, P, S, MaskView>> slots;
     slots.reserve(tensors.size());
-    std::uint64_t extent = 0;
+    std::uint64_t extent = 0, blocks = 0;
     for (const auto& t : tensors) {
         if (t.size == 0) continue;
         const auto context = [&] { return "thrust step: tensor '" + std::string(t.name) + "'"; };
@@ -217,9 +172,12 @@ void step(const Policy& policy, const typename Rule::options& options, masking_o
                 detail::require_system_memory(t.mask.words(), context, "the fixed mask");
         }
         const S keep = static_cast<S>(t.mask.keep_probability());
-        slots.push_back({t.param, t.grad, {t.state[0], t.state[1]}, t.size, extent, t.mask,
-                         Rule::template prepare<S>(options, t.step, t.fresh_state),
-                         childtune::detail::make_mask_plan<bool, S>(true, false, masking, keep, keep != S(1))});
+        detail::tensor_slot<Rule, P, S, MaskView> slot{t.param, t.grad, {}, t.size, extent, blocks, t.mask,
+                                                       Rule::template prepare<S>(options, t.step, t.fresh_state),
+                                                       childtune::detail::make_mask_plan<bool, S>(true, false, masking, keep, keep != S(1))};
+        for (std::size_t b = 0; b < childtune::detail::max_rule_state_buffers; ++b) slot.state[b] = t.state[b];
+        slots.push_back(slot);
+        blocks += (t.size + 63) / 64;
         // The batch's index space is 64-bit: many huge tensors could wrap it, and
         // a wrapped extent silently skips tensors.
         const std::uint64_t padded = (t.size + batch_alignment - 1) / batch_alignment * batch_alignment;
@@ -230,6 +188,8 @@ void step(const Policy& policy, const typename Rule::options& options, masking_o
     if (slots.empty()) return;
 
     const bool ran = childtune::detail::with_state_buffers<Rule>(buffers, [&](auto count) {
+        if constexpr (childtune::detail::rule_reduction_count<Rule>() > 0)
+            detail::run_phase<Policy, Rule, decltype(count)::value>(policy, slots, blocks);
         detail::run_batch<Policy, Rule, decltype(count)::value>(policy, slots, extent);
     });
     if (!ran)
