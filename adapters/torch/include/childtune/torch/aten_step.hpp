@@ -1,129 +1,104 @@
 #pragma once
 //! \file
-//! The Child-Tuning step as a composition of ATen operations: the path for
-//! tensors the fused CPU kernel cannot touch (CUDA and other devices, when the
-//! Thrust kernels are not compiled in). It follows the same rules and operation
-//! order as the fused step (update/*.hpp), so results agree to float rounding, but
-//! it makes several passes over memory and computes Bernoulli keep bits on the host.
+//! The ATen executor's kernel: a rule's element pass on whole tensors of any
+//! device (torch/aten_lanes.hpp), the keep decisions as a bool tensor, and a
+//! rule's per-tensor sums in the canonical order of exec/tensor_sum.hpp. It is
+//! the path for tensors the fused kernels cannot take (other devices, when the
+//! Thrust kernels are not compiled in); the results are the fused kernels' bit
+//! for bit, at the cost of several passes over memory.
 
-#include <childtune/mask/bernoulli.hpp>
-#include <childtune/mask/bit_mask.hpp>
-#include <childtune/update/adam.hpp>
-#include <childtune/update/adamw.hpp>
+#include <childtune/exec/kernel.hpp>
+#include <childtune/exec/tensor_sum.hpp>
+#include <childtune/mask/any_mask_view.hpp>
+#include <childtune/torch/aten_lanes.hpp>
 #include <childtune/update/masking.hpp>
-#include <childtune/update/sgd.hpp>
+#include <childtune/update/rule_traits.hpp>
 
 #include <ATen/ATen.h>
 
-#include <cmath>
+#include <array>
+#include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <type_traits>
 
 namespace childtune::torch::detail {
 
-//! Keep decisions of one tensor for one step: `keep` is a bool tensor on the
-//! parameter's device, undefined when every element is kept.
-struct aten_mask {
-    at::Tensor keep;
-    double keep_probability = 1.0;
-};
-
-//! Unpacks 64-bit keep words into a bool tensor of `size` elements (on the host).
-template <class WordSource>
-at::Tensor keep_tensor(std::size_t size, WordSource&& word_at) {
+//! The keep decisions of `size` elements as a bool tensor on the host;
+//! undefined when every element is kept.
+inline at::Tensor keep_tensor(const any_mask_view& v, std::size_t size) {
+    if (v.dense()) return {};
     at::Tensor keep = at::empty({static_cast<std::int64_t>(size)}, at::TensorOptions().dtype(at::kBool));
     auto* out = keep.data_ptr<bool>();
-    for (std::size_t first = 0; first < size; first += 64) {
-        const std::uint64_t bits = word_at(first);
-        const std::size_t n = std::min<std::size_t>(64, size - first);
-        for (std::size_t j = 0; j < n; ++j) out[first + j] = ((bits >> j) & 1u) != 0;
+    std::uint64_t words[16];
+    for (std::size_t first = 0; first < size; first += 64 * 16) {
+        const std::size_t n = std::min<std::size_t>(64 * 16, size - first);
+        v.words(first, (n + 63) / 64, words);
+        for (std::size_t j = 0; j < n; ++j) out[first + j] = ((words[j / 64] >> (j % 64)) & 1u) != 0;
     }
     return keep;
 }
-inline at::Tensor keep_tensor(const bernoulli_view& v, std::size_t size) {
-    return keep_tensor(size, [&](std::size_t first) { return v.bits64(first); });
-}
-inline at::Tensor keep_tensor(const bit_mask& m) {
-    return keep_tensor(m.size(), [&](std::size_t first) {
-        const std::size_t w = first / 64; // `first` is a multiple of 64 here
-        return m.words()[w];
-    });
-}
 
-inline at::Tensor where_kept(const at::Tensor& keep, const at::Tensor& a, const at::Tensor& b) {
-    return keep.defined() ? at::where(keep, a, b) : a;
-}
-
-//! The gradient the moments see: masked and divided by p when the mask targets
-//! the gradient (the reference), unchanged when it targets the update.
-inline at::Tensor masked_gradient(const at::Tensor& g, const aten_mask& m, masking_options mo) {
-    if (mo.target != mask_target::gradient || !m.keep.defined()) return g;
-    const at::Tensor scaled = m.keep_probability != 1.0 ? g / m.keep_probability : g;
-    return at::where(m.keep, scaled, at::zeros_like(g));
-}
-
-//! Elements that take weight decay: all, unless decay skips masked entries.
-inline at::Tensor decay_mask(const aten_mask& m, masking_options mo) {
-    return mo.decay_masked ? at::Tensor() : m.keep;
-}
-
-//! p += delta, masked and divided by p when the mask targets the update.
-inline void apply_update(at::Tensor& p, const at::Tensor& delta, const aten_mask& m, masking_options mo) {
-    if (mo.target != mask_target::update || !m.keep.defined()) {
-        p.add_(delta);
-        return;
+//! The canonical sum of `terms` (a tensor of n elements): blocks of 64 summed in
+//! element order in double, then the pairwise levels.
+inline double canonical_sum(const aten_value& terms, std::int64_t n) {
+    if (n == 0) return 0.0;
+    at::Tensor x = terms.constant() ? at::full({n}, terms.s, at::TensorOptions().dtype(at::kDouble))
+                                    : terms.t.reshape({-1}).to(at::kDouble);
+    const std::int64_t blocks = (n + 63) / 64;
+    if (blocks * 64 != n) x = at::cat({x, at::zeros({blocks * 64 - n}, x.options())});
+    x = x.view({blocks, 64});
+    at::Tensor sums = at::zeros({blocks}, x.options());
+    for (std::int64_t i = 0; i < 64; ++i) sums = sums + x.select(1, i);
+    while (sums.numel() > 1) { // the pairwise levels
+        const std::int64_t count = sums.numel(), pairs = count / 2;
+        at::Tensor next = sums.slice(0, 0, 2 * pairs, 2) + sums.slice(0, 1, 2 * pairs, 2);
+        sums = count % 2 != 0 ? at::cat({next, sums.slice(0, count - 1, count)}) : next;
     }
-    const at::Tensor scaled = m.keep_probability != 1.0 ? delta / m.keep_probability : delta;
-    p.copy_(at::where(m.keep, p + scaled, p));
+    return sums.cpu().item<double>();
 }
 
-//! One step of `Rule` on parameter `param` (any device, any supported dtype) with
-//! state tensors in the state precision. `step` counts this tensor's steps
-//! including this one; `fresh` says the state was just created.
-template <class Rule>
-void aten_step(const typename Rule::options& o, std::uint64_t step, bool fresh, at::Tensor& param, const at::Tensor& grad,
-               at::Tensor (&state)[2], const aten_mask& m, masking_options mo) {
-    const at::ScalarType state_type = state[0].defined() ? state[0].scalar_type() : param.scalar_type();
-    at::Tensor p = param.scalar_type() == state_type ? param : param.to(state_type);
-    const at::Tensor g = masked_gradient(grad.to(state_type), m, mo);
-    const at::Tensor dk = decay_mask(m, mo);
-
-    if constexpr (std::is_same_v<Rule, adamw> || std::is_same_v<Rule, adam>) {
-        const double t = static_cast<double>(step);
-        bool correct_bias = true;
-        if constexpr (std::is_same_v<Rule, adamw>) correct_bias = o.correct_bias;
-        const double bc1 = correct_bias ? 1.0 - std::pow(o.beta1, t) : 1.0;
-        const double bc2 = correct_bias ? 1.0 - std::pow(o.beta2, t) : 1.0;
-        bool legacy = false;
-        if constexpr (std::is_same_v<Rule, adamw>) legacy = o.flavour == adamw_flavour::legacy;
-        at::Tensor grad_in = g;
-        if constexpr (std::is_same_v<Rule, adam>)
-            if (o.weight_decay != 0.0) grad_in = where_kept(dk, g + p * o.weight_decay, g);
-        if constexpr (std::is_same_v<Rule, adamw>)
-            if (!legacy && o.weight_decay != 0.0) p.copy_(where_kept(dk, p * (1.0 - o.lr * o.weight_decay), p));
-        at::Tensor& exp_avg = state[0];
-        at::Tensor& exp_avg_sq = state[1];
-        exp_avg.mul_(o.beta1).add_(grad_in, 1.0 - o.beta1);
-        exp_avg_sq.mul_(o.beta2).addcmul_(grad_in, grad_in, 1.0 - o.beta2);
-        const at::Tensor denom = legacy ? exp_avg_sq.sqrt().add_(o.eps) : (exp_avg_sq.sqrt() / std::sqrt(bc2)).add_(o.eps);
-        const double step_size = legacy ? o.lr * std::sqrt(bc2) / bc1 : o.lr / bc1;
-        apply_update(p, exp_avg.mul(-step_size).div_(denom), m, mo);
-        if constexpr (std::is_same_v<Rule, adamw>)
-            if (legacy && o.weight_decay != 0.0) p.copy_(where_kept(dk, p + p * (-o.lr * o.weight_decay), p));
+//! Pass `Pass` of `Rule` over one flat tensor: `param` and `grad` of its
+//! parameter type, `state` (`buffers` of them) of the state type S, `keep` a
+//! bool tensor on their device or undefined (all kept). The reduce pass returns
+//! the rule's sums.
+template <class Rule, childtune::detail::element_pass Pass, class S>
+std::array<double, childtune::detail::rule_reduction_count<Rule>()>
+aten_pass(const typename Rule::template step_constants<S>& c, masking_options masking, const at::Tensor& keep,
+          double keep_probability, at::Tensor& param, const at::Tensor& grad, at::Tensor* state, std::size_t buffers) {
+    constexpr std::size_t R = childtune::detail::rule_reduction_count<Rule>();
+    const at::ScalarType type = std::is_same_v<S, double> ? at::kDouble : at::kFloat;
+    aten_value p(param.to(type)), g(grad.to(type));
+    aten_value s[childtune::detail::rule_state_slots<Rule>()];
+    for (std::size_t b = 0; b < childtune::detail::rule_state_slots<Rule>(); ++b)
+        s[b] = b < buffers ? aten_value(state[b]) : aten_value(S(0));
+    const S kp = static_cast<S>(keep_probability);
+    const auto plan = childtune::detail::make_mask_plan(aten_keep(true), aten_keep(false), masking, aten_value(kp), kp != S(1));
+    const auto e = plan(keep.defined() ? aten_keep(keep) : aten_keep(true));
+    std::array<double, R> sums{};
+    if constexpr (Pass == childtune::detail::element_pass::update) {
+        Rule::apply(c, e, p, g, s);
+        if (!p.t.is_same(param)) param.copy_(p.constant() ? p.on(param).expand_as(param) : p.t);
     } else {
-        static_assert(std::is_same_v<Rule, sgd>, "the ATen path knows adamw, adam and sgd");
-        at::Tensor d = g;
-        if (o.weight_decay != 0.0) d = where_kept(dk, g + p * o.weight_decay, g);
-        if (o.momentum != 0.0) {
-            at::Tensor& buf = state[0];
-            if (fresh) buf.copy_(d);
-            else buf.mul_(o.momentum).add_(d, 1.0 - o.dampening);
-            d = o.nesterov ? d + buf * o.momentum : buf;
-        }
-        apply_update(p, d * (-o.lr), m, mo);
+        aten_value terms[R > 0 ? R : 1];
+        Rule::reduce(c, e, p, g, s, terms);
+        for (std::size_t r = 0; r < R; ++r) sums[r] = canonical_sum(terms[r], param.numel());
     }
-    if (!p.is_same(param)) param.copy_(p);
+    for (std::size_t b = 0; b < buffers; ++b)
+        if (s[b].constant() || !s[b].t.is_same(state[b]))
+            state[b].copy_(s[b].constant() ? s[b].on(state[b]).expand_as(state[b]) : s[b].t);
+    return sums;
+}
+
+//! One step of one tensor on the ATen path: the phase (sums and `finish`) when
+//! the rule has one, then the update.
+template <class Rule, class S>
+void aten_step(typename Rule::template step_constants<S> c, masking_options masking, const at::Tensor& keep,
+               double keep_probability, at::Tensor& param, const at::Tensor& grad, at::Tensor* state, std::size_t buffers) {
+    using childtune::detail::element_pass;
+    if constexpr (childtune::detail::rule_reduction_count<Rule>() > 0)
+        Rule::finish(c, aten_pass<Rule, element_pass::reduce, S>(c, masking, keep, keep_probability, param, grad, state,
+                                                                  buffers));
+    (void)aten_pass<Rule, element_pass::update, S>(c, masking, keep, keep_probability, param, grad, state, buffers);
 }
 
 } // namespace childtune::torch::detail

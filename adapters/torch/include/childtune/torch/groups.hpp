@@ -1,9 +1,12 @@
 #pragma once
 //! \file
-//! Choosing which parameters Child-Tuning masks, by name.
+//! Choosing which parameters Child-Tuning masks, by name, and named groups.
 //!
 //! The reference implementation masks the parameters whose names contain "layer"
 //! (the encoder layers) and trains embeddings and the task head densely.
+
+#include <ATen/ATen.h>
+#include <torch/ordered_dict.h>
 
 #include <algorithm>
 #include <functional>
@@ -28,6 +31,34 @@ inline name_predicate name_contains(std::string fragment) {
 //! Exactly the listed names are masked.
 inline name_predicate name_in(std::vector<std::string> names) {
     return [n = std::move(names)](std::string_view name) { return std::find(n.begin(), n.end(), name) != n.end(); };
+}
+
+//! A parameter group with the names of its parameters.
+template <class Options>
+struct named_param_group {
+    std::vector<std::string> names;
+    std::vector<at::Tensor> params;
+    Options options;
+};
+
+//! Splits a module's named parameters into a masked group (names for which
+//! `masked_if` is true) and a dense group, both with `options` (`masked` set
+//! accordingly). Empty groups are left out.
+template <class Options>
+std::vector<named_param_group<Options>> split_by_name(const ::torch::OrderedDict<std::string, at::Tensor>& named,
+                                                       const Options& options, const name_predicate& masked_if) {
+    named_param_group<Options> masked{{}, {}, options}, dense{{}, {}, options};
+    masked.options.masked(true);
+    dense.options.masked(false);
+    for (const auto& item : named) {
+        auto& g = masked_if(item.key()) ? masked : dense;
+        g.names.push_back(item.key());
+        g.params.push_back(item.value());
+    }
+    std::vector<named_param_group<Options>> groups;
+    if (!masked.params.empty()) groups.push_back(std::move(masked));
+    if (!dense.params.empty()) groups.push_back(std::move(dense));
+    return groups;
 }
 
 } // namespace childtune::torch

@@ -8,6 +8,7 @@
 //! Each options type converts to and from the core rule's options; the core
 //! validates them (childtune::error naming the group).
 
+#include <childtune/concepts.hpp>
 #include <childtune/error.hpp>
 #include <childtune/update/adam.hpp>
 #include <childtune/update/adamw.hpp>
@@ -127,6 +128,37 @@ public:
         r.masked(is_masked);
         return r;
     }
+};
+
+//! Options of the LibTorch optimizer over any update rule (a rule of the user's,
+//! Lion, LAMB...): the rule's own options plus `masked`, so a new rule needs no
+//! options type here. `child_tuning_optimizer<rule_options<childtune::lion>>`
+//! is a Child-Tuning Lion for LibTorch; schedulers set `lr`.
+template <update_rule Rule>
+struct rule_options : public child_tuning_options<rule_options<Rule>, Rule> {
+    using rule_type = Rule;
+    rule_options(typename Rule::options o = {}, bool is_masked = true) // NOLINT(google-explicit-constructor)
+        : options_(o), masked_(is_masked) {}
+
+    double lr() const { return options_.lr; }
+    rule_options& lr(double value) {
+        options_.lr = value;
+        return *this;
+    }
+    bool masked() const { return masked_; }
+    rule_options& masked(bool value) {
+        masked_ = value;
+        return *this;
+    }
+    //! The rule's options, for everything but lr.
+    typename Rule::options& rule() { return options_; }
+
+    typename Rule::options to_core() const { return options_; }
+    static rule_options from_core(const typename Rule::options& o, bool is_masked) { return {o, is_masked}; }
+
+private:
+    typename Rule::options options_;
+    bool masked_;
 };
 
 } // namespace childtune::torch

@@ -1,0 +1,216 @@
+#pragma once
+//! \file
+//! The LibTorch executor: parameters, gradients and optimizer state are
+//! LibTorch tensors; each parameter is stepped where it lives:
+//!
+//! - `host`: CPU tensors run the core's fused kernels on their own memory
+//!   (exec/cpu_runner.hpp), in place, on OpenMP threads;
+//! - `cuda`: CUDA tensors run the Thrust executor's batched kernels on torch's
+//!   current stream, in translation units compiled by nvcc against a CUDA
+//!   LibTorch (CHILDTUNE_TORCH_CUDA, see torch/cuda_step.hpp);
+//! - `aten`: any other tensor (another device, or CUDA without the Thrust
+//!   kernels) runs the rule as ATen operations (torch/aten_step.hpp).
+//!
+//! All three compute the scalar definition's bits. The executor moves data and
+//! runs kernels; names, groups, masks, steps and files are the core registry's.
+
+#include <childtune/concepts.hpp>
+#include <childtune/error.hpp>
+#include <childtune/exec/backend.hpp>
+#include <childtune/exec/cpu_runner.hpp>
+#include <childtune/exec/nonfinite.hpp>
+#include <childtune/registry/registry.hpp>
+#include <childtune/registry/state_layout.hpp>
+#include <childtune/registry/step_plan.hpp>
+#include <childtune/torch/aten_step.hpp>
+#include <childtune/torch/cuda_step.hpp>
+#include <childtune/torch/tensor.hpp>
+
+#include <ATen/ATen.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace childtune::torch::detail {
+
+enum class placement : std::uint8_t { host, aten, cuda };
+
+//! Where a parameter is stepped (see the file comment).
+inline placement placement_of(const at::Tensor& p, bool force_aten) {
+    if (force_aten) return placement::aten;
+    if (p.device().is_cpu()) return placement::host;
+    return p.device().is_cuda() && cuda_kernels_compiled ? placement::cuda : placement::aten;
+}
+
+template <update_rule Rule>
+class executor {
+public:
+    static constexpr bool supports_compact = true; // host tensors only (the optimizer checks)
+    struct allocation {
+        std::vector<childtune::detail::state_request> requests;
+        std::vector<at::Tensor> buffers;
+        std::size_t bytes() const {
+            std::size_t n = 0;
+            for (const auto& b : buffers) n += static_cast<std::size_t>(b.numel()) * b.element_size();
+            return n;
+        }
+    };
+
+    void bind_new(const at::Tensor& param, placement where) {
+        tensors_.push_back({param, {}, where, kernels_of(param), {}, {}});
+    }
+    void pop() noexcept { tensors_.pop_back(); }
+    //! This step's gradient of tensor i (undefined: absent).
+    void set_gradient(std::size_t i, at::Tensor grad) { tensors_[i].grad = std::move(grad); }
+    placement where(std::size_t i) const { return tensors_[i].where; }
+    void set_placement(std::size_t i, placement p) { tensors_[i].where = p; }
+    std::size_t tensor_count() const { return tensors_.size(); }
+
+    // ---- state ---------------------------------------------------------------------------
+
+    template <class... Context>
+    allocation allocate(std::vector<childtune::detail::state_request> requests,
+                        std::vector<std::vector<std::byte>> from = {}, const Context&...) const {
+        allocation a{std::move(requests), {}};
+        for (std::size_t k = 0; k < a.requests.size(); ++k) {
+            const auto& r = a.requests[k];
+            const auto options = tensors_[r.tensor].param.options().dtype(r.type == dtype::float64 ? at::kDouble : at::kFloat);
+            const auto n = static_cast<std::int64_t>(r.elements);
+            if (from.empty()) a.buffers.push_back(at::zeros({n}, options));
+            else a.buffers.push_back(at::from_blob(from[k].data(), {n}, options.device(at::kCPU)).to(options.device(), false, true));
+        }
+        return a;
+    }
+    void adopt(allocation&& a) noexcept {
+        for (std::size_t k = 0; k < a.requests.size(); ++k)
+            tensors_[a.requests[k].tensor].state[a.requests[k].buffer] = std::move(a.buffers[k]);
+    }
+    void release(std::size_t i, std::size_t from) noexcept {
+        for (std::size_t b = from; b < childtune::detail::max_rule_state_buffers; ++b) tensors_[i].state[b] = at::Tensor();
+    }
+    std::size_t state_bytes() const {
+        std::size_t n = 0;
+        for (const auto& t : tensors_)
+            for (const auto& s : t.state)
+                if (s.defined()) n += static_cast<std::size_t>(s.numel()) * s.element_size();
+        return n;
+    }
+    //! State buffer b of tensor i on the host.
+    std::vector<std::byte> host_state(std::size_t i, std::size_t b) const {
+        const at::Tensor s = tensors_[i].state[b].cpu().contiguous();
+        std::vector<std::byte> out(static_cast<std::size_t>(s.numel()) * s.element_size());
+        if (!out.empty()) std::memcpy(out.data(), s.data_ptr(), out.size());
+        return out;
+    }
+    //! Replaces state buffer b of tensor i (a 0.1 archive's ATen state).
+    void set_state(std::size_t i, std::size_t b, at::Tensor s) { tensors_[i].state[b] = std::move(s); }
+
+    // ---- steps --------------------------------------------------------------------------------
+
+    template <class... Context>
+    std::optional<std::size_t> first_nonfinite(const childtune::detail::registry<Rule>& r, const Context&...) const {
+        for (std::size_t i = 0; i < tensors_.size(); ++i) {
+            const auto& t = tensors_[i];
+            if (!r.tensors()[i].has_gradient || !t.grad.defined()) continue;
+            if (t.where == placement::host ? !host_finite(t.grad) : !at::isfinite(t.grad).all().template item<bool>())
+                return i;
+        }
+        return std::nullopt;
+    }
+
+    template <class Backend>
+    void run(const childtune::detail::registry<Rule>& r, const childtune::detail::step_plan<Rule>& plan,
+             const Backend& backend) {
+        std::vector<childtune::detail::cpu_job<Rule>> host;
+        cuda_batch<Rule> cuda;
+        for (const auto& j : plan.jobs) {
+            auto& t = tensors_[j.tensor];
+            const auto& rec = r.tensors()[j.tensor];
+            const bool d = rec.state_type == dtype::float64;
+            if (t.where == placement::host) {
+                childtune::detail::cpu_job<Rule> c;
+                c.kernels = t.kernels;
+                c.param = t.param.data_ptr();
+                c.grad = t.grad.data_ptr();
+                for (std::size_t b = 0; b < childtune::detail::max_rule_state_buffers; ++b)
+                    c.state[b] = t.state[b].defined() ? t.state[b].data_ptr() : nullptr;
+                c.buffers = j.buffers;
+                c.size = static_cast<std::size_t>(t.param.numel());
+                c.double_state = d;
+                c.kept_before = j.compact ? rec.kept_before.data() : nullptr;
+                c.mask = &j.mask;
+                c.constants_f = j.constants_f;
+                c.constants_d = j.constants_d;
+                host.push_back(c);
+            } else if (t.where == placement::cuda) {
+                cuda.add(r, j, t.param, t.grad, t.state);
+            } else {
+                at::Tensor p = t.param.view({-1});
+                const at::Tensor keep = keep_of(j, static_cast<std::size_t>(p.numel()), p.device());
+                const double kp = j.mask.keep_probability();
+                const auto masking = r.options().masking;
+                if (d) aten_step<Rule, double>(j.constants_d, masking, keep, kp, p, t.grad.view({-1}), t.state, j.buffers);
+                else aten_step<Rule, float>(j.constants_f, masking, keep, kp, p, t.grad.view({-1}), t.state, j.buffers);
+            }
+        }
+        if (!host.empty()) childtune::detail::run_cpu_jobs(host, r.options().masking, backend);
+        cuda.run(r);
+    }
+
+private:
+    struct bound_tensor {
+        at::Tensor param;
+        at::Tensor grad;
+        placement where;
+        const childtune::detail::cpu_kernel_table<Rule>* kernels;
+        at::Tensor state[childtune::detail::max_rule_state_buffers];
+        //! The keep tensor of a fixed mask on the device, and the words it was made of.
+        struct {
+            const std::uint64_t* words = nullptr;
+            std::uint64_t hash = 0;
+            at::Tensor keep;
+        } fixed_keep;
+    };
+
+    static const childtune::detail::cpu_kernel_table<Rule>* kernels_of(const at::Tensor& p) {
+        switch (*element_type(p.scalar_type())) {
+        case dtype::float64: return &childtune::detail::cpu_kernels_for<Rule, double>;
+        case dtype::bfloat16: return &childtune::detail::cpu_kernels_for<Rule, bfloat16>;
+        case dtype::float16: return &childtune::detail::cpu_kernels_for<Rule, float16>;
+        default: return &childtune::detail::cpu_kernels_for<Rule, float>;
+        }
+    }
+    static bool host_finite(const at::Tensor& g) {
+        const auto n = static_cast<std::size_t>(g.numel());
+        switch (*element_type(g.scalar_type())) {
+        case dtype::float64: return childtune::detail::all_finite(static_cast<const double*>(g.data_ptr()), n);
+        case dtype::bfloat16: return childtune::detail::all_finite(static_cast<const bfloat16*>(g.data_ptr()), n);
+        case dtype::float16: return childtune::detail::all_finite(static_cast<const float16*>(g.data_ptr()), n);
+        default: return childtune::detail::all_finite(static_cast<const float*>(g.data_ptr()), n);
+        }
+    }
+
+    //! The keep tensor of a job on `device`; a fixed mask's is kept while its bits stay.
+    at::Tensor keep_of(const childtune::detail::tensor_job<Rule>& j, std::size_t n, const at::Device& device) {
+        if (j.mask.dense()) return {};
+        auto& cache = tensors_[j.tensor].fixed_keep;
+        const std::uint64_t* words = childtune::detail::whole_fixed_words(j.mask, n);
+        if (!words) return keep_tensor(j.mask, n).to(device);
+        const std::uint64_t hash = childtune::detail::mask_words_hash(words, n);
+        if (cache.words != words || cache.hash != hash || !cache.keep.defined()) {
+            cache.keep = keep_tensor(j.mask, n).to(device);
+            cache.words = words;
+            cache.hash = hash;
+        }
+        return cache.keep;
+    }
+
+    std::vector<bound_tensor> tensors_;
+};
+
+} // namespace childtune::torch::detail
