@@ -22,6 +22,7 @@
 #include <childtune/tensor_view.hpp>
 #include <childtune/update/adam.hpp>
 #include <childtune/update/adamw.hpp>
+#include <childtune/update/lamb.hpp>
 #include <childtune/update/lion.hpp>
 #include <childtune/update/masking.hpp>
 #include <childtune/update/sgd.hpp>
