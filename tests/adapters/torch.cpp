@@ -613,8 +613,15 @@ TEST_CASE("compat: LibTorch archives written by 0.1 load and resume bit for bit"
         } else {
             // 0.1's ATen path agreed with the fused step to float rounding only
             // (ATen's own fused multiply-adds), so its trajectory is not
-            // reproducible bit for bit, not even by 0.1 on another CPU: its
-            // archive must load and resume.
+            // reproducible bit for bit, not even by 0.1 on another CPU. Its
+            // archive must load, and resume exactly as the same archive resumed
+            // on the fused path: since 0.2 the ATen path is the rule's own
+            // definition, bit for bit.
+            compat::torch_scenario fused = s;
+            fused.aten = false;
+            std::vector<std::string> on_fused;
+            compat::run_torch_scenario(fused, on_fused, {}, archive);
+            CHECK(resumed == on_fused);
             CHECK(fresh[0] == want[0]);
         }
     }

@@ -54,10 +54,12 @@ struct batch_element_step {
         if (i >= t.size) return; // alignment padding
         S p = childtune::detail::widen<S>(t.param[i]);
         S state[childtune::detail::rule_state_slots<Rule>()] = {};
-        for (std::size_t b = 0; b < Buffers; ++b) state[b] = t.state[b][i];
+        if constexpr (Buffers > 0)
+            for (std::size_t b = 0; b < Buffers; ++b) state[b] = t.state[b][i];
         Rule::apply(t.constants, t.plan(t.mask.keep(i)), p, childtune::detail::widen<S>(t.grad[i]), state);
         t.param[i] = childtune::detail::narrow<P>(p);
-        for (std::size_t b = 0; b < Buffers; ++b) t.state[b][i] = state[b];
+        if constexpr (Buffers > 0)
+            for (std::size_t b = 0; b < Buffers; ++b) t.state[b][i] = state[b];
     }
 };
 

@@ -53,11 +53,13 @@ struct batch_block_reduce {
         double total[R] = {};
         for (std::uint64_t i = first; i < last; ++i) {
             S state[childtune::detail::rule_state_slots<Rule>()] = {};
-            for (std::size_t b = 0; b < Buffers; ++b) state[b] = t.state[b][i];
+            if constexpr (Buffers > 0)
+                for (std::size_t b = 0; b < Buffers; ++b) state[b] = t.state[b][i];
             S terms[R];
             Rule::reduce(t.constants, t.plan(t.mask.keep(i)), childtune::detail::widen<S>(t.param[i]),
                          childtune::detail::widen<S>(t.grad[i]), state, terms);
-            for (std::size_t b = 0; b < Buffers; ++b) t.state[b][i] = state[b];
+            if constexpr (Buffers > 0)
+                for (std::size_t b = 0; b < Buffers; ++b) t.state[b][i] = state[b];
             for (std::size_t r = 0; r < R; ++r) total[r] += static_cast<double>(terms[r]);
         }
         for (std::size_t r = 0; r < R; ++r) sums[block * R + r] = total[r];

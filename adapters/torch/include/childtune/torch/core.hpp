@@ -40,7 +40,7 @@ public:
         const auto type = *element_type(p.scalar_type());
         const auto n = static_cast<std::size_t>(p.numel());
         const std::uint32_t key = r.check_new_tensor(group, name, type, n, n, 0, std::nullopt);
-        const auto where = detail::placement_of(p, force_aten);
+        const auto where = detail::placement_of<Rule>(p, force_aten);
         check_compact(r.describe(group, name), where);
         r.add_tensor(group, std::move(name), key, type, n, n, 0, false);
         try {
@@ -59,8 +59,8 @@ public:
     void force_aten_path(const std::vector<at::Tensor>& params, bool on) {
         for (std::size_t i = 0; i < params.size(); ++i)
             check_compact(this->registry_.describe(this->registry_.tensors()[i].group, this->registry_.tensors()[i].name),
-                          detail::placement_of(params[i], on));
-        for (std::size_t i = 0; i < params.size(); ++i) this->executor_.set_placement(i, detail::placement_of(params[i], on));
+                          detail::placement_of<Rule>(params[i], on));
+        for (std::size_t i = 0; i < params.size(); ++i) this->executor_.set_placement(i, detail::placement_of<Rule>(params[i], on));
     }
 
     step_result step(const openmp_backend& backend) { return this->step_with(backend); }

@@ -6,8 +6,8 @@
 //! - `host`: CPU tensors run the core's fused kernels on their own memory
 //!   (exec/cpu_runner.hpp), in place, on OpenMP threads;
 //! - `cuda`: CUDA tensors run the Thrust executor's batched kernels on torch's
-//!   current stream, in translation units compiled by nvcc against a CUDA
-//!   LibTorch (CHILDTUNE_TORCH_CUDA, see torch/cuda_step.hpp);
+//!   current stream, when a unit compiled by nvcc registered them for the rule
+//!   (torch/cuda_kernels.cuh, see torch/cuda_step.hpp);
 //! - `aten`: any other tensor (another device, or CUDA without the Thrust
 //!   kernels) runs the rule as ATen operations (torch/aten_step.hpp).
 //!
@@ -41,10 +41,11 @@ namespace childtune::torch::detail {
 enum class placement : std::uint8_t { host, aten, cuda };
 
 //! Where a parameter is stepped (see the file comment).
-inline placement placement_of(const at::Tensor& p, bool force_aten) {
+template <class Rule>
+placement placement_of(const at::Tensor& p, bool force_aten) {
     if (force_aten) return placement::aten;
     if (p.device().is_cpu()) return placement::host;
-    return p.device().is_cuda() && cuda_kernels_compiled ? placement::cuda : placement::aten;
+    return p.device().is_cuda() && cuda_kernels<Rule>::launch ? placement::cuda : placement::aten;
 }
 
 template <update_rule Rule>
@@ -127,7 +128,8 @@ public:
     void run(const childtune::detail::registry<Rule>& r, const childtune::detail::step_plan<Rule>& plan,
              const Backend& backend) {
         std::vector<childtune::detail::cpu_job<Rule>> host;
-        cuda_batch<Rule> cuda;
+        cuda_launch<Rule> cuda;
+        std::vector<at::Tensor> uploaded; // words of this step's device masks, alive until launched
         for (const auto& j : plan.jobs) {
             auto& t = tensors_[j.tensor];
             const auto& rec = r.tensors()[j.tensor];
@@ -148,7 +150,14 @@ public:
                 c.constants_d = j.constants_d;
                 host.push_back(c);
             } else if (t.where == placement::cuda) {
-                cuda.add(r, j, t.param, t.grad, t.state);
+                cuda_tensor c{rec.name, rec.group, rec.type, t.param.data_ptr(), t.grad.data_ptr(), {},
+                              static_cast<std::uint64_t>(t.param.numel()), rec.steps + 1, j.fresh, dense_view{}};
+                for (std::size_t b = 0; b < childtune::detail::max_rule_state_buffers; ++b)
+                    c.state[b] = t.state[b].defined() ? t.state[b].data_ptr() : nullptr;
+                if (const auto* keyed = std::get_if<bernoulli_view>(&j.mask.get())) c.mask = *keyed;
+                else if (!j.mask.dense()) c.mask = device_words(j, c.size, t.param.device(), uploaded);
+                cuda.device = t.param.device().index();
+                cuda.tensors.push_back(c);
             } else {
                 at::Tensor p = t.param.view({-1});
                 const at::Tensor keep = keep_of(j, static_cast<std::size_t>(p.numel()), p.device());
@@ -159,7 +168,11 @@ public:
             }
         }
         if (!host.empty()) childtune::detail::run_cpu_jobs(host, r.options().masking, backend);
-        cuda.run(r);
+        if (!cuda.tensors.empty()) {
+            cuda.masking = r.options().masking;
+            for (const auto& g : r.groups()) cuda.group_options.push_back(g.options);
+            cuda_kernels<Rule>::launch(cuda);
+        }
     }
 
 private:
@@ -169,11 +182,12 @@ private:
         placement where;
         const childtune::detail::cpu_kernel_table<Rule>* kernels;
         at::Tensor state[childtune::detail::max_rule_state_buffers];
-        //! The keep tensor of a fixed mask on the device, and the words it was made of.
+        //! A fixed mask on the device (a keep tensor for the ATen path, packed
+        //! words for the CUDA kernels), and the host words it was made of.
         struct {
             const std::uint64_t* words = nullptr;
             std::uint64_t hash = 0;
-            at::Tensor keep;
+            at::Tensor keep, device_words;
         } fixed_keep;
     };
 
@@ -204,10 +218,36 @@ private:
         const std::uint64_t hash = childtune::detail::mask_words_hash(words, n);
         if (cache.words != words || cache.hash != hash || !cache.keep.defined()) {
             cache.keep = keep_tensor(j.mask, n).to(device);
+            cache.device_words = at::Tensor();
             cache.words = words;
             cache.hash = hash;
         }
         return cache.keep;
+    }
+
+    //! The keep words of a job in device memory: a fixed mask's are kept while
+    //! its bits stay, others are copied for this step.
+    fixed_view device_words(const childtune::detail::tensor_job<Rule>& j, std::uint64_t n, const at::Device& device,
+                            std::vector<at::Tensor>& uploaded) {
+        const auto count = static_cast<std::int64_t>(n / 64 + (n % 64 != 0 ? 1 : 0));
+        const auto upload = [&] {
+            at::Tensor host = at::empty({count}, at::TensorOptions().dtype(at::kLong));
+            j.mask.words(0, static_cast<std::size_t>(count), reinterpret_cast<std::uint64_t*>(host.data_ptr()));
+            return host.to(device);
+        };
+        auto& cache = tensors_[j.tensor].fixed_keep;
+        if (const std::uint64_t* words = childtune::detail::whole_fixed_words(j.mask, n)) {
+            const std::uint64_t hash = childtune::detail::mask_words_hash(words, n);
+            if (cache.words != words || cache.hash != hash || !cache.device_words.defined()) {
+                cache.device_words = upload();
+                cache.keep = at::Tensor();
+                cache.words = words;
+                cache.hash = hash;
+            }
+            return fixed_view(static_cast<const std::uint64_t*>(cache.device_words.data_ptr()), n, 0);
+        }
+        uploaded.push_back(upload());
+        return fixed_view(static_cast<const std::uint64_t*>(uploaded.back().data_ptr()), n, 0);
     }
 
     std::vector<bound_tensor> tensors_;
