@@ -36,9 +36,18 @@ static_assert(ct::gradient_mask<ct::bernoulli>);
 static_assert(ct::gradient_mask<ct::fixed>);
 static_assert(!ct::gradient_mask<ct::mask_set>);
 
+static_assert(ct::mask_view<ct::dense_view> && ct::mask_view<ct::bernoulli_view> && ct::mask_view<ct::fixed_view>);
+static_assert(ct::mask_view<ct::any_mask_view> && ct::mask_view<ct::custom_mask_view>);
+static_assert(ct::mask_policy<ct::dense> && ct::mask_policy<ct::bernoulli> && ct::mask_policy<ct::fixed>);
+static_assert(ct::mask_policy<ct::any_mask>);
+static_assert(!ct::mask_policy<ct::mask_set> && !ct::mask_policy<ct::mask_mode> && !ct::mask_policy<int>);
+
 static_assert(ct::update_rule<ct::adamw>);
 static_assert(ct::update_rule<ct::adam>);
 static_assert(ct::update_rule<ct::sgd>);
+static_assert(ct::update_rule<ct::lion>);
+static_assert(ct::update_rule<ct::lamb>);
+static_assert(ct::detail::rule_reduction_count<ct::lamb>() == 2 && ct::detail::rule_reduction_count<ct::adamw>() == 0);
 static_assert(!ct::update_rule<int>);
 static_assert(!ct::update_rule<ct::bernoulli>);
 
@@ -61,8 +70,36 @@ struct no_apply {
     template <class S>
     static step_constants<S> prepare(const options&, std::uint64_t, bool) { return {}; }
 };
+// A rule that declares a per-tensor phase but has no reduce()/finish().
+struct phase_without_reduce {
+    static constexpr std::string_view name = "phase_without_reduce";
+    static constexpr std::size_t max_state_buffers = 0;
+    static constexpr std::size_t reduction_count = 1;
+    static constexpr std::size_t option_count = 1;
+    struct options {
+        double lr = 0;
+        friend bool operator==(const options&, const options&) = default;
+    };
+    static void validate(const options&, std::string_view) {}
+    static std::size_t state_buffers(const options&) { return 0; }
+    static std::array<double, 1> to_values(const options& o) { return {o.lr}; }
+    static options from_values(const std::array<double, 1>& v) { return {v[0]}; }
+    template <class S>
+    struct step_constants {};
+    template <class S>
+    static step_constants<S> prepare(const options&, std::uint64_t, bool) { return {}; }
+    template <class V, class K, class S>
+    static void apply(const step_constants<S>&, const ct::element_mask<K, V>&, V&, V, V (&)[2]) {}
+};
+// A policy whose view is not a mask view.
+struct view_of_int {
+    void validate() const {}
+    int view(const ct::tensor_info&, std::uint64_t) const { return 0; }
+};
 } // namespace conformance
 static_assert(!ct::update_rule<conformance::no_apply>);
+static_assert(!ct::update_rule<conformance::phase_without_reduce>);
+static_assert(!ct::mask_policy<conformance::view_of_int>);
 
 static_assert(ct::execution_backend<ct::serial_backend>);
 static_assert(ct::execution_backend<ct::openmp_backend>);

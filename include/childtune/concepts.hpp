@@ -50,12 +50,12 @@ concept contiguous_tensor = std::ranges::contiguous_range<R> && std::ranges::siz
 //! probability p kept gradients are divided by (1 for masks that do not
 //! rescale); `is_dense` is true only if every element is kept.
 template <class V>
-concept mask_view = std::copyable<V> && requires(const V v, std::uint64_t i) {
+concept mask_view = requires(const V v, std::uint64_t i) {
     { v.keep(i) } -> std::same_as<bool>;
     { v.bits64(i) } -> std::same_as<std::uint64_t>;
     { v.keep_probability() } -> std::convertible_to<double>;
     { V::is_dense } -> std::convertible_to<bool>;
-};
+} && std::copyable<V>; // copyable last: a type converting from views is not checked against itself
 //! The name of mask_view before 0.2.
 template <class V>
 concept gradient_mask_view = mask_view<V>;
@@ -87,10 +87,10 @@ concept gradient_mask_view = mask_view<V>;
 //! mask_view type, which CPU executors run through function pointers and device
 //! executors through keep words computed on the host.
 template <class M>
-concept mask_policy = std::copyable<M> && requires(const M m, const tensor_info& t, std::uint64_t step) {
+concept mask_policy = requires(const M m, const tensor_info& t, std::uint64_t step) {
     m.validate();
     { m.view(t, step) } -> mask_view;
-};
+} && std::copyable<M>; // copyable last: a type converting from policies is not checked against itself
 
 //! The policy concept before 0.2 (views by key or by name); the built-in
 //! policies model both.

@@ -45,8 +45,10 @@ public:
 
     //! `mode`: the optimizer-wide mask of the masked groups (dense, bernoulli or fixed).
     explicit optimizer(mask_mode mode = dense{}, optimizer_options options = {}) : base(any_mask(std::move(mode)), options) {}
-    //! Any mask policy as the optimizer-wide mask.
-    template <childtune::mask_policy M>
+    //! Any mask policy as the optimizer-wide mask. (The self-test comes first:
+    //! checking whether an optimizer is a policy must not consider this constructor.)
+    template <class M>
+        requires(!std::same_as<std::remove_cvref_t<M>, optimizer> && childtune::mask_policy<M>)
     explicit optimizer(M policy, optimizer_options options = {}) : base(any_mask(std::move(policy)), options) {}
 
     // ---- parameters -----------------------------------------------------------------

@@ -33,8 +33,10 @@ class any_mask {
 public:
     //! The dense policy.
     any_mask() : any_mask(dense{}) {}
-    template <mask_policy M>
-        requires(!std::same_as<std::remove_cvref_t<M>, any_mask>)
+    // The self-test comes first: checking mask_policy<any_mask> (copyable) must
+    // not consider this constructor.
+    template <class M>
+        requires(!std::same_as<std::remove_cvref_t<M>, any_mask> && mask_policy<M>)
     any_mask(M policy) { // NOLINT(google-explicit-constructor): a policy is a mask
         if constexpr (std::is_same_v<M, dense> || std::is_same_v<M, bernoulli> || std::is_same_v<M, fixed>)
             self_ = std::make_shared<const builtin_model>(mask_mode{std::move(policy)});

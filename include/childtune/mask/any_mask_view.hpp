@@ -28,7 +28,10 @@ class custom_mask_view {
 public:
     static constexpr bool is_dense = false;
 
-    template <mask_view V>
+    // The self-test comes first: checking mask_view<custom_mask_view> (copyable)
+    // must not consider this constructor.
+    template <class V>
+        requires(!std::same_as<std::remove_cvref_t<V>, custom_mask_view> && mask_view<V>)
     explicit custom_mask_view(V v)
         : self_(std::make_shared<const V>(std::move(v))),
           keep_([](const void* s, std::uint64_t i) { return static_cast<const V*>(s)->keep(i); }),
@@ -53,8 +56,8 @@ public:
     static constexpr bool is_dense = false;
 
     any_mask_view() = default;
-    template <mask_view V>
-        requires(!std::same_as<std::remove_cvref_t<V>, any_mask_view>)
+    template <class V>
+        requires(!std::same_as<std::remove_cvref_t<V>, any_mask_view> && mask_view<V>)
     any_mask_view(V v) // NOLINT(google-explicit-constructor): a view is a view
         : v_(wrap(std::move(v))) {}
 
