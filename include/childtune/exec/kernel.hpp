@@ -41,6 +41,7 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 namespace childtune::detail {
 
@@ -173,10 +174,14 @@ CHILDTUNE_ALWAYS_INLINE void run_element_pass(const pass_arguments<Rule, S>& a, 
 //! The element pass as a dispatchable kernel (exec/dispatch.hpp). Rules that do
 //! not promise to inline `apply` stop at SSE2: an out-of-line `apply` compiled
 //! without AVX would receive 32-byte vectors differently from how an AVX2
-//! caller passes them.
+//! caller passes them. So does a state type other than the parameters' own
+//! precision (float state for double parameters or the reverse, chosen with
+//! optimizer_options::precision): a rare set-up, which is not worth a second
+//! wide kernel in every program's compile time.
 template <class Rule, element_pass Pass, std::size_t Buffers, class S, class P>
 struct element_pass_kernel {
-    static constexpr cpu_isa max_isa = inlines_apply<Rule>() ? cpu_isa::avx2 : cpu_isa::sse2;
+    static constexpr bool natural_state = std::is_same_v<S, double> == std::is_same_v<P, double>;
+    static constexpr cpu_isa max_isa = inlines_apply<Rule>() && natural_state ? cpu_isa::avx2 : cpu_isa::sse2;
 
     template <cpu_isa I>
     static void run(const pass_arguments<Rule, S>* a, step_operands<P, S> x, std::size_t begin, std::size_t end) {

@@ -14,18 +14,21 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <ostream>
 #include <string>
-#include <system_error>
 
+// POSIX systems rename over the target with rename(2) and flush with fsync;
+// others go through std::filesystem (a heavy header, so only where needed).
 #if defined(__unix__) || defined(__APPLE__)
 #include <fcntl.h>
 #include <unistd.h>
 #define CHILDTUNE_HAS_FSYNC 1
 #else
+#include <filesystem>
+#include <system_error>
 #define CHILDTUNE_HAS_FSYNC 0
 #endif
 
@@ -33,7 +36,7 @@ namespace childtune::detail {
 
 #if CHILDTUNE_HAS_FSYNC
 //! fsync of the file or directory at `path`; false (errno set) on failure.
-inline bool sync_path(const std::filesystem::path& path, bool directory) {
+inline bool sync_path(const std::string& path, bool directory) {
     const int fd = ::open(path.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
     if (fd < 0) return false;
     const bool ok = ::fsync(fd) == 0;
@@ -45,16 +48,26 @@ inline bool sync_path(const std::filesystem::path& path, bool directory) {
 #endif
 
 //! A name for the temporary file of `target` no other save uses.
-inline std::filesystem::path temporary_path_for(const std::filesystem::path& target) {
+inline std::string temporary_path_for(const std::string& target) {
     static std::atomic<unsigned long> counter{0};
 #if CHILDTUNE_HAS_FSYNC
     const long pid = static_cast<long>(::getpid());
 #else
     const long pid = 0;
 #endif
-    std::filesystem::path temp = target;
-    temp += ".tmp." + std::to_string(pid) + "." + std::to_string(counter.fetch_add(1));
-    return temp;
+    return target + ".tmp." + std::to_string(pid) + "." + std::to_string(counter.fetch_add(1));
+}
+
+//! Renames `from` over `to`; an empty string on success, else the reason.
+inline std::string rename_over(const std::string& from, const std::string& to) {
+#if CHILDTUNE_HAS_FSYNC
+    if (std::rename(from.c_str(), to.c_str()) != 0) return std::strerror(errno);
+    return {};
+#else
+    std::error_code ec;
+    std::filesystem::rename(from, to, ec);
+    return ec ? ec.message() : std::string();
+#endif
 }
 
 //! Writes `path` through `write(std::ostream&)` so that it is replaced all at
@@ -63,11 +76,9 @@ inline std::filesystem::path temporary_path_for(const std::filesystem::path& tar
 //! renamed, or when `write` throws.
 template <class Write>
 void replace_file_atomically(const std::string& path, const char* what, Write&& write) {
-    const std::filesystem::path target(path);
-    const std::filesystem::path temp = temporary_path_for(target);
+    const std::string temp = temporary_path_for(path);
     const auto failed = [&](const std::string& problem) {
-        std::error_code ignored;
-        std::filesystem::remove(temp, ignored);
+        (void)std::remove(temp.c_str());
         fail(std::string("saving ") + what + " '" + path + "': " + problem + "; the previous file is unchanged");
     };
     {
@@ -88,12 +99,12 @@ void replace_file_atomically(const std::string& path, const char* what, Write&& 
 #if CHILDTUNE_HAS_FSYNC
     if (!sync_path(temp, false)) failed(std::string("flushing to the disk failed (") + std::strerror(errno) + ")");
 #endif
-    std::error_code ec;
-    std::filesystem::rename(temp, target, ec);
-    if (ec) failed("renaming the temporary file over it failed (" + ec.message() + ")");
+    if (const std::string why = rename_over(temp, path); !why.empty())
+        failed("renaming the temporary file over it failed (" + why + ")");
 #if CHILDTUNE_HAS_FSYNC
     // The rename is durable once the directory is; a failure here cannot undo it.
-    (void)sync_path(target.has_parent_path() ? target.parent_path() : std::filesystem::path("."), true);
+    const auto slash = path.find_last_of('/');
+    (void)sync_path(slash == std::string::npos ? std::string(".") : path.substr(0, slash == 0 ? 1 : slash), true);
 #endif
 }
 
