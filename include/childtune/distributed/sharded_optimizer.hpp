@@ -47,6 +47,10 @@ namespace childtune {
 
 template <update_rule Rule, communicator Comm>
 class sharded_optimizer {
+    static_assert(detail::rule_reduction_count<Rule>() == 0,
+                  "sharded_optimizer: a rule with a per-tensor phase (LAMB's trust ratio) reduces over whole tensors, "
+                  "which the slices of ZeRO-1 cut across ranks; use childtune::optimizer on every rank instead");
+
 public:
     using rule_type = Rule;
     using options_type = typename Rule::options;

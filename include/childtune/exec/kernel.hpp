@@ -7,7 +7,10 @@
 //! Each element is read once (param, grad, state) and written once (param,
 //! state): 28 bytes per parameter for fp32 AdamW. Keep decisions arrive as one
 //! 64-bit word per 64 elements (from Philox, a packed mask or another policy;
-//! none for dense groups), so no mask is materialised. The ragged end of a range
+//! none for dense groups), so no mask is materialised. A word that keeps all 64
+//! elements runs the rule with the compile-time lane mask `all_lanes`
+//! (numeric/lanes.hpp), whose selects fold away: dense steps pay nothing for
+//! masking. The ragged end of a range
 //! runs the same lane arithmetic on a zero-padded copy, which makes every
 //! element's result independent of how ranges are split across threads.
 //!
@@ -134,9 +137,22 @@ CHILDTUNE_ALWAYS_INLINE void run_element_pass(const pass_arguments<Rule, S>& a, 
         const P* const grad = x.grad + w;
 
         std::size_t j = 0;
-        for (; j + lanes <= n; j += lanes, bits >>= lanes)
-            step_lanes<Rule, Pass, Buffers, V>(c, plan(lane_mask(static_cast<V*>(nullptr), bits)), param, grad, s, j,
-                                               &terms[0][0], 64);
+        // Every element kept: the rule runs without selects. (In the wide kernel
+        // only: the SSE2 one serves CPUs without AVX2, and a second copy of the
+        // loop costs every program compile time.)
+        bool all_kept = false;
+        if constexpr (sizeof(V) >= 32) {
+            if (bits == ~std::uint64_t{0}) {
+                const auto all = plan.all_kept(all_lanes{});
+                for (; j + lanes <= n; j += lanes)
+                    step_lanes<Rule, Pass, Buffers, V>(c, all, param, grad, s, j, &terms[0][0], 64);
+                all_kept = true;
+            }
+        }
+        if (!all_kept)
+            for (; j + lanes <= n; j += lanes, bits >>= lanes)
+                step_lanes<Rule, Pass, Buffers, V>(c, plan(lane_mask(static_cast<V*>(nullptr), bits)), param, grad, s, j,
+                                                   &terms[0][0], 64);
         if (j < n) { // ragged end: the same lane arithmetic on a zero-padded copy
             const std::size_t r = n - j;
             P tp[lanes] = {}, tg[lanes] = {};

@@ -33,4 +33,23 @@ template <class S>
     requires std::is_floating_point_v<S>
 CHILDTUNE_HD_INLINE bool lane_mask(S*, std::uint64_t bits) { return (bits & 1u) != 0; }
 
+// ---- a lane mask known to keep every lane --------------------------------------
+//! The lane mask of a run where every element is kept (a dense tensor, a word of
+//! a mask with all 64 bits set): selects fold away at compile time, so such runs
+//! pay nothing for masking.
+struct all_lanes {};
+template <class V>
+CHILDTUNE_HD_INLINE V select(all_lanes, V a, V) {
+    return a;
+}
+CHILDTUNE_HD_INLINE all_lanes mask_or(all_lanes, all_lanes) { return {}; }
+template <class K>
+CHILDTUNE_HD_INLINE all_lanes mask_or(all_lanes, K) {
+    return {};
+}
+template <class K>
+CHILDTUNE_HD_INLINE all_lanes mask_or(K, all_lanes) {
+    return {};
+}
+
 } // namespace childtune::detail

@@ -78,6 +78,11 @@ struct mask_plan {
         e.decay_kept = mask_or(keep, decay_always);
         return e;
     }
+    //! The element mask where every element is kept, whatever the options.
+    template <class All>
+    CHILDTUNE_HD_INLINE element_mask<All, V> all_kept(All all) const {
+        return {all, all, all, base.gradient_divisor, base.update_divisor, base.rescale_gradient, base.rescale_update};
+    }
 };
 
 //! The plan of a range: `all`/`none` are K's all-true/all-false values;
