@@ -89,11 +89,11 @@ struct normalized_sgd {
         return {o.lr, S(0)};
     }
     template <class V, class K, class S>
-    CHILDTUNE_HD_INLINE static V masked(const childtune::element_mask<K, V>& e, V g) {
+    CHILDTUNE_HD_INLINE static V masked(const childtune::element_mask<K, V>& e, const V& g) {
         return childtune::detail::select(e.gradient_kept, e.rescaled_gradient(g), V(S(0)));
     }
     template <class V, class K, class S>
-    CHILDTUNE_HD_INLINE static void reduce(const step_constants<S>&, const childtune::element_mask<K, V>& e, V, V g,
+    CHILDTUNE_HD_INLINE static void reduce(const step_constants<S>&, const childtune::element_mask<K, V>& e, const V&, const V& g,
                                            V (&)[2], V (&terms)[1]) {
         const V m = masked<V, K, S>(e, g);
         terms[0] = m * m;
@@ -103,7 +103,7 @@ struct normalized_sgd {
         c.neg_step = static_cast<S>(sums[0] > 0.0 ? -c.lr / std::sqrt(sums[0]) : 0.0);
     }
     template <class V, class K, class S>
-    CHILDTUNE_HD_INLINE static void apply(const step_constants<S>& c, const childtune::element_mask<K, V>& e, V& p, V g,
+    CHILDTUNE_HD_INLINE static void apply(const step_constants<S>& c, const childtune::element_mask<K, V>& e, V& p, const V& g,
                                           V (&)[2]) {
         p = childtune::detail::select(e.update_kept, p + V(c.neg_step) * masked<V, K, S>(e, g), p);
     }

@@ -126,7 +126,9 @@ concept rule_with_phase = requires(const typename R::template step_constants<flo
 //! `prepare<S>(options, step, fresh_state)` computes the per-step scalars
 //! (`step` counts this tensor's steps including this one); `apply(c, e, p, g,
 //! state)` updates one element or one vector of lanes. Rules with up to two
-//! buffers take `V (&state)[2]`, others `V (&state)[max_state_buffers]`.
+//! buffers take `V (&state)[2]`, others `V (&state)[max_state_buffers]`. Take
+//! `p` and `g` by (const) reference: vector lanes by value make GCC print a
+//! -Wpsabi note in every build without AVX (see update/masking.hpp).
 //!
 //! A per-tensor phase (`reduction_count` > 0): before any parameter changes,
 //! `reduce(c, e, p, g, state, terms)` runs on every element (it may update the

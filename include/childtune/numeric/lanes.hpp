@@ -39,16 +39,16 @@ CHILDTUNE_HD_INLINE bool lane_mask(S*, std::uint64_t bits) { return (bits & 1u) 
 //! pay nothing for masking.
 struct all_lanes {};
 template <class V>
-CHILDTUNE_HD_INLINE V select(all_lanes, V a, V) {
+CHILDTUNE_HD_INLINE V select(all_lanes, const V& a, const V&) {
     return a;
 }
 CHILDTUNE_HD_INLINE all_lanes mask_or(all_lanes, all_lanes) { return {}; }
 template <class K>
-CHILDTUNE_HD_INLINE all_lanes mask_or(all_lanes, K) {
+CHILDTUNE_HD_INLINE all_lanes mask_or(all_lanes, const K&) {
     return {};
 }
 template <class K>
-CHILDTUNE_HD_INLINE all_lanes mask_or(K, all_lanes) {
+CHILDTUNE_HD_INLINE all_lanes mask_or(const K&, all_lanes) {
     return {};
 }
 

@@ -61,12 +61,12 @@ struct adam {
     }
 
     template <class V, class K, class S>
-    CHILDTUNE_HD_INLINE static void apply(const step_constants<S>& c, const element_mask<K, V>& e, V& p, V g, V (&state)[2]) {
+    CHILDTUNE_HD_INLINE static void apply(const step_constants<S>& c, const element_mask<K, V>& e, V& p, const V& gradient, V (&state)[2]) {
         using detail::select;
         using detail::vsqrt;
         V& m = state[0];
         V& v = state[1];
-        g = select(e.gradient_kept, e.rescaled_gradient(g), V(S(0)));
+        V g = select(e.gradient_kept, e.rescaled_gradient(gradient), V(S(0)));
         if (c.decay) g = select(e.decay_kept, g + V(c.weight_decay) * p, g);
         m = m * V(c.beta1) + V(c.one_minus_beta1) * g;
         v = v * V(c.beta2) + V(c.one_minus_beta2) * g * g;

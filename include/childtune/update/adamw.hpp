@@ -103,13 +103,13 @@ struct adamw {
 
     //! One element (or one vector of lanes).
     template <class V, class K, class S>
-    CHILDTUNE_HD_INLINE static void apply(const step_constants<S>& c, const element_mask<K, V>& e, V& p, V g, V (&state)[2]) {
+    CHILDTUNE_HD_INLINE static void apply(const step_constants<S>& c, const element_mask<K, V>& e, V& p, const V& gradient, V (&state)[2]) {
         using detail::select;
         using detail::vsqrt;
         V& m = state[0];
         V& v = state[1];
         if (c.decay && !c.legacy) p = select(e.decay_kept, p * V(c.decay_factor), p);
-        g = select(e.gradient_kept, e.rescaled_gradient(g), V(S(0)));
+        V g = select(e.gradient_kept, e.rescaled_gradient(gradient), V(S(0)));
         m = m * V(c.beta1) + V(c.one_minus_beta1) * g;
         v = v * V(c.beta2) + V(c.one_minus_beta2) * g * g;
         const V denom = c.legacy ? vsqrt(v) + V(c.eps) : vsqrt(v) / V(c.bc2_sqrt) + V(c.eps);

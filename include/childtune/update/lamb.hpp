@@ -101,12 +101,12 @@ struct lamb {
 
     //! The phase's element pass: new moments, and the terms of ||p||² and ||u||².
     template <class V, class K, class S>
-    CHILDTUNE_HD_INLINE static void reduce(const step_constants<S>& c, const element_mask<K, V>& e, V p, V g,
+    CHILDTUNE_HD_INLINE static void reduce(const step_constants<S>& c, const element_mask<K, V>& e, const V& p, const V& gradient,
                                            V (&state)[2], V (&terms)[2]) {
         using detail::select;
         V& m = state[0];
         V& v = state[1];
-        g = select(e.gradient_kept, e.rescaled_gradient(g), V(S(0)));
+        V g = select(e.gradient_kept, e.rescaled_gradient(gradient), V(S(0)));
         m = m * V(c.beta1) + V(c.one_minus_beta1) * g;
         v = v * V(c.beta2) + V(c.one_minus_beta2) * g * g;
         const V u = direction(c, e, p, m, v);
@@ -125,7 +125,7 @@ struct lamb {
 
     //! The element pass after the phase: the moments are already updated.
     template <class V, class K, class S>
-    CHILDTUNE_HD_INLINE static void apply(const step_constants<S>& c, const element_mask<K, V>& e, V& p, V /*g*/,
+    CHILDTUNE_HD_INLINE static void apply(const step_constants<S>& c, const element_mask<K, V>& e, V& p, const V& /*g*/,
                                           V (&state)[2]) {
         using detail::mask_or;
         using detail::select;

@@ -67,11 +67,11 @@ struct lion {
     }
 
     template <class V, class K, class S>
-    CHILDTUNE_HD_INLINE static void apply(const step_constants<S>& c, const element_mask<K, V>& e, V& p, V g, V (&state)[2]) {
+    CHILDTUNE_HD_INLINE static void apply(const step_constants<S>& c, const element_mask<K, V>& e, V& p, const V& gradient, V (&state)[2]) {
         using detail::select;
         V& m = state[0];
         if (c.decay) p = select(e.decay_kept, p * V(c.decay_factor), p);
-        g = select(e.gradient_kept, e.rescaled_gradient(g), V(S(0)));
+        V g = select(e.gradient_kept, e.rescaled_gradient(gradient), V(S(0)));
         const V interpolated = m * V(c.beta1) + V(c.one_minus_beta1) * g;
         const V sign = select(interpolated > V(S(0)), V(S(1)), select(interpolated < V(S(0)), V(S(-1)), V(S(0))));
         p = select(e.update_kept, p + e.rescaled_update(V(c.neg_lr) * sign), p);

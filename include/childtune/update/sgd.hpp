@@ -65,9 +65,9 @@ struct sgd {
     }
 
     template <class V, class K, class S>
-    CHILDTUNE_HD_INLINE static void apply(const step_constants<S>& c, const element_mask<K, V>& e, V& p, V g, V (&state)[2]) {
+    CHILDTUNE_HD_INLINE static void apply(const step_constants<S>& c, const element_mask<K, V>& e, V& p, const V& gradient, V (&state)[2]) {
         using detail::select;
-        g = select(e.gradient_kept, e.rescaled_gradient(g), V(S(0)));
+        V g = select(e.gradient_kept, e.rescaled_gradient(gradient), V(S(0)));
         if (c.decay) g = select(e.decay_kept, g + V(c.weight_decay) * p, g);
         if (c.use_momentum) {
             V& buf = state[0];
