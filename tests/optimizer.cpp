@@ -694,19 +694,22 @@ TEST_CASE("bad input: Bernoulli p at the edges of its range (0 excluded, 1 inclu
     }
 }
 
-TEST_CASE("bad input: empty optimizers, empty groups and empty tensors step and save", "[optimizer][bad_input]") {
-    optimizer<adamw> none;
+TEST_CASE("bad input: empty optimizers, empty groups and empty tensors step and save (allow_empty)", "[optimizer][bad_input]") {
+    // Since 0.3 both are refused unless optimizer_options::allow_empty (see the
+    // "no silent no-ops" case); with it they step as before.
+    const optimizer_options allow{.allow_empty = true};
+    optimizer<adamw> none(dense{}, allow);
     CHECK(none.step().applied);
     CHECK(none.step_count() == 1);
     std::stringstream state;
     none.save(state);
-    optimizer<adamw> none2;
+    optimizer<adamw> none2(dense{}, allow);
     none2.load(state);
     CHECK(none2.step_count() == 1);
 
     // A group without tensors, and tensors of no element (null data) under every mask.
     for (const mask_mode& mode : {mask_mode{dense{}}, mask_mode{bernoulli{0.5, 2}}, mask_mode{fixed{}}}) {
-        optimizer<adamw> opt(mode);
+        optimizer<adamw> opt(mode, allow);
         opt.add_group("empty", base);
         opt.add_group("dense", base, false);
         opt.add_parameter<float>(1, "zero", tensor_view<float>(nullptr, 0), tensor_view<const float>(nullptr, 0));
@@ -1010,4 +1013,142 @@ TEST_CASE("first_nonfinite_gradient: the check step() makes, for callers that de
     CHECK(opt.first_nonfinite_gradient() == std::optional<std::size_t>{1});
     opt.clear_gradient(1); // absent gradients are not checked
     CHECK(opt.first_nonfinite_gradient() == std::optional<std::size_t>{2});
+}
+
+TEST_CASE("no silent no-ops: a step without tensors, or with a masked group holding none, is refused unless allow_empty",
+          "[optimizer][errors][bad_input]") {
+    model m;
+    {
+        optimizer<adamw> none(bernoulli{0.5, 1});
+        CHECK_THROWS_WITH(none.step(), Catch::Contains("no tensor is registered") && Catch::Contains("allow_empty"));
+        CHECK(none.step_count() == 0);
+        CHECK_THROWS_WITH(none.reserve_state(), Catch::Contains("no tensor is registered"));
+    }
+    optimizer<adamw> opt(bernoulli{0.5, 1});
+    m.attach(opt, base);
+    opt.add_group("decoder", base); // masked, but a name filter found no tensor for it
+    m.new_gradients();
+    require_rejected(opt, m, [&] { opt.step(); },
+                     {"group 'decoder' is masked but holds no tensor", "allow_empty"});
+    CHECK(opt.step_count() == 0);
+    // An empty dense group masks nothing and is fine.
+    optimizer<adamw> dense_empty(bernoulli{0.5, 1});
+    m.attach(dense_empty, base);
+    dense_empty.add_group("frozen", base, false);
+    CHECK(dense_empty.step().applied);
+    // Opted in: the step runs, as before 0.3.
+    model m2;
+    optimizer<adamw> opted(bernoulli{0.5, 1}, optimizer_options{.allow_empty = true});
+    m2.attach(opted, base);
+    opted.add_group("decoder", base);
+    m2.new_gradients();
+    CHECK(opted.step().applied);
+    CHECK(opted.step_count() == 1);
+}
+
+TEST_CASE("errors carry the exact value and name the group", "[optimizer][errors][bad_input]") {
+    model m;
+    optimizer<adamw> opt(bernoulli{0.5, 1});
+    m.attach(opt, base);
+    const double above_one = std::nextafter(1.0, 2.0);
+    require_rejected(opt, m, [&] { opt.set_mask(bernoulli{above_one, 1}); },
+                     {"p = 1.0000000000000002 is outside (0, 1]"});
+    require_rejected(opt, m, [&] { opt.set_lr(0, -1e-300); }, {"group 'encoder': lr = -1e-300 must be finite and >= 0"});
+    require_rejected(opt, m, [&] { opt.set_lr(1, -0.1); }, {"group 'head': lr = -0.1 must be"});
+    auto bad = base;
+    bad.beta2 = 1.0 + 0x1p-52;
+    require_rejected(opt, m, [&] { opt.set_group_options(1, bad); }, {"group 'head': beta2 = 1.0000000000000002 must be in [0, 1)"});
+    CHECK(detail::format_number(0.1) == "0.1");
+    CHECK(detail::format_number(1e-12) == "1e-12");
+    CHECK(detail::format_number(std::numeric_limits<double>::quiet_NaN()) == "nan");
+    CHECK(detail::format_number(-std::numeric_limits<double>::infinity()) == "-inf");
+    CHECK(detail::format_number(std::size_t{18446744073709551615u}) == "18446744073709551615");
+}
+
+TEST_CASE("load options: the file's hyperparameters by default, this optimizer's with hyperparameter_source::current",
+          "[optimizer][state]") {
+    model m;
+    optimizer<adamw> opt(bernoulli{0.5, 7});
+    m.attach(opt, base);
+    m.new_gradients();
+    opt.step();
+    const std::string file = state_of(opt);
+    const std::string params = m.snapshot();
+
+    // What the user changed after construction: lr, the mask's p and seed.
+    const auto changed = [&](optimizer<adamw>& o) {
+        o.set_lr(0, 0.5);
+        o.set_mask(bernoulli{0.25, 99});
+    };
+
+    model saved_m;
+    optimizer<adamw> saved(bernoulli{0.5, 7});
+    saved_m.attach(saved, base);
+    changed(saved);
+    {
+        std::stringstream in(file);
+        saved.load(in); // the default: the file's
+    }
+    CHECK(saved.group_options(0).lr == base.lr);
+    CHECK(saved.mask_policy().target<bernoulli>()->p == 0.5);
+    CHECK(saved.mask_policy().target<bernoulli>()->seed == 7);
+    CHECK(state_of(saved) == file);
+
+    model current_m;
+    optimizer<adamw> current(bernoulli{0.5, 7});
+    current_m.attach(current, base);
+    changed(current);
+    {
+        std::stringstream in(file);
+        current.load(in, {.hyperparameters = hyperparameter_source::current});
+    }
+    CHECK(current.group_options(0).lr == 0.5);
+    CHECK(current.mask_policy().target<bernoulli>()->p == 0.25);
+    CHECK(current.mask_policy().target<bernoulli>()->seed == 99);
+    CHECK(current.step_count() == 1);
+    // The state is the file's: a file saved now differs only in what was kept.
+    optimizer<adamw> expected(bernoulli{0.5, 7});
+    model expected_m;
+    expected_m.attach(expected, base);
+    {
+        std::stringstream in(file);
+        expected.load(in);
+    }
+    changed(expected);
+    CHECK(state_of(current) == state_of(expected));
+
+    // An unknown source is refused and changes nothing.
+    require_rejected(current, current_m, [&] {
+        std::stringstream in(file);
+        current.load(in, {.hyperparameters = static_cast<hyperparameter_source>(7)});
+    }, {"unknown hyperparameter source"});
+    (void)params;
+}
+
+TEST_CASE("state files: a flipped byte anywhere is reported as corruption at its offset, before parsing",
+          "[optimizer][state][errors]") {
+    model m;
+    optimizer<adamw> opt(bernoulli{0.3, 5});
+    m.attach(opt, base);
+    m.new_gradients();
+    opt.step();
+    const std::string good = state_of(opt);
+    m.new_gradients();
+    opt.step();
+    std::vector<std::size_t> offsets;
+    for (std::size_t at = 0; at < 400; ++at) offsets.push_back(at); // header, groups, tensor records
+    for (std::size_t at = 400; at < good.size(); at += 997) offsets.push_back(at);
+    for (std::size_t at = good.size() - 16; at < good.size(); ++at) offsets.push_back(at); // last bytes and checksum
+    for (const std::size_t at : offsets) {
+        std::string edited = good;
+        edited[at] = static_cast<char>(edited[at] ^ (1 << (at % 8)));
+        // Exact for the low five bytes of each 8-byte word; a change in a top byte
+        // may leave several candidates (io/integrity.hpp), still reported as corruption.
+        const std::size_t length = good.size() - 8;
+        const bool exact = (at < length ? at % 8 : at - length) < 5;
+        const std::string where = exact ? "the byte at offset " + std::to_string(at) + " of " + std::to_string(good.size())
+                                        : std::string("was changed");
+        require_rejected(opt, m, [&] { std::stringstream in(edited); opt.load(in); },
+                         {"optimizer state is corrupt", where.c_str()});
+    }
 }

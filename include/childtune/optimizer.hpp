@@ -141,23 +141,25 @@ public:
                         [&](std::size_t i, std::size_t b) { return this->executor_.state(i, b); });
     }
     //! Restores a state written by save() for the same parameter set: same rule,
-    //! groups (by name, in order) and tensors (by name, size and type). Group
-    //! options, masks and masking options are restored (replacing those set since);
-    //! the parameter and gradient memory stays the caller's. Throws
+    //! groups (by name, in order) and tensors (by name, size and type). By
+    //! default group options, masks and masking options are restored too,
+    //! replacing those set since (`options.hyperparameters =
+    //! hyperparameter_source::current` keeps them and restores step counts and
+    //! state only); the parameter and gradient memory stays the caller's. Throws
     //! childtune::error on a truncated, corrupt, foreign or mismatched file and
     //! then changes nothing. Releases state reserved by reserve_state().
-    void load(std::istream& in) {
-        this->load_with(in, [](const auto&) {});
+    void load(std::istream& in, const load_options& options = {}) {
+        this->load_with(in, options, [](const auto&) {});
     }
     //! Saves to `path` crash-safely: a kill or a full disk mid-save leaves the
     //! previous checkpoint whole (io/atomic_file.hpp).
     void save(const std::string& path) const {
         detail::replace_file_atomically(path, "optimizer state", [&](std::ostream& out) { save(out); });
     }
-    void load(const std::string& path) {
+    void load(const std::string& path, const load_options& options = {}) {
         std::ifstream in(path, std::ios::binary);
         if (!in) detail::fail("cannot open optimizer state '" + path + "'");
-        load(in);
+        load(in, options);
     }
 
 private:

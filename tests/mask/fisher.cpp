@@ -316,3 +316,31 @@ TEST_CASE("bad input: fisher accumulator sizes, clipping norms and p at the edge
     CHECK(f.select(std::numeric_limits<double>::denorm_min()).kept == 1);
     CHECK(f.select(std::numeric_limits<double>::denorm_min(), selection_rule::exact_count).kept == 0);
 }
+
+TEST_CASE("no silent no-ops: select() after another number of batches than the declared num_batches is refused",
+          "[mask][fisher][bad_input]") {
+    fisher_accumulator<float> f({.max_grad_norm = 0, .num_batches = 3});
+    f.add_tensor("layer.a", 4);
+    const std::vector<float> g{1.0f, -2.0f, 0.5f, 0.25f};
+    const auto ended_batch = [&] {
+        f.accumulate("layer.a", g);
+        f.end_batch();
+    };
+    // None accumulated.
+    REQUIRE_THROWS_MATCHES(f.select(0.5), childtune::error, error_with("before any batch ended"));
+    ended_batch();
+    ended_batch();
+    const auto before = snapshot(f);
+    REQUIRE_THROWS_MATCHES(f.select(0.5), childtune::error,
+                           error_with("fisher_accumulator: select() after 2 batches, but num_batches = 3 was declared"));
+    REQUIRE(snapshot(f) == before);
+    REQUIRE(f.batches() == 2);
+    ended_batch();
+    CHECK(f.select(0.5).kept == 2);
+    // N unknown: any count is right.
+    fisher_accumulator<float> counted;
+    counted.add_tensor("layer.a", 4);
+    counted.accumulate("layer.a", g);
+    counted.end_batch();
+    CHECK(counted.select(0.5).kept == 2);
+}

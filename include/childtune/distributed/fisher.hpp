@@ -84,6 +84,7 @@ distributed_fisher_result distributed_fisher_select(const C& comm, const fisher_
     if (known != 0 && total_batches > known)
         detail::fail("distributed Fisher: the ranks ended " + std::to_string(total_batches) + " batches, more than num_batches = " +
                      std::to_string(known));
+    detail::check_fisher_batches("distributed Fisher", known, total_batches);
 
     // Rank-ordered sums, chunk by chunk.
     std::vector<std::vector<Score>> totals(names.size());

@@ -266,6 +266,7 @@ private:
                              "differ: parameter checksums disagree)");
         optimizer_options o = core_.options();
         o.on_nonfinite = nonfinite_policy::unchecked;
+        o.allow_empty = true; // a rank's slices may hold no element of a group, or none at all
         optimizer<Rule> core(core_.mask(), o);
         for (std::size_t g = 0; g < core_.group_count(); ++g)
             core.add_group(core_.group_name(g), core_.group_options(g), core_.group_masked(g));

@@ -12,6 +12,7 @@
 #include <childtune/concepts.hpp>
 #include <childtune/error.hpp>
 #include <childtune/io/binary.hpp>
+#include <childtune/io/integrity.hpp>
 #include <childtune/io/state_format.hpp>
 #include <childtune/registry/registry.hpp>
 #include <childtune/registry/state_layout.hpp>
@@ -75,6 +76,18 @@ void write_state_file(std::ostream& out, const registry<Rule>& r, const file_mas
     w.finish();
 }
 
+//! hyperparameter_source::current: the staged registry `next` takes the group
+//! options, masks and masking options of `current`; the masks must still serve
+//! every tensor and keep every compact layout's bits.
+template <class Rule>
+void keep_hyperparameters(registry<Rule>& next, const registry<Rule>& current) {
+    next.replace_groups(current.groups());
+    next.set_masking(current.options().masking);
+    next.set_default_mask_unchecked(current.default_mask());
+    const auto views = mask_views(next, next.step_count());
+    refresh_compact_words(next, views);
+}
+
 //! A parsed file: the registry as the file leaves it, and its state buffers.
 template <class Rule>
 struct staged_state {
@@ -84,11 +97,15 @@ struct staged_state {
 };
 
 //! Parses and checks a file written for a registry like `r` (same rule, groups
-//! by name and order, tensors by name, size and type). Throws childtune::error
+//! by name and order, tensors by name, size and type), reading `in` to its end
+//! and checking the checksum first (io/integrity.hpp). Throws childtune::error
 //! on a truncated, corrupt, foreign or mismatched file; changes nothing.
 template <class Rule>
-staged_state<Rule> read_state_file(std::istream& in, const registry<Rule>& r, bool supports_compact) {
-    binary_reader reader(in, "optimizer state");
+staged_state<Rule> read_state_file(std::istream& in, const registry<Rule>& r, bool supports_compact,
+                                   const load_options& options = {}) {
+    validate_load_options(options);
+    verified_input verified(in, "optimizer state", optimizer_state_magic);
+    binary_reader reader(verified.stream(), "optimizer state");
     state_preamble preamble = read_state_preamble(reader, Rule::name, r.default_mask());
     staged_state<Rule> s{r, {}, {}};
     auto& next = s.next;
@@ -139,6 +156,7 @@ staged_state<Rule> read_state_file(std::istream& in, const registry<Rule>& r, bo
     // Every masked tensor must be served by the file's masks.
     for (std::size_t i = 0; i < next.tensor_count(); ++i)
         if (const any_mask* m = next.mask_of(next.tensors()[i].group)) (void)m->view(next.info(i), preamble.steps);
+    if (options.hyperparameters == hyperparameter_source::current) keep_hyperparameters(next, r);
     return s;
 }
 

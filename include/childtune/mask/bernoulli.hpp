@@ -26,7 +26,6 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
 #include <string>
 #include <string_view>
 
@@ -112,9 +111,9 @@ struct bernoulli {
 
     void validate() const {
         if (!(p > 0.0 && p <= 1.0))
-            detail::fail("bernoulli mask: keep probability p = " + format(p) + " is outside (0, 1]");
+            detail::fail("bernoulli mask: keep probability p = " + detail::format_number(p) + " is outside (0, 1]");
         if (p < min_p)
-            detail::fail("bernoulli mask: keep probability p = " + format(p) +
+            detail::fail("bernoulli mask: keep probability p = " + detail::format_number(p) +
                          " is below 2^-32, the smallest the 32-bit keep threshold represents");
     }
     //! Decisions for the tensor with key `tensor_key` at step `step`; `offset` is
@@ -125,14 +124,6 @@ struct bernoulli {
     //! The mask_policy form: decisions of tensor `t` (by its key, at its offset).
     bernoulli_view view(const tensor_info& t, std::uint64_t step) const { return view(t.key, step, t.offset); }
     friend bool operator==(const bernoulli&, const bernoulli&) = default;
-
-private:
-    //! %g, so a tiny p does not print as 0.000000 (std::to_string).
-    static std::string format(double v) {
-        char buffer[32];
-        std::snprintf(buffer, sizeof buffer, "%g", v);
-        return buffer;
-    }
 };
 
 } // namespace childtune

@@ -138,6 +138,15 @@ void with_fisher_term(bool clip, bool known, F&& f) {
     else f(no{}, no{});
 }
 
+//! With N declared, every score was divided by N: selecting after another
+//! number of batches would rank scores scaled by batches/N without a word.
+inline void check_fisher_batches(const char* who, std::size_t declared, std::size_t ended) {
+    if (declared != 0 && ended != declared)
+        fail(std::string(who) + ": select() after " + std::to_string(ended) + " batches, but num_batches = " +
+             std::to_string(declared) + " was declared (every score was divided by it); end all " +
+             std::to_string(declared) + " batches, or declare num_batches = 0 when the count is not known in advance");
+}
+
 } // namespace detail
 
 //! Accumulates Child-Tuning_D Fisher scores over the batches of a training set
@@ -152,7 +161,7 @@ class fisher_accumulator {
 public:
     explicit fisher_accumulator(fisher_options options = {}) : options_(options) {
         if (!(options.max_grad_norm >= 0.0) || !std::isfinite(options.max_grad_norm))
-            detail::fail("fisher_accumulator: max_grad_norm = " + std::to_string(options.max_grad_norm) +
+            detail::fail("fisher_accumulator: max_grad_norm = " + detail::format_number(options.max_grad_norm) +
                          " must be finite and >= 0 (0 disables clipping)");
     }
 
@@ -276,6 +285,7 @@ public:
             total += t.scores.size();
         }
         detail::check_top_p_input(names, p, total);
+        detail::check_fisher_batches("fisher_accumulator", options_.num_batches, batches_);
         if (options_.num_batches != 0)
             return detail::select_top_p<Score>(names, spans, p, rule, detail::identity_projection{}, backend);
         const Score d = static_cast<Score>(batches_);

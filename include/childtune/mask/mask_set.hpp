@@ -7,6 +7,7 @@
 #include <childtune/error.hpp>
 #include <childtune/io/atomic_file.hpp>
 #include <childtune/io/binary.hpp>
+#include <childtune/io/integrity.hpp>
 #include <childtune/mask/bit_mask.hpp>
 
 #include <cstdint>
@@ -89,7 +90,8 @@ public:
     //! Reads a set written by save(); throws childtune::error on a truncated,
     //! corrupt or foreign file.
     static mask_set load(std::istream& in) {
-        detail::binary_reader r(in, "mask file");
+        detail::verified_input verified(in, "mask file", magic);
+        detail::binary_reader r(verified.stream(), "mask file");
         r.header(magic, format_version);
         mask_set set = detail::read_mask_entries(r);
         r.finish();

@@ -205,7 +205,11 @@ protected:
     //! anything is committed.
     template <class Adapt, class... Context>
     void load_with(std::istream& in, Adapt&& adapt, const Context&... context) {
-        auto staged = detail::read_state_file(in, registry_, Executor::supports_compact);
+        load_with(in, load_options{}, std::forward<Adapt>(adapt), context...);
+    }
+    template <class Adapt, class... Context>
+    void load_with(std::istream& in, const load_options& options, Adapt&& adapt, const Context&... context) {
+        auto staged = detail::read_state_file(in, registry_, Executor::supports_compact, options);
         adapt(staged);
         auto state = executor_.allocate(staged.requests, std::move(staged.buffers), context...);
         // Commit: nothing below throws.

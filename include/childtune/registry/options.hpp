@@ -35,6 +35,30 @@ struct optimizer_options {
     //! masked moments provably stay zero (AdamW with mask_target::gradient and
     //! eps > 0), and the mask may not change once such state exists.
     bool compact_fixed_state = false;
+    //! Let step() run with no tensor registered, or with a masked group that
+    //! holds no tensor. Off by default, because both usually mean a mistake (a
+    //! name filter with a typo leaves the masked group empty, and the run is then
+    //! plain fine-tuning without a word); code that registers tensors
+    //! conditionally (a rank's shard of a model) opts in.
+    bool allow_empty = false;
+};
+
+//! Where a loaded optimizer takes its hyperparameters from.
+enum class hyperparameter_source : std::uint8_t {
+    //! The file's: group options (lr, betas, ...), the optimizer-wide and
+    //! per-group masks (Bernoulli p and seed, fixed masks) and the masking
+    //! options replace this optimizer's, so a resumed run continues exactly as
+    //! the saved one would have (what load() always did; the default).
+    saved,
+    //! This optimizer's, as set since construction (a new learning rate for the
+    //! resumed run, another seed): the file gives step counts and state only.
+    //! A tensor holding compact Child-Tuning_D state must keep its mask.
+    current,
+};
+
+//! How load() treats what it reads.
+struct load_options {
+    hyperparameter_source hyperparameters = hyperparameter_source::saved;
 };
 
 //! What step() did.
@@ -52,6 +76,9 @@ inline void validate_optimizer_options(const optimizer_options& o) {
         fail("optimizer options: unknown mask target");
     if (o.on_nonfinite > nonfinite_policy::unchecked) fail("optimizer options: unknown nonfinite policy");
     if (o.precision > state_precision::float64) fail("optimizer options: unknown state precision");
+}
+inline void validate_load_options(const load_options& o) {
+    if (o.hyperparameters > hyperparameter_source::current) fail("load options: unknown hyperparameter source");
 }
 } // namespace detail
 

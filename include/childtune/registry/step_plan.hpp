@@ -96,10 +96,27 @@ void refresh_compact_words(registry<Rule>& r, const std::vector<any_mask_view>& 
     }
 }
 
+//! A step that would update nothing, or mask nothing of a masked group, is
+//! refused unless optimizer_options::allow_empty says it is meant.
+template <class Rule>
+void check_not_empty(const registry<Rule>& r) {
+    if (r.tensor_count() == 0)
+        fail("step: no tensor is registered, so the step would update nothing (register parameters first, or set "
+             "optimizer_options::allow_empty)");
+    std::vector<bool> used(r.group_count(), false);
+    for (const auto& t : r.tensors()) used[t.group] = true;
+    for (std::size_t g = 0; g < r.group_count(); ++g)
+        if (!used[g] && r.mask_of(g))
+            fail("step: group '" + r.group(g).name +
+                 "' is masked but holds no tensor, so its mask applies to nothing (did a name filter match no "
+                 "parameter?); add its tensors, or set optimizer_options::allow_empty");
+}
+
 //! Plans the next step; validates and changes nothing.
 template <class Rule>
 step_plan<Rule> plan_step(const registry<Rule>& r) {
     r.check_masks();
+    if (!r.options().allow_empty) check_not_empty(r);
     std::vector<any_mask_view> views = mask_views(r, r.step_count());
     step_plan<Rule> plan;
     for (std::size_t i = 0; i < r.tensor_count(); ++i) {

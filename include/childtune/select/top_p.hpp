@@ -324,7 +324,7 @@ top_p_result select_top_p(std::span<const std::string_view> names, std::span<con
 
 inline void check_top_p_input(std::span<const std::string_view> names, double p, std::size_t total) {
     if (!(p > 0.0 && p <= 1.0))
-        fail("top-p selection: p = " + std::to_string(p) + " is outside (0, 1]; p is the fraction of scores kept");
+        fail("top-p selection: p = " + format_number(p) + " is outside (0, 1]; p is the fraction of scores kept");
     std::unordered_set<std::string_view> seen;
     for (const auto name : names) {
         if (name.empty()) fail("top-p selection: a tensor name must not be empty");

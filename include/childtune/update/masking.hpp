@@ -107,12 +107,12 @@ CHILDTUNE_HD_INLINE element_mask<K, V> make_element_mask(K keep, K all, K none, 
 namespace detail {
 inline void require_finite_nonnegative(double value, std::string_view what, std::string_view group) {
     if (!std::isfinite(value) || value < 0.0)
-        fail("group '" + std::string(group) + "': " + std::string(what) + " = " + std::to_string(value) +
+        fail("group '" + std::string(group) + "': " + std::string(what) + " = " + format_number(value) +
              " must be finite and >= 0");
 }
 inline void require_beta(double value, std::string_view what, std::string_view group) {
     if (!(value >= 0.0 && value < 1.0))
-        fail("group '" + std::string(group) + "': " + std::string(what) + " = " + std::to_string(value) +
+        fail("group '" + std::string(group) + "': " + std::string(what) + " = " + format_number(value) +
              " must be in [0, 1)");
 }
 //! The hyperparameters Adam and AdamW share: lr, betas, eps, weight decay.
