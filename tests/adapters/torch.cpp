@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 #include <torch/torch.h>
 
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -15,6 +16,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 using namespace childtune::torch;
 using childtune::adamw_flavour;
@@ -541,11 +544,16 @@ TEST_CASE("bad input: dtypes, devices, layouts and aliasing of LibTorch tensors"
     CHECK_THROWS_WITH(opt.step(), Catch::Contains("param_group1") && Catch::Contains("unsupported dtype"));
     CHECK(opt.core().group_count() == 1); // the bad group is not half registered
     unchanged();
-    // No group at all is refused; a group without tensors steps.
+    // No group at all is refused; a group without tensors is refused at the step
+    // (since 0.3: a silent no-op before), and steps with allow_empty.
     CHECK_THROWS_WITH(ChildTuningAdamW(std::vector<ChildTuningAdamW::group_type>{}),
                       Catch::Contains("needs at least one parameter group"));
     ChildTuningAdamW empty(std::vector<at::Tensor>{}, ChildTuningAdamWOptions());
-    CHECK_NOTHROW(empty.step());
+    CHECK_THROWS_WITH(empty.step(), Catch::Contains("no tensor is registered"));
+    CHECK(empty.step_count() == 0);
+    ChildTuningAdamW allowed(std::vector<at::Tensor>{}, ChildTuningAdamWOptions(), childtune::dense{},
+                             childtune::optimizer_options{.allow_empty = true});
+    CHECK_NOTHROW(allowed.step());
 }
 
 TEST_CASE("bad input: NaN, Inf and edge hyperparameters through LibTorch options", "[torch][errors][bad_input]") {
@@ -625,4 +633,180 @@ TEST_CASE("compat: LibTorch archives written by 0.1 load and resume bit for bit"
             CHECK(fresh[0] == want[0]);
         }
     }
+}
+
+namespace {
+//! What `f` writes to stderr (fd 2), which under ctest is not a terminal.
+template <class F>
+std::string captured_stderr(F&& f) {
+    std::fflush(stderr);
+    std::FILE* tmp = std::tmpfile();
+    REQUIRE(tmp);
+    const int saved = ::dup(2);
+    ::dup2(::fileno(tmp), 2);
+    f();
+    std::fflush(stderr);
+    ::dup2(saved, 2);
+    ::close(saved);
+    std::rewind(tmp);
+    std::string out;
+    for (int c; (c = std::fgetc(tmp)) != EOF;) out += static_cast<char>(c);
+    std::fclose(tmp);
+    return out;
+}
+} // namespace
+
+TEST_CASE("no silent no-ops: a name filter that masks no parameter is an error unless allow_empty", "[torch][groups][bad_input]") {
+    auto m = make_net(13);
+    CHECK_THROWS_MATCHES(
+        ChildTuningAdamW(m->named_parameters(), ChildTuningAdamWOptions(1e-3), childtune::bernoulli{0.2, 1}, name_contains("layr")),
+        childtune::error,
+        Catch::Matchers::Predicate<childtune::error>([](const childtune::error& e) {
+            const std::string w = e.what();
+            return w.find("name filter: it masks none of the module's 6 parameters ('layer1.weight', 'layer1.bias', "
+                          "'layer2.weight', 'layer2.bias' and 2 more)") != std::string::npos &&
+                   w.find("allow_empty") != std::string::npos;
+        }));
+    // Opted in: every parameter trains densely, in one group.
+    ChildTuningAdamW dense_opt(m->named_parameters(), ChildTuningAdamWOptions(1e-3), childtune::bernoulli{0.2, 1},
+                               name_contains("layr"), childtune::optimizer_options{.allow_empty = true});
+    REQUIRE(dense_opt.param_groups().size() == 1);
+    CHECK_FALSE(static_cast<const ChildTuningAdamWOptions&>(dense_opt.param_groups()[0].options()).masked());
+    backward(m, 0);
+    dense_opt.step();
+    CHECK(dense_opt.step_count() == 1);
+    // An empty masked group added by hand is refused at the step, and nothing changes.
+    auto n = make_net(13);
+    ChildTuningAdamW opt(n->named_parameters(), ChildTuningAdamWOptions(1e-3), childtune::bernoulli{0.2, 1}, name_contains("layer"));
+    opt.add_param_group(::torch::optim::OptimizerParamGroup(std::vector<at::Tensor>{},
+                                                            std::make_unique<ChildTuningAdamWOptions>(1e-3)));
+    backward(n, 0);
+    const at::Tensor before = n->layer1->weight.detach().clone();
+    CHECK_THROWS_WITH(opt.step(), Catch::Contains("group 'param_group2' is masked but holds no tensor"));
+    CHECK(opt.step_count() == 0);
+    CHECK(same_bits(n->layer1->weight.detach(), before));
+}
+
+TEST_CASE("fisher_mask: progress only on a terminal unless asked, a callback for loggers, and N checked",
+          "[torch][fisher][bad_input]") {
+    auto m = make_net(14);
+    std::vector<int> batches = {0, 1, 2};
+    const auto loss_of = [&](int t) {
+        auto [x, y] = batch(t);
+        return ::torch::nn::functional::cross_entropy(m->forward(x), y);
+    };
+    const auto masked = name_contains("layer");
+    // Defaults: stderr is not a terminal here, so nothing is written.
+    CHECK(captured_stderr([&] { fisher_mask(*m, batches, loss_of, {.keep = 0.3, .masked_if = masked}); }).empty());
+    // Asked for: one line at the end.
+    CHECK(captured_stderr([&] {
+              fisher_mask(*m, batches, loss_of, {.keep = 0.3, .masked_if = masked, .progress_off_terminal = true});
+          }) == "Fisher information: 3 batches\n");
+    // A logger sees every batch, with N.
+    std::vector<std::pair<std::size_t, std::size_t>> seen;
+    const auto quiet = captured_stderr([&] {
+        fisher_mask(*m, batches, loss_of,
+                    {.keep = 0.3, .masked_if = masked, .progress = false,
+                     .on_batch = [&](std::size_t b, std::size_t of) { seen.emplace_back(b, of); }});
+    });
+    CHECK(quiet.empty());
+    CHECK(seen == std::vector<std::pair<std::size_t, std::size_t>>{{1, 3}, {2, 3}, {3, 3}});
+    // Fewer batches than the declared N: an error, not a mask scaled by 3/5.
+    CHECK_THROWS_WITH(fisher_mask(*m, batches, loss_of, {.keep = 0.3, .masked_if = masked, .num_batches = 5}),
+                      Catch::Contains("select() after 3 batches, but num_batches = 5 was declared"));
+    int next = 0;
+    CHECK_THROWS_WITH(fisher_mask(*m, [&]() -> std::optional<int> { return next < 0 ? std::optional<int>(next++) : std::nullopt; },
+                                  loss_of, {.keep = 0.3, .masked_if = masked}),
+                      Catch::Contains("before any batch ended"));
+    CHECK_THROWS_WITH(fisher_mask(*m, batches, loss_of, {.masked_if = name_contains("layr")}),
+                      Catch::Contains("no parameter of the module passes masked_if (tried on 'layer1.weight'"));
+}
+
+TEST_CASE("load options: an archive's hyperparameters by default, the optimizer's own with hyperparameter_source::current",
+          "[torch][state]") {
+    auto net = make_net(6);
+    const auto options = ChildTuningAdamWOptions(1e-2).weight_decay(0.01);
+    ChildTuningAdamW first(net->named_parameters(), options, childtune::bernoulli{0.4, 21}, name_contains("layer"));
+    for (int t = 0; t < 2; ++t) {
+        first.zero_grad();
+        backward(net, t);
+        first.step();
+    }
+    const std::string saved = archive_of(first);
+    const auto fresh = [&] {
+        auto opt = std::make_unique<ChildTuningAdamW>(net->named_parameters(), options, childtune::bernoulli{0.4, 21},
+                                                      name_contains("layer"));
+        opt->param_groups()[0].options().set_lr(3e-3); // set after construction
+        opt->set_mask(childtune::bernoulli{0.7, 5});
+        return opt;
+    };
+    auto by_default = fresh();
+    {
+        std::istringstream in(saved);
+        ::torch::load(*by_default, in);
+    }
+    CHECK(by_default->param_groups()[0].options().get_lr() == 1e-2);
+    CHECK(std::get<childtune::bernoulli>(by_default->mask()).seed == 21);
+    CHECK(by_default->step_count() == 2);
+
+    auto kept = fresh();
+    kept->set_load_options({.hyperparameters = childtune::hyperparameter_source::current});
+    {
+        std::istringstream in(saved);
+        ::torch::load(*kept, in);
+    }
+    CHECK(kept->param_groups()[0].options().get_lr() == 3e-3);
+    CHECK(std::get<childtune::bernoulli>(kept->mask()).seed == 5);
+    CHECK(std::get<childtune::bernoulli>(kept->mask()).p == 0.7);
+    CHECK(kept->step_count() == 2);
+    CHECK(kept->core().group_options(0).lr == 3e-3);
+}
+
+TEST_CASE("checkpoints: a damaged LibTorch archive is a childtune::error, and the optimizer is unchanged",
+          "[torch][state][errors][bad_input]") {
+    auto net = make_net(6);
+    ChildTuningAdamW opt(net->named_parameters(), ChildTuningAdamWOptions(1e-2), childtune::bernoulli{0.4, 21},
+                         name_contains("layer"));
+    backward(net, 0);
+    opt.step();
+    const std::string good = archive_of(opt);
+    backward(net, 1);
+    opt.step();
+    const std::string before = core_state(opt), before_archive = archive_of(opt);
+    std::size_t rejected = 0;
+    const auto attempt = [&](const std::string& bytes) {
+        std::istringstream in(bytes);
+        try {
+            load_optimizer(opt, in);
+        } catch (const childtune::error& e) {
+            ++rejected;
+            REQUIRE_THAT(std::string(e.what()), Catch::Contains("optimizer archive") || Catch::Contains("optimizer state"));
+            REQUIRE(core_state(opt) == before);
+            return;
+        }
+        // A byte LibTorch never reads (zip metadata) may be changed harmlessly; put the state back.
+        std::istringstream reset(before_archive);
+        ::torch::load(opt, reset);
+        REQUIRE(core_state(opt) == before);
+    };
+    for (std::size_t at = 0; at < good.size(); at += 7) {
+        std::string bad = good;
+        bad[at] = static_cast<char>(bad[at] ^ 0x5a);
+        attempt(bad);
+    }
+    for (std::size_t cut = 0; cut < good.size(); cut += 17) attempt(good.substr(0, cut));
+    CHECK(rejected > 0);
+    // A byte of the core state file inside the archive: corruption with its offset.
+    const std::string core = core_state(opt);
+    std::string damaged = core;
+    damaged[40] = static_cast<char>(damaged[40] ^ 1);
+    ::torch::serialize::OutputArchive archive;
+    archive.write("childtune/state",
+                  at::from_blob(damaged.data(), {static_cast<std::int64_t>(damaged.size())}, at::kByte).clone());
+    archive.write("childtune/device_tensors", c10::IValue(std::int64_t{0}));
+    std::ostringstream out;
+    archive.save_to(out);
+    std::istringstream in(out.str());
+    CHECK_THROWS_WITH(load_optimizer(opt, in), Catch::Contains("optimizer state is corrupt: the byte at offset 40"));
+    CHECK(core_state(opt) == before);
 }

@@ -3,16 +3,21 @@
 //! The LibTorch optimizers' entries in a `torch::serialize` archive: the core
 //! state file as a byte tensor, and (archives of 0.1) the ATen path's state kept
 //! beside it. A missing or mistyped entry is a childtune::error naming it
-//! (LibTorch would throw its own ObjectAttributeError or c10::Error).
+//! (LibTorch would throw its own ObjectAttributeError or c10::Error), and so is
+//! a damaged archive read through load_optimizer().
 
 #include <childtune/error.hpp>
+#include <childtune/registry/options.hpp>
 
 #include <ATen/ATen.h>
 #include <torch/serialize/archive.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace childtune::torch {
@@ -26,14 +31,37 @@ struct legacy_tensor_state {
 
 namespace detail {
 
+//! The first line of a LibTorch exception's message (c10::Error appends a C++
+//! backtrace to it).
+inline std::string first_line(const char* what) {
+    std::string s(what);
+    return s.substr(0, s.find('\n'));
+}
+
+//! Runs `read` (LibTorch's archive reading); its exceptions (c10::Error, the
+//! std::out_of_range of a damaged pickle, std::bad_alloc of a forged size)
+//! become childtune::error naming `what`.
+template <class F>
+decltype(auto) archive_call(const std::string& what, F&& read) {
+    try {
+        return read();
+    } catch (const childtune::error&) {
+        throw;
+    } catch (const std::exception& e) {
+        childtune::detail::fail(what + " is corrupt or not a LibTorch archive: " + first_line(e.what()));
+    }
+}
+
 inline at::Tensor read_tensor(::torch::serialize::InputArchive& archive, const std::string& key) {
     at::Tensor t;
-    if (!archive.try_read(key, t)) childtune::detail::fail("optimizer archive: no tensor '" + key + "' (not a childtune archive?)");
+    if (!archive_call("optimizer archive", [&] { return archive.try_read(key, t); }))
+        childtune::detail::fail("optimizer archive: no tensor '" + key + "' (not a childtune archive?)");
     return t;
 }
 inline std::int64_t read_int(::torch::serialize::InputArchive& archive, const std::string& key) {
     c10::IValue v;
-    if (!archive.try_read(key, v)) childtune::detail::fail("optimizer archive: no entry '" + key + "' (not a childtune archive?)");
+    if (!archive_call("optimizer archive", [&] { return archive.try_read(key, v); }))
+        childtune::detail::fail("optimizer archive: no entry '" + key + "' (not a childtune archive?)");
     if (!v.isInt()) childtune::detail::fail("optimizer archive: '" + key + "' is a " + v.tagKind() + ", not an integer");
     return v.toInt();
 }
@@ -93,4 +121,19 @@ std::vector<legacy_tensor_state> read_legacy_device_state(::torch::serialize::In
 }
 
 } // namespace detail
+
+//! `torch::load(optimizer, source)` for a Child-Tuning optimizer, whose every
+//! failure is a childtune::error: LibTorch's own reader throws c10::Error,
+//! std::out_of_range or std::bad_alloc for a damaged archive before the
+//! optimizer sees it. `source` is a path or a std::istream; `options` as the
+//! optimizer's load(archive, options). Nothing changes when it throws.
+template <class Optimizer, class Source>
+void load_optimizer(Optimizer& optimizer, Source&& source, const load_options& options = {}) {
+    std::string what = "optimizer archive";
+    if constexpr (std::is_convertible_v<Source, std::string>) what += " '" + std::string(source) + "'";
+    ::torch::serialize::InputArchive archive;
+    detail::archive_call(what, [&] { archive.load_from(std::forward<Source>(source)); });
+    optimizer.load(archive, options);
+}
+
 } // namespace childtune::torch

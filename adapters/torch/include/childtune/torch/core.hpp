@@ -71,8 +71,8 @@ public:
     }
     //! Loads a state file; `extra` (a 0.1 archive's ATen state, torch/archive.hpp)
     //! is applied over it.
-    void load(std::istream& in, const std::vector<legacy_tensor_state>& extra) {
-        this->load_with(in, [&](auto& staged) {
+    void load(std::istream& in, const std::vector<legacy_tensor_state>& extra, const load_options& options = {}) {
+        this->load_with(in, options, [&](auto& staged) {
             for (const auto& e : extra) {
                 auto& t = staged.next.tensors()[e.tensor];
                 if (t.steps != 0 || t.buffers != 0)

@@ -22,6 +22,7 @@
 #include <cstddef>
 #include <concepts>
 #include <cstdio>
+#include <functional>
 #include <iterator>
 #include <ranges>
 #include <string>
@@ -39,8 +40,15 @@ struct fisher_mask_options {
     selection_rule rule = selection_rule::percentile; //!< numpy percentile (reference) or exact count
     double max_grad_norm = 0.0;                       //!< per-tensor clipping before squaring; 0: off
     name_predicate masked_if = every_name();          //!< which parameters take part
-    bool progress = true;                             //!< a progress line on stderr
+    bool progress = true;                             //!< a progress line on stderr, when stderr is a terminal
     std::size_t num_batches = 0;                      //!< N; 0: the range's size when it has one, else counted
+    //! Also when stderr is not a terminal (a batch job's log, a pipe): then one
+    //! line at the end instead of a line redrawn per batch. Off by default, so
+    //! batch jobs stay quiet unless they ask.
+    bool progress_off_terminal = false;
+    //! Called after each batch with the batches done and N (0 when unknown), for
+    //! a logger of the caller's; independent of `progress`.
+    std::function<void(std::size_t batch, std::size_t of)> on_batch = nullptr;
 };
 
 struct fisher_result {
@@ -105,10 +113,13 @@ fisher_result fisher_mask(::torch::nn::Module& model, Batches&& batches, LossOf&
             fisher.add_tensor(item.key(), static_cast<std::size_t>(item.value().numel()));
             selected.emplace_back(item.key(), item.value());
         }
-    if (selected.empty()) childtune::detail::fail("fisher_mask: no parameter of the module passes masked_if");
+    if (selected.empty())
+        childtune::detail::fail("fisher_mask: no parameter of the module passes masked_if (tried on " +
+                                detail::some_names(model.named_parameters()) + "; only parameters that require grad count)");
 
-    // A progress line redrawn with '\r' only on a terminal; logs and pipes get one line.
+    // A progress line redrawn with '\r' on a terminal; elsewhere one line at the end, if asked.
     const bool interactive = options.progress && detail::stderr_is_terminal();
+    const bool summary = options.progress && options.progress_off_terminal && !interactive;
     const bool was_training = model.is_training();
     model.train(true);
     std::size_t seen = 0;
@@ -133,16 +144,15 @@ fisher_result fisher_mask(::torch::nn::Module& model, Batches&& batches, LossOf&
         }
         fisher.end_batch();
         ++seen;
-        if (options.progress && interactive) {
+        if (interactive) {
             if (n != 0) std::fprintf(stderr, "\rFisher information: batch %zu/%zu", seen, n);
             else std::fprintf(stderr, "\rFisher information: batch %zu", seen);
             std::fflush(stderr);
         }
+        if (options.on_batch) options.on_batch(seen, n);
     });
-    if (options.progress) {
-        if (interactive) std::fprintf(stderr, "\n");
-        else std::fprintf(stderr, "Fisher information: %zu batches\n", seen);
-    }
+    if (interactive) std::fprintf(stderr, "\n");
+    if (summary) std::fprintf(stderr, "Fisher information: %zu batches\n", seen);
     model.zero_grad();
     model.train(was_training);
 

@@ -5,6 +5,8 @@
 //! The reference implementation masks the parameters whose names contain "layer"
 //! (the encoder layers) and trains embeddings and the task head densely.
 
+#include <childtune/error.hpp>
+
 #include <ATen/ATen.h>
 #include <torch/ordered_dict.h>
 
@@ -41,12 +43,28 @@ struct named_param_group {
     Options options;
 };
 
+namespace detail {
+//! "'a', 'b', 'c' and 2 more": the names a filter was tried on, for its error.
+inline std::string some_names(const ::torch::OrderedDict<std::string, at::Tensor>& named) {
+    std::string out;
+    std::size_t shown = 0;
+    for (const auto& item : named) {
+        if (shown == 4) return out + " and " + std::to_string(named.size() - shown) + " more";
+        out += (shown++ ? ", '" : "'") + item.key() + "'";
+    }
+    return out;
+}
+} // namespace detail
+
 //! Splits a module's named parameters into a masked group (names for which
 //! `masked_if` is true) and a dense group, both with `options` (`masked` set
-//! accordingly). Empty groups are left out.
+//! accordingly). An empty dense group is left out. A filter that masks no
+//! parameter is an error (a typo such as name_contains("layr") would otherwise
+//! train every parameter densely without a word) unless `allow_empty_masked`.
 template <class Options>
 std::vector<named_param_group<Options>> split_by_name(const ::torch::OrderedDict<std::string, at::Tensor>& named,
-                                                       const Options& options, const name_predicate& masked_if) {
+                                                       const Options& options, const name_predicate& masked_if,
+                                                       bool allow_empty_masked = false) {
     named_param_group<Options> masked{{}, {}, options}, dense{{}, {}, options};
     masked.options.masked(true);
     dense.options.masked(false);
@@ -55,6 +73,11 @@ std::vector<named_param_group<Options>> split_by_name(const ::torch::OrderedDict
         g.names.push_back(item.key());
         g.params.push_back(item.value());
     }
+    if (masked.params.empty() && !allow_empty_masked)
+        childtune::detail::fail("name filter: it masks none of the module's " + std::to_string(named.size()) +
+                                " parameters (" + detail::some_names(named) +
+                                "), so Child-Tuning would mask nothing; fix the filter, or set "
+                                "optimizer_options::allow_empty to train every parameter densely");
     std::vector<named_param_group<Options>> groups;
     if (!masked.params.empty()) groups.push_back(std::move(masked));
     if (!dense.params.empty()) groups.push_back(std::move(dense));

@@ -62,11 +62,13 @@ public:
             register_group(g, groups[g].options, groups[g].names);
         }
     }
-    //! From a module's named parameters: `masked_if` picks the masked group.
+    //! From a module's named parameters: `masked_if` picks the masked group; one
+    //! that picks no parameter is an error unless core_options.allow_empty.
     child_tuning_optimizer(const ::torch::OrderedDict<std::string, at::Tensor>& named_parameters, const Options& options,
                            any_mask mask = dense{}, const name_predicate& masked_if = every_name(),
                            optimizer_options core_options = {})
-        : child_tuning_optimizer(split_by_name(named_parameters, options, masked_if), std::move(mask), core_options) {}
+        : child_tuning_optimizer(split_by_name(named_parameters, options, masked_if, core_options.allow_empty),
+                                 std::move(mask), core_options) {}
     //! From plain parameters, as torch's optimizers: all in one group, named
     //! "param_group0.<i>" (give names for Child-Tuning_D masks).
     child_tuning_optimizer(std::vector<at::Tensor> params, const Options& options, any_mask mask = dense{},
@@ -88,6 +90,12 @@ public:
         bind_gradients();
         last_result_ = core_.step(backend_);
         return loss;
+    }
+
+    //! What load(archive) (and so torch::load) does with hyperparameters.
+    void set_load_options(const load_options& options) {
+        childtune::detail::validate_load_options(options);
+        load_options_ = options;
     }
 
     //! What the last step did (skipped steps name the offending tensor).
@@ -135,12 +143,20 @@ public:
         detail::write_core_state(archive, out.str());
     }
 
-    void load(::torch::serialize::InputArchive& archive) override {
+    //! Restores everything save() wrote. By default the archive's group options
+    //! (lr, ...), masks and masking options replace those set since, as torch's
+    //! own load does not; set_load_options() (for torch::load) or the overload
+    //! below with hyperparameter_source::current keeps this optimizer's.
+    void load(::torch::serialize::InputArchive& archive) override { load(archive, load_options_); }
+    void load(::torch::serialize::InputArchive& archive, const load_options& options) {
         ::torch::NoGradGuard no_grad;
+        childtune::detail::validate_load_options(options);
         sync_registration();
+        if (options.hyperparameters == hyperparameter_source::current) sync_options();
         std::istringstream in(detail::read_core_state(archive));
         core_.load(in, detail::read_legacy_device_state(archive, names_, [&](std::size_t flat) { return param_at(flat); },
-                                                [&](std::size_t flat) { return core_.executor().where(flat) != detail::placement::host; }));
+                                                [&](std::size_t flat) { return core_.executor().where(flat) != detail::placement::host; }),
+                   options);
         for (std::size_t g = 0; g < param_groups_.size(); ++g)
             param_groups_[g].set_options(
                 std::make_unique<Options>(Options::from_core(core_.group_options(g), core_.group_masked(g))));
@@ -253,6 +269,7 @@ private:
     bool force_aten_ = false;
     openmp_backend backend_;
     step_result last_result_;
+    load_options load_options_;
 };
 
 //! AdamW (torch flavour, or the legacy flavour of the published Child-Tuning
