@@ -206,6 +206,9 @@ TEST_CASE("device Fisher accumulator rejects bad input and keeps its scores", "[
     dev.accumulate(::thrust::device, "w", p, 100);
     dev.end_batch();
     const auto before = dev.scores(::thrust::device, "w");
+    // One of the declared 2 batches: selecting now would rank scores divided by 2.
+    REQUIRE_THROWS_WITH(dev.select(::thrust::device, 0.5),
+                        Catch::Contains("fisher_accumulator: select() after 1 batches, but num_batches = 2 was declared"));
 
     g[42] = std::numeric_limits<float>::infinity();
     ::thrust::device_vector<float> bad(g.begin(), g.end());
@@ -230,6 +233,7 @@ TEST_CASE("device Fisher accumulator rejects bad input and keeps its scores", "[
     REQUIRE_THROWS_WITH(dev.select(::thrust::device, 0.5), Catch::Contains("middle of a batch"));
     dev.end_batch();
     REQUIRE_THROWS_WITH(dev.end_batch(), Catch::Contains("after all 2 batches"));
+    CHECK(dev.select(::thrust::device, 0.5).kept == 100); // all N batches ended; equal scores all reach the cut
     REQUIRE_THROWS_WITH(ct::fisher_accumulator<float>({.max_grad_norm = -1.0}), Catch::Contains("max_grad_norm"));
     REQUIRE(ct::fisher_accumulator<float>().names().empty());
 }

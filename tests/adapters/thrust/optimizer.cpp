@@ -264,8 +264,14 @@ TEST_CASE("bad input: device optimizer refuses aliasing and made-up sizes, and k
                         Catch::Contains("unknown mask target"));
     REQUIRE(saved(opt) == before);
 
-    // An optimizer without tensors, and a group without tensors, step.
-    ct::optimizer<adamw> none;
+    // An optimizer without tensors, and a masked group without tensors, are
+    // refused (a silent no-op otherwise); with allow_empty they step.
+    ct::optimizer<adamw> refused;
+    REQUIRE_THROWS_WITH(refused.step(::thrust::device), Catch::Contains("no tensor is registered"));
+    refused.add_group("empty", {});
+    REQUIRE_THROWS_WITH(refused.step(::thrust::device), Catch::Contains("no tensor is registered"));
+    REQUIRE(refused.step_count() == 0);
+    ct::optimizer<adamw> none(childtune::optimizer_options{.on_nonfinite = childtune::nonfinite_policy::unchecked, .allow_empty = true});
     none.step(::thrust::device);
     none.add_group("empty", {});
     none.step(::thrust::device);

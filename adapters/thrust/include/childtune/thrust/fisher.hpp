@@ -233,6 +233,7 @@ public:
             names.emplace_back(t.name);
         }
         childtune::detail::check_top_p_input(names, p, scores_.size());
+        childtune::detail::check_fisher_batches("fisher_accumulator", options_.num_batches, batches_);
         const std::span<const device_scores<Score>> all(tensors);
         if (options_.num_batches != 0)
             return detail::select_top_p<Score>(policy, all, p, rule, detail::identity_projection{});

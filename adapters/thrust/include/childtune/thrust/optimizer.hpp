@@ -59,7 +59,7 @@ public:
 
     //! Steps without a NaN/Inf scan (as before 0.2).
     explicit optimizer(masking_options masking = {})
-        : base(dense{}, {masking, nonfinite_policy::unchecked, state_precision::automatic, false}) {}
+        : base(dense{}, {masking, nonfinite_policy::unchecked, state_precision::automatic, false, false}) {}
     //! Options of the core optimizer (the NaN/Inf policy included); the state
     //! precision follows P.
     explicit optimizer(optimizer_options options) : base(dense{}, checked(options)) {}
@@ -158,12 +158,13 @@ public:
     //! by childtune::optimizer with the same groups, tensors, types and state
     //! precision, without compact state); fixed masks go to device memory.
     //! Throws childtune::error on a truncated, corrupt, foreign or mismatched
-    //! file and then changes nothing.
+    //! file and then changes nothing. `options` as childtune::optimizer::load's
+    //! (by default the file's hyperparameters replace those set since).
     template <class Policy>
-    void load(const Policy& policy, std::istream& in) {
+    void load(const Policy& policy, std::istream& in, const load_options& options = {}) {
         detail::require_device_policy<Policy>();
         this->load_with(
-            in,
+            in, options,
             [&](auto& staged) {
                 auto& next = staged.next;
                 const auto to_device = [&](const any_mask& m) -> std::optional<any_mask> {
