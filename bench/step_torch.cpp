@@ -216,7 +216,9 @@ std::string same_update(Peer peer_steps, Core core_steps) {
 }
 
 void core_steps(bench::problem& prob, const bench::shape& s, mode m, int steps) {
-    childtune::optimizer<childtune::adamw> opt(bench::mask_for(m, prob), {.on_nonfinite = childtune::nonfinite_policy::unchecked});
+    // allow_empty: a flat shape has no tensor in the masked group "other" (Child-Tuning_F).
+    childtune::optimizer<childtune::adamw> opt(bench::mask_for(m, prob),
+                                               {.on_nonfinite = childtune::nonfinite_policy::unchecked, .allow_empty = true});
     const auto encoder = opt.add_group("encoder", bench::adamw_options(m), true);
     const auto rest = opt.add_group("other", bench::adamw_options(m), m == mode::ct_f);
     for (const auto& t : s.tensors)
