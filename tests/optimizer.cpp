@@ -1058,6 +1058,19 @@ TEST_CASE("errors carry the exact value and name the group", "[optimizer][errors
     auto bad = base;
     bad.beta2 = 1.0 + 0x1p-52;
     require_rejected(opt, m, [&] { opt.set_group_options(1, bad); }, {"group 'head': beta2 = 1.0000000000000002 must be in [0, 1)"});
+    // A state file's tensor of another size: the group, the tensor and both sizes.
+    optimizer<adamw> other(bernoulli{0.5, 1});
+    std::vector<float> p(2999), g(2999);
+    std::vector<bfloat16> pb(129), gb(129);
+    std::vector<double> ph(10), gh(10);
+    other.add_group("encoder", base);
+    other.add_group("head", base, false);
+    other.add_parameter(0, "layer.0.weight", p, g);
+    other.add_parameter(0, "layer.0.bias", pb, gb);
+    other.add_parameter(1, "head.weight", ph, gh);
+    std::stringstream file(state_of(opt));
+    CHECK_THROWS_WITH(other.load(file), Catch::Contains("optimizer state, group 'encoder', tensor 'layer.0.weight': has "
+                                                        "3000 elements, the parameter has 2999"));
     CHECK(detail::format_number(0.1) == "0.1");
     CHECK(detail::format_number(1e-12) == "1e-12");
     CHECK(detail::format_number(std::numeric_limits<double>::quiet_NaN()) == "nan");

@@ -114,9 +114,10 @@ staged_state<Rule> read_state_file(std::istream& in, const registry<Rule>& r, bo
     std::vector<state_tensor_record> records(r.tensor_count());
     for (std::size_t i = 0; i < r.tensor_count(); ++i) {
         const auto& t = r.tensors()[i];
-        records[i] = read_state_tensor(reader, state_record<Rule>(t, 0, 0, false), Rule::max_state_buffers);
+        const std::string where = "optimizer state, " + r.describe(t.group, t.name);
+        records[i] = read_state_tensor(reader, state_record<Rule>(t, 0, 0, false), Rule::max_state_buffers,
+                                       r.group(t.group).name);
         if (records[i].compact) {
-            const std::string where = "optimizer state, tensor '" + t.name + "'";
             if (!supports_compact_state<Rule>())
                 fail(where + ": compact state, which the '" + std::string(Rule::name) + "' rule cannot keep (corrupt file)");
             if (!supports_compact)
@@ -130,7 +131,7 @@ staged_state<Rule> read_state_file(std::istream& in, const registry<Rule>& r, bo
             next.set_default_mask_unchecked(preamble.mask);
             const any_mask* m = next.mask_of(t.group);
             const std::uint64_t* words = m ? whole_fixed_words(m->view(next.info(i), preamble.steps), t.elements) : nullptr;
-            if (!words) fail("optimizer state, tensor '" + t.name + "': compact state without its fixed mask (corrupt file)");
+            if (!words) fail(where + ": compact state without its fixed mask (corrupt file)");
             auto& rec = next.tensors()[i];
             rec.kept_before = kept_before(words, t.elements);
             rec.compact_words = words;

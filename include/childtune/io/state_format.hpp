@@ -186,8 +186,10 @@ inline void write_state_tensor(binary_writer& w, const state_tensor_record& t) {
 //! Reads a tensor record that must describe the registered tensor `expected`
 //! (name, group, key, types and size); returns its steps, buffers and compact flag
 //! in `expected`'s copy.
-inline state_tensor_record read_state_tensor(binary_reader& r, state_tensor_record expected, std::size_t max_buffers) {
-    const std::string where = "optimizer state, tensor '" + expected.name + "'";
+inline state_tensor_record read_state_tensor(binary_reader& r, state_tensor_record expected, std::size_t max_buffers,
+                                             std::string_view group = {}) {
+    const std::string where = "optimizer state, " + (group.empty() ? std::string() : "group '" + std::string(group) + "', ") +
+                              "tensor '" + expected.name + "'";
     const std::string name = r.string();
     if (name != expected.name)
         fail("optimizer state: tensor '" + name + "' found where '" + expected.name + "' was expected");

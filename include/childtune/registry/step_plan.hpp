@@ -67,10 +67,10 @@ void check_compact_exact(const registry<Rule>& r, std::size_t group) {
 }
 
 //! A tensor holding compact state must keep the mask it was laid out for.
-inline void check_compact_kept(const std::string& tensor, const any_mask_view& v, std::size_t n,
+inline void check_compact_kept(const std::string& where, const any_mask_view& v, std::size_t n,
                                const std::uint64_t* words, std::uint64_t hash) {
     if (!same_compact_mask(v, n, words, hash))
-        fail("tensor '" + tensor + "' keeps compact Child-Tuning_D state for its current mask; "
+        fail(where + " keeps compact Child-Tuning_D state for its current mask; "
              "the mask cannot change (the moments of newly kept elements were never stored)");
 }
 
@@ -81,7 +81,7 @@ std::vector<any_mask_view> mask_views(const registry<Rule>& r, std::uint64_t ste
     for (std::size_t i = 0; i < r.tensor_count(); ++i) {
         const auto& t = r.tensors()[i];
         if (const any_mask* m = r.mask_of(t.group)) views[i] = m->view(r.info(i), step);
-        if (t.compact && t.buffers > 0) check_compact_kept(t.name, views[i], t.elements, t.compact_words, t.compact_hash);
+        if (t.compact && t.buffers > 0) check_compact_kept(r.describe(t.group, t.name), views[i], t.elements, t.compact_words, t.compact_hash);
     }
     return views;
 }
