@@ -74,7 +74,8 @@ inline std::vector<std::uint64_t> damaged_byte_candidates(const std::string& dat
 //! verifies the checksum before anything is parsed; parse from stream()
 //! afterwards (`in` itself, rewound, when it can seek; else a copy in memory).
 //! A file with an intact checksum but a foreign magic or an unknown version is
-//! left to the parser, which names it as such.
+//! left to the parser, which names it as such. The price is one more pass over
+//! the file (at memory or disk speed), paid so that no parser sees damaged bytes.
 class verified_input {
 public:
     verified_input(std::istream& in, const std::string& what, std::string_view magic) : in_(&in) {
