@@ -90,7 +90,8 @@ struct lamb {
 
     //! The update u of one element (see the file comment), from the new moments.
     template <class V, class K, class S>
-    CHILDTUNE_HD_INLINE static V direction(const step_constants<S>& c, const element_mask<K, V>& e, V p, V m, V v) {
+    CHILDTUNE_HD_INLINE static V direction(const step_constants<S>& c, const element_mask<K, V>& e, const V& p, const V& m,
+                                           const V& v) {
         using detail::select;
         using detail::vsqrt;
         const V r = (m / V(c.bc1)) / (vsqrt(v / V(c.bc2)) + V(c.eps));

@@ -98,8 +98,8 @@ CHILDTUNE_HD_INLINE mask_plan<K, V> make_mask_plan(const K& all, const K& none, 
 
 //! The element mask of one keep decision (scalar code: a plan of one element).
 template <class K, class V>
-CHILDTUNE_HD_INLINE element_mask<K, V> make_element_mask(K keep, K all, K none, masking_options m, V keep_probability,
-                                                         bool rescales) {
+CHILDTUNE_HD_INLINE element_mask<K, V> make_element_mask(const K& keep, const K& all, const K& none, masking_options m,
+                                                         const V& keep_probability, bool rescales) {
     return make_mask_plan(all, none, m, keep_probability, rescales)(keep);
 }
 } // namespace detail
