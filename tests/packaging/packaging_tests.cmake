@@ -22,6 +22,16 @@ else()
   message(STATUS "childtune: git not found; the FetchContent consumer test is skipped")
 endif()
 
+# A sub-project that links childtune::torch without having found LibTorch first
+# is told so by name when it configures.
+add_test(NAME packaging/add_subdirectory_without_torch
+         COMMAND ${CMAKE_COMMAND} ${_childtune_consumer_args}
+                 -D "SOURCE_DIR=${_childtune_packaging_dir}/add_subdirectory_without_torch"
+                 -D "BINARY_DIR=${_childtune_packaging_bin}/add_subdirectory_without_torch"
+                 -D "CHILDTUNE_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
+                 -D "EXPECT_CONFIGURE_ERROR=childtune::torch_needs_find_package_Torch_before_adding_childtune"
+                 -P ${_childtune_packaging_dir}/run_consumer.cmake)
+
 # pkg-config against the install prefix of packaging/install.
 if(CHILDTUNE_PKG_CONFIG AND CHILDTUNE_INSTALL)
   foreach(_package IN ITEMS childtune childtune-eigen)
