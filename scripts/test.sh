@@ -23,7 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-./scripts/install-deps.sh cmake ninja-build g++ clang libomp-dev catch2 libeigen3-dev libbenchmark-dev libtorch-dev dataset-fashion-mnist gnuplot-nox zlib1g-dev libopenmpi-dev openmpi-bin libgloo-dev
+./scripts/install-deps.sh cmake ninja-build g++ clang libomp-dev catch2 libeigen3-dev libbenchmark-dev libtorch-dev dataset-fashion-mnist gnuplot-nox zlib1g-dev libopenmpi-dev openmpi-bin libgloo-dev pkgconf git
 
 jobs=$(nproc)
 fuzz_seconds=${FUZZ_SECONDS:-15}
