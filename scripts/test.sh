@@ -23,7 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-./scripts/install-deps.sh cmake ninja-build g++ clang libomp-dev catch2 libeigen3-dev libbenchmark-dev libtorch-dev dataset-fashion-mnist gnuplot-nox zlib1g-dev libopenmpi-dev openmpi-bin libgloo-dev
+./scripts/install-deps.sh cmake ninja-build g++ clang libomp-dev catch2 libeigen3-dev libbenchmark-dev libtorch-dev dataset-fashion-mnist gnuplot-nox zlib1g-dev libopenmpi-dev openmpi-bin libgloo-dev doxygen
 
 jobs=$(nproc)
 fuzz_seconds=${FUZZ_SECONDS:-15}
@@ -35,6 +35,7 @@ stage_gxx() {
         -DCHILDTUNE_SANITIZE= -DCHILDTUNE_BUILD_CORE_TESTS=OFF -DCHILDTUNE_BUILD_EXAMPLES=ON -DCHILDTUNE_BUILD_BENCHMARKS=ON \
         -DCHILDTUNE_BUILD_FUZZERS=ON -DCHILDTUNE_FUZZ_SECONDS="$fuzz_seconds"
   cmake --build "$build" -j "$jobs"
+  cmake --build "$build" --target docs   # the API reference (Doxygen): any warning fails
   ctest --test-dir "$build" -j "$jobs" --output-on-failure --timeout 900
 }
 
