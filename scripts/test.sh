@@ -6,7 +6,8 @@
 #   g++      Release (-O2, the flags of a user's build): the LibTorch adapter, the
 #            Thrust adapter (OMP system), the demo and benchmark smoke runs,
 #            nvcc-compiled GPU programs, compile-fail checks, packaging consumers,
-#            and the LibTorch loader's fuzz target (ASan + UBSan, time-boxed run).
+#            the LibTorch loader's fuzz target (ASan + UBSan, time-boxed run), and
+#            the API reference (Doxygen, warnings as errors: the docs target).
 #   clang++  the core's and the Eigen adapter's tests under AddressSanitizer +
 #            LeakSanitizer + UndefinedBehaviorSanitizer (-O1), and the libFuzzer
 #            targets for the state and mask files (time-boxed runs from the
