@@ -34,6 +34,8 @@
 
 namespace childtune::torch {
 
+//! Options of fisher_mask(): how many parameters Child-Tuning_D keeps, how they
+//! are selected, which parameters take part and how many batches are averaged.
 struct fisher_mask_options {
     double keep = 0.3;                                //!< p_D: the fraction of parameters kept
     selection_rule rule = selection_rule::percentile; //!< numpy percentile (reference) or exact count
@@ -43,6 +45,8 @@ struct fisher_mask_options {
     std::size_t num_batches = 0;                      //!< N; 0: the range's size when it has one, else counted
 };
 
+//! What fisher_mask() returns: the mask for `set_mask(childtune::fixed{masks})` and
+//! what it kept.
 struct fisher_result {
     mask_set masks;                    //!< the Child-Tuning_D mask, one entry per selected parameter
     std::vector<mask_summary> summary; //!< kept count and fraction per parameter
