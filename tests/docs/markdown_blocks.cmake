@@ -35,8 +35,9 @@ function(childtune_markdown_blocks md_path callback)
   foreach(line IN LISTS lines)
     math(EXPR number "${number} + 1")
     if(NOT inside)
-      # An opening fence: up to three spaces, then ``` or ~~~, then the info string.
-      if(line MATCHES "^(   ?|  ?|)(```+|~~~+)(.*)$")
+      # An opening fence: any indentation (a list item indents its blocks), then
+      # ``` or ~~~, then the info string.
+      if(line MATCHES "^( *)(```+|~~~+)(.*)$")
         set(inside ON)
         set(indent "${CMAKE_MATCH_1}")
         set(fence "${CMAKE_MATCH_2}")
