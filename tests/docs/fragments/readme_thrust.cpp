@@ -7,18 +7,24 @@
 // by scripts/gpu-check.sh.)
 #include <thrust/device_vector.h>
 #include <thrust/fill.h>
-#include <thrust/system/omp/execution_policy.h>
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#if defined(__CUDACC__) // the real thing, for a manual nvcc check (see tests/docs/README.md)
+#include <thrust/system/cuda/execution_policy.h>
+using stream_type = cudaStream_t;
+#else
+#include <thrust/system/omp/execution_policy.h>
 namespace thrust::cuda {
 struct stand_in_policy {
     auto on(int /*stream*/) const { return ::thrust::omp::par; }
 };
 inline constexpr stand_in_policy par{};
 } // namespace thrust::cuda
+using stream_type = int;
+#endif
 
 namespace {
 struct buffers {
@@ -36,7 +42,7 @@ struct tensor {
 } // namespace
 
 int main() {
-    const int stream = 0;
+    const stream_type stream{};
     std::vector<buffers> storage{buffers(100), buffers(50)};
     std::vector<tensor> tensors;
     for (std::size_t i = 0; i < storage.size(); ++i) {
