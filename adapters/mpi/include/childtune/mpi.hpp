@@ -11,6 +11,9 @@
 //! naming the operation and the rank; under MPI's default handler an MPI error
 //! aborts the job, which is not a hang either.
 
+// The whole core (standard library only; sharded_optimizer and the rules among
+// it): an MPI program needs no other childtune include.
+#include <childtune/childtune.hpp>
 #include <childtune/distributed/communicator.hpp>
 #include <childtune/error.hpp>
 
