@@ -8,7 +8,7 @@
 //!
 //! Left out on purpose: the `detail/` directories (implementation, no stable
 //! API) and the deprecated forwarding headers exec/compact_step.hpp and
-//! update/state_buffers.hpp (each prints a #pragma message). distributed/ is in:
+//! update/state_buffers.hpp (each prints a `#pragma message`). distributed/ is in:
 //! it needs nothing beyond the standard library (MPI and c10d live in the
 //! adapters, <childtune/mpi.hpp> and <childtune/torch/communicator.hpp>).
 //! tests/headers checks that this list stays complete and that each header
@@ -30,6 +30,7 @@
 #include <childtune/exec/memory_checks.hpp>
 #include <childtune/exec/nonfinite.hpp>
 #include <childtune/exec/tensor_sum.hpp>
+#include <childtune/instantiate.hpp>
 #include <childtune/io/atomic_file.hpp>
 #include <childtune/io/binary.hpp>
 #include <childtune/io/policy_io.hpp>
