@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Compile time of the two probes of bench/compile_time/ (a translation unit that
-# uses the optimizer with one rule, and one that uses the LibTorch adapter), as
-# a user's build compiles them: g++ -O2 -fopenmp -std=gnu++20. Prints the median
-# of three wall-clock times per probe.
+# Compile time of the probes of bench/compile_time/ (a translation unit that
+# uses the optimizer with one rule; the same unit in a program that compiles the
+# optimizer once elsewhere, childtune/instantiate.hpp; one that uses the LibTorch
+# adapter), as a user's build compiles them: g++ -O2 -fopenmp -std=gnu++20.
+# Prints the median of three wall-clock times per probe. A tree without
+# childtune/instantiate.hpp (older versions) skips the second probe.
 #
 #   ./scripts/compile-time.sh [<source tree>]   default: this checkout
 #
@@ -14,7 +16,8 @@ root="$(cd "${1:-$here}" && pwd)"
 torch_flags=(-DUSE_C10D_GLOO -DUSE_DISTRIBUTED -DUSE_RPC -DUSE_TENSORPIPE -D_GLIBCXX_USE_CXX11_ABI=1
              -isystem /usr/include/torch/csrc/api/include)
 median() { sort -n | sed -n 2p; }
-for probe in one_rule torch_adapter; do
+for probe in one_rule one_rule_extern torch_adapter; do
+  [ "$probe" = one_rule_extern ] && [ ! -f "$root/include/childtune/instantiate.hpp" ] && continue
   extra=()
   [ "$probe" = torch_adapter ] && extra=("${torch_flags[@]}" -I"$root/adapters/torch/include")
   for _ in 1 2 3; do

@@ -6,7 +6,8 @@
 #   g++      Release (-O2, the flags of a user's build): the LibTorch adapter, the
 #            Thrust adapter (OMP system), the demo and benchmark smoke runs,
 #            nvcc-compiled GPU programs, compile-fail checks, packaging consumers,
-#            and the LibTorch loader's fuzz target (ASan + UBSan, time-boxed run).
+#            the LibTorch loader's fuzz target (ASan + UBSan, time-boxed run), and
+#            the API reference (Doxygen, warnings as errors: the docs target).
 #   clang++  the core's and the Eigen adapter's tests under AddressSanitizer +
 #            LeakSanitizer + UndefinedBehaviorSanitizer (-O1), and the libFuzzer
 #            targets for the state and mask files (time-boxed runs from the
@@ -23,7 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-./scripts/install-deps.sh cmake ninja-build g++ clang libomp-dev catch2 libeigen3-dev libbenchmark-dev libtorch-dev dataset-fashion-mnist gnuplot-nox zlib1g-dev libopenmpi-dev openmpi-bin libgloo-dev
+./scripts/install-deps.sh cmake ninja-build g++ clang libomp-dev catch2 libeigen3-dev libbenchmark-dev libtorch-dev dataset-fashion-mnist gnuplot-nox zlib1g-dev libopenmpi-dev openmpi-bin libgloo-dev pkgconf git doxygen
 
 jobs=$(nproc)
 fuzz_seconds=${FUZZ_SECONDS:-15}
@@ -35,6 +36,7 @@ stage_gxx() {
         -DCHILDTUNE_SANITIZE= -DCHILDTUNE_BUILD_CORE_TESTS=OFF -DCHILDTUNE_BUILD_EXAMPLES=ON -DCHILDTUNE_BUILD_BENCHMARKS=ON \
         -DCHILDTUNE_BUILD_FUZZERS=ON -DCHILDTUNE_FUZZ_SECONDS="$fuzz_seconds"
   cmake --build "$build" -j "$jobs"
+  cmake --build "$build" --target docs   # the API reference (Doxygen): any warning fails
   ctest --test-dir "$build" -j "$jobs" --output-on-failure --timeout 900
 }
 

@@ -3,8 +3,11 @@
 //! Build configuration shared by every childtune header: version, the host/device
 //! annotation used by element-wise code, and feature detection.
 
+//! Major version of the headers (the CMake package's version).
 #define CHILDTUNE_VERSION_MAJOR 0
+//! Minor version.
 #define CHILDTUNE_VERSION_MINOR 1
+//! Patch version.
 #define CHILDTUNE_VERSION_PATCH 0
 
 //! Marks functions that must run both on the host and inside CUDA/HIP kernels.

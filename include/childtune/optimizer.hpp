@@ -36,6 +36,10 @@
 
 namespace childtune {
 
+//! The Child-Tuning optimizer over host memory (std::vector, std::span, arrays,
+//! Eigen through childtune/eigen.hpp): registers parameter/gradient buffers by
+//! name in groups and steps them with the fused CPU kernels. `Rule` is adamw,
+//! adam, sgd, lion, lamb or any update_rule.
 template <update_rule Rule>
 class optimizer : public basic_optimizer<Rule, detail::cpu_executor<Rule>> {
     using base = basic_optimizer<Rule, detail::cpu_executor<Rule>>;
@@ -111,6 +115,7 @@ public:
     //! state and step count unchanged), as LibTorch's optimizers skip parameters
     //! whose `grad()` is undefined. rebind() makes it present again.
     void clear_gradient(std::size_t index) { this->registry_.tensor(index).has_gradient = false; }
+    //! Whether tensor `index` has a gradient now (steps skip it otherwise).
     bool has_gradient(std::size_t index) const { return this->registry_.tensor(index).has_gradient; }
 
     // ---- stepping ----------------------------------------------------------------------
@@ -156,6 +161,8 @@ public:
     void save(const std::string& path) const {
         detail::replace_file_atomically(path, "optimizer state", [&](std::ostream& out) { save(out); });
     }
+    //! Loads from `path` (see load(std::istream&, const load_options&)); throws
+    //! childtune::error when the file cannot be opened.
     void load(const std::string& path, const load_options& options = {}) {
         std::ifstream in(path, std::ios::binary);
         if (!in) detail::fail("cannot open optimizer state '" + path + "'");

@@ -8,7 +8,10 @@
 #include <catch2/catch.hpp>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -809,4 +812,56 @@ TEST_CASE("checkpoints: a damaged LibTorch archive is a childtune::error, and th
     std::istringstream in(out.str());
     CHECK_THROWS_WITH(load_optimizer(opt, in), Catch::Contains("optimizer state is corrupt: the byte at offset 40"));
     CHECK(core_state(opt) == before);
+
+namespace {
+// Distance in units in the last place between two floats (0 for equal bits).
+std::int64_t ulp_distance(float a, float b) {
+    const auto ordered = [](float f) {
+        std::int32_t i;
+        std::memcpy(&i, &f, sizeof i);
+        return i < 0 ? std::int64_t{std::numeric_limits<std::int32_t>::min()} - i : std::int64_t{i};
+    };
+    return std::abs(ordered(a) - ordered(b));
+}
+// One step of ours and of LibTorch's on the same 4096 weights and gradient:
+// the largest distance in ULP.
+template <class Ours, class Theirs>
+std::int64_t max_ulp_after_one_step(Ours make_ours, Theirs make_theirs) {
+    ::torch::manual_seed(1);
+    const at::Tensor start = ::torch::randn({4096}), gradient = ::torch::randn({4096});
+    at::Tensor a = start.clone().set_requires_grad(true), b = start.clone().set_requires_grad(true);
+    auto ours = make_ours(a);
+    auto theirs = make_theirs(b);
+    a.mutable_grad() = gradient.clone();
+    b.mutable_grad() = gradient.clone();
+    ours.step();
+    theirs.step();
+    const auto x = values(a), y = values(b);
+    std::int64_t worst = 0;
+    for (std::size_t i = 0; i < x.size(); ++i) worst = std::max(worst, ulp_distance(x[i], y[i]));
+    return worst;
+}
+} // namespace
+
+// What the README claims about LibTorch's own optimizers: the rules are the same
+// formulas evaluated in another operation order, so they agree to a few ULP per
+// step, not bit for bit (the multi-step agreement is the "equals torch::optim"
+// cases above).
+TEST_CASE("torch::optim after one step: AdamW and Adam within 2 ULP, SGD with Nesterov within 64 ULP",
+          "[torch][adamw][adam][sgd]") {
+    using tensors = std::vector<at::Tensor>;
+    CHECK(max_ulp_after_one_step(
+              [](at::Tensor& p) { return ChildTuningAdamW(tensors{p}, ChildTuningAdamWOptions(1e-2).weight_decay(0.05)); },
+              [](at::Tensor& p) { return ::torch::optim::AdamW(tensors{p}, ::torch::optim::AdamWOptions(1e-2).weight_decay(0.05)); }) <= 2);
+    CHECK(max_ulp_after_one_step(
+              [](at::Tensor& p) { return ChildTuningAdam(tensors{p}, ChildTuningAdamOptions(1e-2).weight_decay(0.05)); },
+              [](at::Tensor& p) { return ::torch::optim::Adam(tensors{p}, ::torch::optim::AdamOptions(1e-2).weight_decay(0.05)); }) <= 2);
+    CHECK(max_ulp_after_one_step(
+              [](at::Tensor& p) {
+                  return ChildTuningSGD(tensors{p}, ChildTuningSGDOptions(0.05).momentum(0.9).nesterov(true).weight_decay(1e-3));
+              },
+              [](at::Tensor& p) {
+                  return ::torch::optim::SGD(tensors{p},
+                                             ::torch::optim::SGDOptions(0.05).momentum(0.9).nesterov(true).weight_decay(1e-3));
+              }) <= 64);
 }

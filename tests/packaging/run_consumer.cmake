@@ -5,6 +5,8 @@
 #         [-D PREFIX_PATH=<installed prefix>] [-D EIGEN3_DIR=<dir>] [-D TORCH_DIR=<dir>] [-D THRUST_DIR=<dir>]
 #         [-D CHILDTUNE_SOURCE_DIR=<src>]
 #         [-D EXPECT_CONFIGURE_ERROR=<regex>] -P run_consumer.cmake
+# or include()d by a script that sets these variables and CONSUMER_CACHE_ARGS
+# (a list of further -D arguments for the consumer's configure step).
 # With EXPECT_CONFIGURE_ERROR the configure step must fail with output matching it.
 foreach(_var IN ITEMS SOURCE_DIR BINARY_DIR GENERATOR CXX_COMPILER)
   if(NOT DEFINED ${_var})
@@ -39,6 +41,8 @@ endif()
 if(CHILDTUNE_SOURCE_DIR)
   list(APPEND _args "-DCHILDTUNE_SOURCE_DIR=${CHILDTUNE_SOURCE_DIR}")
 endif()
+
+list(APPEND _args ${CONSUMER_CACHE_ARGS})
 
 execute_process(COMMAND "${CMAKE_COMMAND}" ${_args} RESULT_VARIABLE _rc OUTPUT_VARIABLE _out ERROR_VARIABLE _out)
 if(DEFINED EXPECT_CONFIGURE_ERROR)

@@ -33,17 +33,25 @@ namespace childtune {
 //! over it is the single-process optimizer.
 class single_process_communicator {
 public:
+    //! Always 0.
     std::size_t rank() const { return 0; }
+    //! Always 1.
     std::size_t size() const { return 1; }
+    //! Nothing to do: the sum over one rank.
     void all_reduce_sum(std::span<float>) const {}
+    //! Nothing to do: the sum over one rank.
     void all_reduce_sum(std::span<double>) const {}
+    //! Nothing to do: the sum over one rank.
     void all_reduce_sum(std::span<std::uint64_t>) const {}
+    //! Copies `mine` to `all`; throws childtune::error unless counts = {mine.size()}
+    //! and all.size() = mine.size().
     void all_gather(std::span<const std::byte> mine, std::span<std::byte> all, std::span<const std::size_t> counts) const {
         if (counts.size() != 1 || counts[0] != mine.size() || all.size() != mine.size())
             detail::fail("single_process_communicator: all_gather of " + std::to_string(mine.size()) +
                          " bytes with mismatched counts or receive buffer");
         if (!mine.empty()) std::memcpy(all.data(), mine.data(), mine.size());
     }
+    //! Nothing to do for root 0; throws childtune::error for any other root.
     void broadcast(std::span<std::byte>, std::size_t root) const {
         if (root != 0) detail::fail("single_process_communicator: broadcast from rank " + std::to_string(root) + " of 1");
     }

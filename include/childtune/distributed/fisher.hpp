@@ -41,6 +41,7 @@ namespace childtune {
 
 //! What distributed_fisher_select() read from all ranks, besides the mask.
 struct distributed_fisher_result {
+    //! The masks, threshold and kept count (the same on every rank).
     top_p_result selection;
     //! Batches ended over all ranks (the N the scores average over when N is unknown).
     std::size_t batches = 0;

@@ -19,9 +19,13 @@ namespace childtune {
 
 //! Elements [begin, end) of a flat index space.
 struct shard_range {
+    //! First element of the slice.
     std::uint64_t begin = 0;
+    //! One past its last element.
     std::uint64_t end = 0;
+    //! Number of elements.
     constexpr std::uint64_t size() const { return end - begin; }
+    //! Same bounds.
     friend constexpr bool operator==(const shard_range&, const shard_range&) = default;
 };
 

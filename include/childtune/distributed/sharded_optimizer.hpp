@@ -45,6 +45,10 @@
 
 namespace childtune {
 
+//! Child-Tuning with the optimizer state sharded over the ranks of `Comm` (ZeRO
+//! stage 1): each rank steps one slice and all-gathers the rest; the parameters
+//! equal childtune::optimizer's in one process bit for bit. Rules with a
+//! per-tensor phase (LAMB) are refused at compile time.
 template <update_rule Rule, communicator Comm>
 class sharded_optimizer {
     static_assert(detail::rule_reduction_count<Rule>() == 0,
@@ -52,7 +56,9 @@ class sharded_optimizer {
                   "which the slices of ZeRO-1 cut across ranks; use childtune::optimizer on every rank instead");
 
 public:
+    //! The update rule.
     using rule_type = Rule;
+    //! The rule's per-group hyperparameters.
     using options_type = typename Rule::options;
 
     //! `comm` must outlive the optimizer. Compact Child-Tuning_D state
@@ -67,17 +73,24 @@ public:
             detail::fail("sharded_optimizer: compact_fixed_state is not supported (the state is sharded instead)");
     }
 
+    //! This process's rank in the communicator.
     std::size_t rank() const { return comm_->rank(); }
+    //! Number of ranks.
     std::size_t world_size() const { return comm_->size(); }
 
     // ---- groups (held by the core optimizer) ---------------------------------------------
 
+    //! Adds a parameter group (every rank adds the same groups in the same order).
     std::size_t add_group(std::string name, const options_type& options, bool masked = true) {
         return core_.add_group(std::move(name), options, masked);
     }
+    //! Number of groups added.
     std::size_t group_count() const { return core_.group_count(); }
+    //! The group's current hyperparameters.
     const options_type& group_options(std::size_t group) const { return core_.group_options(group); }
+    //! Replaces a group's hyperparameters between steps (every rank does the same).
     void set_group_options(std::size_t group, const options_type& options) { core_.set_group_options(group, options); }
+    //! Sets the learning rate of every group (every rank does the same).
     void set_lr(double lr) { core_.set_lr(lr); }
 
     // ---- parameters ---------------------------------------------------------------------
@@ -99,6 +112,7 @@ public:
         }
         total_ += param.size();
     }
+    //! Convenience for contiguous containers (std::vector, std::array, std::span).
     template <contiguous_tensor P, contiguous_tensor G>
     void add_parameter(std::size_t group, std::string name, P& param, const G& grad,
                        std::optional<std::uint32_t> key = std::nullopt) {
@@ -107,6 +121,7 @@ public:
                       "a parameter and its gradient must have the same element type");
         add_parameter<T>(group, std::move(name), tensor_view<T>(param), tensor_view<const T>(grad), key);
     }
+    //! Number of tensors registered.
     std::size_t tensor_count() const { return entries_.size(); }
     //! Elements of all registered tensors together.
     std::uint64_t total_elements() const { return total_; }
@@ -141,6 +156,7 @@ public:
 
     // ---- mask -------------------------------------------------------------------------------
 
+    //! The optimizer-wide mask.
     const mask_mode& mask() const { return core_.mask(); }
     //! Every rank sets the same mode (a Child-Tuning_D mask from
     //! distributed/fisher.hpp is identical on every rank by construction). A fixed
@@ -152,6 +168,7 @@ public:
 
     // ---- stepping -----------------------------------------------------------------------------
 
+    //! Number of steps applied so far (the same on every rank).
     std::uint64_t step_count() const { return core_.step_count(); }
 
     //! Steps this rank's slice, then all-gathers every rank's updated slice into
@@ -202,6 +219,7 @@ public:
         w.finish();
         core_.save(out);
     }
+    //! Saves this rank's state to `path` crash-safely (io/atomic_file.hpp).
     void save(const std::string& path) const {
         detail::replace_file_atomically(path, "sharded optimizer state", [&](std::ostream& out) { save(out); });
     }

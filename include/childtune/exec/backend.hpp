@@ -18,10 +18,12 @@ namespace childtune {
 
 //! Runs every work item on the calling thread, in order.
 struct serial_backend {
+    //! Calls f(0), ..., f(n-1) in order.
     template <class F>
     void parallel_for(std::size_t n, F&& f) const {
         for (std::size_t i = 0; i < n; ++i) f(i);
     }
+    //! Always 1.
     std::size_t concurrency() const { return 1; }
 };
 
@@ -29,8 +31,11 @@ struct serial_backend {
 //! Without OpenMP (the translation unit was compiled without `-fopenmp`) it runs
 //! serially, so code written against it stays portable.
 struct openmp_backend {
+    //! Team size; 0 takes OpenMP's default (omp_get_max_threads()).
     int threads = 0;
 
+    //! Calls f(i) once for every i in [0, n), dynamically scheduled over the team;
+    //! serial when n or the team is 1, or without OpenMP.
     template <class F>
     void parallel_for(std::size_t n, F&& f) const {
 #if defined(_OPENMP)
@@ -43,6 +48,7 @@ struct openmp_backend {
 #endif
         for (std::size_t i = 0; i < n; ++i) f(i);
     }
+    //! Threads the team may use (1 without OpenMP).
     std::size_t concurrency() const {
 #if defined(_OPENMP)
         return static_cast<std::size_t>(threads > 0 ? threads : omp_get_max_threads());

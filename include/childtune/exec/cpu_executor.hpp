@@ -48,7 +48,7 @@ public:
     template <parameter_element T>
     void bind_new(const registry<Rule>& r, const std::string& where, tensor_view<T> param, tensor_view<const T> grad) {
         check(r, where, param, grad, tensors_.size());
-        tensors_.push_back({param, grad, &cpu_kernels_for<Rule, T>, {}});
+        tensors_.push_back({param, grad, &cpu_kernels<Rule, T>(), {}});
     }
     void pop() noexcept { tensors_.pop_back(); }
     //! Points tensor i at new memory of the same type and size.

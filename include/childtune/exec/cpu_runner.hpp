@@ -50,8 +50,15 @@ constexpr cpu_kernel_table<Rule> make_cpu_kernel_table() {
         return {&erased_pass<Rule, element_pass::update, float, P>, nullptr,
                 &erased_pass<Rule, element_pass::update, double, P>, nullptr};
 }
+//! The kernel table of Rule for parameter type P. A function template that is
+//! not inline, so that `extern template` (childtune/instantiate.hpp) can keep
+//! its instantiation, most of a translation unit's compile time, out of every
+//! translation unit of a program but one.
 template <class Rule, class P>
-inline constexpr cpu_kernel_table<Rule> cpu_kernels_for = make_cpu_kernel_table<Rule, P>();
+const cpu_kernel_table<Rule>& cpu_kernels() {
+    static constexpr cpu_kernel_table<Rule> table = make_cpu_kernel_table<Rule, P>();
+    return table;
+}
 
 //! One tensor's step in host memory.
 template <class Rule>

@@ -25,10 +25,13 @@
 #if defined(__unix__) || defined(__APPLE__)
 #include <fcntl.h>
 #include <unistd.h>
+//! 1 where files are flushed with fsync(2) and replaced with rename(2) (POSIX);
+//! 0 where std::filesystem replaces them without a flush.
 #define CHILDTUNE_HAS_FSYNC 1
 #else
 #include <filesystem>
 #include <system_error>
+//! 0: no fsync(2); std::filesystem replaces the file.
 #define CHILDTUNE_HAS_FSYNC 0
 #endif
 

@@ -29,10 +29,13 @@
 
 namespace childtune {
 
+//! Any mask_policy behind one type: the optimizer-wide mask and each group's own
+//! policy are held as any_mask. Copies share the immutable policy.
 class any_mask {
 public:
     //! The dense policy.
     any_mask() : any_mask(dense{}) {}
+    //! Holds `policy` (any mask_policy); the optional members are found here.
     // The self-test comes first: checking mask_policy<any_mask> (copyable) must
     // not consider this constructor.
     template <class M>
@@ -47,7 +50,9 @@ public:
     any_mask(mask_mode mode) // NOLINT(google-explicit-constructor)
         : self_(std::make_shared<const builtin_model>(std::move(mode))) {}
 
+    //! Checks the policy's hyperparameters (throws childtune::error).
     void validate() const { self_->validate(); }
+    //! The keep decisions of tensor `t` at `step`.
     any_mask_view view(const tensor_info& t, std::uint64_t step) const { return self_->view(t, step); }
     //! Throws when the policy cannot serve the tensors that use it (mask_policy).
     void check_tensors(std::span<const tensor_info> users, std::span<const tensor_info> registered) const {
@@ -56,6 +61,7 @@ public:
 
     //! Whether state files can hold the policy, and under which name.
     bool saveable() const { return !self_->policy_name().empty(); }
+    //! The policy's name in state files (empty when it cannot be saved).
     std::string_view policy_name() const { return self_->policy_name(); }
     //! Writes the policy's record (its hyperparameters) into a state file.
     void save(detail::binary_writer& w) const {

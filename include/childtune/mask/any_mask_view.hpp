@@ -26,8 +26,10 @@ namespace childtune {
 //! A mask_view of a type the library does not know, behind function pointers.
 class custom_mask_view {
 public:
+    //! Not known to be dense at compile time.
     static constexpr bool is_dense = false;
 
+    //! Holds a copy of `v` (any mask_view) and the two functions that read it.
     // The self-test comes first: checking mask_view<custom_mask_view> (copyable)
     // must not consider this constructor.
     template <class V>
@@ -38,8 +40,11 @@ public:
           bits64_([](const void* s, std::uint64_t first) { return static_cast<const V*>(s)->bits64(first); }),
           p_(static_cast<double>(static_cast<const V*>(self_.get())->keep_probability())) {}
 
+    //! Whether element `i` is kept (one indirect call).
     bool keep(std::uint64_t i) const { return keep_(self_.get(), i); }
+    //! Keep bits of elements first .. first + 63 (one indirect call for 64 decisions).
     std::uint64_t bits64(std::uint64_t first) const { return bits64_(self_.get(), first); }
+    //! What kept gradients are divided by (read once at construction).
     double keep_probability() const { return p_; }
 
 private:
@@ -52,25 +57,33 @@ private:
 //! Any mask_view. `dense()` says (at run time) that every element is kept.
 class any_mask_view {
 public:
+    //! The view types any_mask_view holds: the built-in ones natively, others through custom_mask_view.
     using alternatives = std::variant<dense_view, bernoulli_view, fixed_view, custom_mask_view>;
+    //! Only known at run time (see dense()).
     static constexpr bool is_dense = false;
 
     any_mask_view() = default;
+    //! Holds `v`; a view of an unknown type is wrapped in custom_mask_view.
     template <class V>
         requires(!std::same_as<std::remove_cvref_t<V>, any_mask_view> && mask_view<V>)
     any_mask_view(V v) // NOLINT(google-explicit-constructor): a view is a view
         : v_(wrap(std::move(v))) {}
 
+    //! Whether element `i` is kept.
     bool keep(std::uint64_t i) const {
         return std::visit([&](const auto& v) { return v.keep(i); }, v_);
     }
+    //! Keep bits of elements first .. first + 63 (bit j: element first + j).
     std::uint64_t bits64(std::uint64_t first) const {
         return std::visit([&](const auto& v) { return v.bits64(first); }, v_);
     }
+    //! What kept gradients are divided by (p for Child-Tuning_F, else 1).
     double keep_probability() const {
         return std::visit([](const auto& v) { return static_cast<double>(v.keep_probability()); }, v_);
     }
+    //! Whether the view is the dense one.
     bool dense() const { return std::holds_alternative<dense_view>(v_); }
+    //! The held view, for executors that run the built-in types natively.
     const alternatives& get() const { return v_; }
 
     //! Keep words of elements first, first + 64, ... (`count` of them) into `out`.

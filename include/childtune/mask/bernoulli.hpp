@@ -45,9 +45,13 @@ constexpr std::uint32_t stable_tensor_key(std::string_view name) {
 //! Keep decisions of one tensor at one step; cheap to copy, usable in kernels.
 class bernoulli_view {
 public:
+    //! Not known to be dense at compile time (p = 1 keeps everything at run time).
     static constexpr bool is_dense = false;
 
     bernoulli_view() = default;
+    //! The decisions of Child-Tuning_F for one tensor at one step: keep probability
+    //! `p`, Philox key `seed`, the tensor's key, the step (counter word 3) and the
+    //! index of the view's first element in the whole tensor.
     bernoulli_view(double p, std::uint64_t seed, std::uint32_t tensor_key, std::uint64_t step, std::uint64_t offset)
         : p_(p), offset_(offset), all_(p >= 1.0), isa_(detail::best_philox_isa()) {
         const double scaled = std::nearbyint(p * 4294967296.0);
@@ -109,6 +113,7 @@ struct bernoulli {
     //! state 1/p overflows to Inf for p < ~3e-39 (NaN parameters).
     static constexpr double min_p = 1.0 / 4294967296.0;
 
+    //! Throws childtune::error unless 2^-32 <= p <= 1.
     void validate() const {
         if (!(p > 0.0 && p <= 1.0))
             detail::fail("bernoulli mask: keep probability p = " + detail::format_number(p) + " is outside (0, 1]");
@@ -123,6 +128,7 @@ struct bernoulli {
     }
     //! The mask_policy form: decisions of tensor `t` (by its key, at its offset).
     bernoulli_view view(const tensor_info& t, std::uint64_t step) const { return view(t.key, step, t.offset); }
+    //! Equal when p and seed are.
     friend bool operator==(const bernoulli&, const bernoulli&) = default;
 };
 

@@ -22,6 +22,7 @@ namespace childtune {
 class bit_mask {
 public:
     bit_mask() = default;
+    //! `size` elements, all kept (`value` true) or all masked out.
     explicit bit_mask(std::size_t size, bool value = false)
         : words_(word_count(size), value ? ~std::uint64_t{0} : 0), size_(size) {
         clear_padding();
@@ -39,8 +40,11 @@ public:
     //! claiming 2^64 - 1 elements with no storage was accepted).
     static constexpr std::size_t word_count(std::size_t size) { return size / 64 + (size % 64 != 0 ? 1 : 0); }
 
+    //! Number of elements.
     std::size_t size() const { return size_; }
+    //! Whether element `i` is kept; unchecked.
     bool test(std::size_t i) const { return (words_[i >> 6] >> (i & 63)) & 1u; }
+    //! Keeps (or masks out) element `i`; unchecked.
     void set(std::size_t i, bool value = true) {
         const std::uint64_t bit = std::uint64_t{1} << (i & 63);
         words_[i >> 6] = value ? (words_[i >> 6] | bit) : (words_[i >> 6] & ~bit);
@@ -51,11 +55,15 @@ public:
         for (auto w : words_) n += static_cast<std::size_t>(std::popcount(w));
         return n;
     }
+    //! count() / size() (0 for an empty mask).
     double kept_fraction() const { return size_ == 0 ? 0.0 : static_cast<double>(count()) / static_cast<double>(size_); }
 
+    //! The packed words, ceil(size/64) of them.
     std::span<const std::uint64_t> words() const { return words_; }
+    //! The packed words, writable; bits past size() must stay zero.
     std::span<std::uint64_t> words() { return words_; }
 
+    //! Equal sizes and bits.
     friend bool operator==(const bit_mask&, const bit_mask&) = default;
 
 private:

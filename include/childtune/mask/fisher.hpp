@@ -159,12 +159,14 @@ inline void check_fisher_batches(const char* who, std::size_t declared, std::siz
 template <score_element Score = float>
 class fisher_accumulator {
 public:
+    //! Throws childtune::error when max_grad_norm is negative or not finite.
     explicit fisher_accumulator(fisher_options options = {}) : options_(options) {
         if (!(options.max_grad_norm >= 0.0) || !std::isfinite(options.max_grad_norm))
             detail::fail("fisher_accumulator: max_grad_norm = " + detail::format_number(options.max_grad_norm) +
                          " must be finite and >= 0 (0 disables clipping)");
     }
 
+    //! The options given at construction.
     const fisher_options& options() const { return options_; }
 
     //! Registers tensor `name` of `size` elements; its scores start at zero. The
@@ -242,6 +244,7 @@ public:
 
     //! Batches ended so far.
     std::size_t batches() const { return batches_; }
+    //! Number of tensors registered.
     std::size_t tensor_count() const { return tensors_.size(); }
     //! Registered tensor names, in registration order.
     std::vector<std::string> names() const {

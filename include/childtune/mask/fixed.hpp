@@ -47,13 +47,18 @@ inline void check_no_foreign_masks(std::span<const std::string_view> names, std:
 //! first element in the mask (for shards).
 class fixed_view {
 public:
+    //! Not known to be dense at compile time.
     static constexpr bool is_dense = false;
 
     fixed_view() = default;
+    //! A view of `size` mask bits packed in `words` (bit i of word i/64), starting at
+    //! element `offset`; the words must outlive the view.
     fixed_view(const std::uint64_t* words, std::uint64_t size, std::uint64_t offset)
         : words_(words), size_(size), offset_(offset) {}
+    //! A view of a bit_mask, starting at element `offset`.
     explicit fixed_view(const bit_mask& m, std::uint64_t offset = 0) : fixed_view(m.words().data(), m.size(), offset) {}
 
+    //! Whether element `i` (counted from the view's offset) is kept.
     CHILDTUNE_HD bool keep(std::uint64_t i) const {
         const std::uint64_t e = i + offset_;
         return (words_[e >> 6] >> (e & 63)) & 1u;
@@ -67,10 +72,13 @@ public:
         if (shift != 0 && w + 1 < n) bits |= words_[w + 1] << (64 - shift);
         return bits;
     }
+    //! 1: a fixed mask does not rescale kept gradients.
     CHILDTUNE_HD double keep_probability() const { return 1.0; }
     //! Elements of the whole mask, and where this view starts in it.
     std::uint64_t mask_size() const { return size_; }
+    //! Index of the view's first element in the mask.
     std::uint64_t offset() const { return offset_; }
+    //! The packed words of the whole mask.
     const std::uint64_t* words() const { return words_; }
 
 private:
@@ -82,8 +90,10 @@ private:
 //! Fixed-mask policy: the named masks of a parameter set. Every masked tensor must
 //! have a mask of its size in the set (the optimizer checks when the mode is set).
 struct fixed {
+    //! The masks, one per masked tensor, by name.
     mask_set masks;
 
+    //! Nothing to check: the masks are checked against the tensors (check_tensors).
     void validate() const {}
     //! The view of tensor `name` or an error naming it.
     fixed_view view(std::string_view name, std::uint64_t expected_size, std::uint64_t offset = 0) const {
@@ -106,6 +116,7 @@ struct fixed {
         for (const auto& e : masks.entries()) names.push_back(e.name);
         detail::check_no_foreign_masks(names, users, registered);
     }
+    //! Equal when the mask sets are.
     friend bool operator==(const fixed&, const fixed&) = default;
 };
 

@@ -29,9 +29,13 @@ mask_set read_mask_entries(binary_reader& r);
 
 //! Kept elements of one tensor of a mask set.
 struct mask_summary {
+    //! Tensor name.
     std::string name;
+    //! Elements of the tensor.
     std::size_t size = 0;
+    //! Elements kept.
     std::size_t kept = 0;
+    //! kept / size (0 for an empty tensor).
     double kept_fraction() const { return size == 0 ? 0.0 : static_cast<double>(kept) / static_cast<double>(size); }
 };
 
@@ -41,8 +45,11 @@ struct mask_summary {
 //! set is caught.
 class mask_set {
 public:
+    //! One tensor's mask.
     struct entry {
+        //! Tensor name (the optimizer's registration name).
         std::string name;
+        //! Its packed keep bits.
         bit_mask mask;
     };
 
@@ -53,19 +60,25 @@ public:
         index_.emplace(name, entries_.size());
         entries_.push_back({std::move(name), std::move(mask)});
     }
+    //! The mask of tensor `name`, or null when the set has none.
     const bit_mask* find(std::string_view name) const {
         auto it = index_.find(std::string(name));
         return it == index_.end() ? nullptr : &entries_[it->second].mask;
     }
+    //! All masks, in insertion order.
     const std::vector<entry>& entries() const { return entries_; }
+    //! Number of tensors in the set.
     std::size_t tensor_count() const { return entries_.size(); }
+    //! Whether the set holds no mask.
     bool empty() const { return entries_.empty(); }
 
+    //! Elements over all tensors.
     std::size_t total_size() const {
         std::size_t n = 0;
         for (const auto& e : entries_) n += e.mask.size();
         return n;
     }
+    //! Kept elements over all tensors.
     std::size_t total_kept() const {
         std::size_t n = 0;
         for (const auto& e : entries_) n += e.mask.count();
@@ -101,12 +114,15 @@ public:
     void save(const std::string& path) const {
         detail::replace_file_atomically(path, "mask file", [&](std::ostream& out) { save(out); });
     }
+    //! Loads from `path` (see load(std::istream&)); throws childtune::error when the
+    //! file cannot be opened.
     static mask_set load(const std::string& path) {
         std::ifstream in(path, std::ios::binary);
         if (!in) detail::fail("cannot open mask file '" + path + "'");
         return load(in);
     }
 
+    //! Equal when the same names hold the same bits in the same order.
     friend bool operator==(const mask_set& a, const mask_set& b) {
         if (a.entries_.size() != b.entries_.size()) return false;
         for (std::size_t i = 0; i < a.entries_.size(); ++i)

@@ -18,6 +18,7 @@ struct tensor_info {
     std::string_view name;       //!< unique within the optimizer
     std::uint32_t key = 0;       //!< stable key (FNV-1a of the name unless given): Bernoulli counter word 2
     std::size_t group = 0;       //!< index of its parameter group
+    //! Name of its parameter group.
     std::string_view group_name;
     bool group_masked = true;    //!< its group applies a mask policy (false: trained densely)
     std::uint64_t size = 0;      //!< elements of the logical tensor

@@ -94,31 +94,41 @@ CHILDTUNE_HD inline float float_from_float16_bits(std::uint16_t h) {
 //! `c10::BFloat16`, `Eigen::bfloat16` and `__nv_bfloat16`. Trivial, like the
 //! built-in floating types: a default-constructed value is uninitialised.
 struct CHILDTUNE_MAY_ALIAS bfloat16 {
+    //! The raw bits (sign, exponent, mantissa).
     std::uint16_t bits;
 
     bfloat16() = default;
+    //! Rounds `f` to nearest, ties to even (NaN becomes 0x7FC0, as c10::BFloat16).
     CHILDTUNE_HD explicit bfloat16(float f) : bits(detail::bfloat16_bits_from_float(f)) {}
+    //! The value with raw bits `b`.
     CHILDTUNE_HD static bfloat16 from_bits(std::uint16_t b) {
         bfloat16 r;
         r.bits = b;
         return r;
     }
+    //! Exact widening to float.
     CHILDTUNE_HD explicit operator float() const { return detail::float_from_bfloat16_bits(bits); }
+    //! Bitwise equality (so +0 != -0 and NaN == the same NaN).
     friend bool operator==(bfloat16, bfloat16) = default;
 };
 
 //! IEEE binary16 storage; layout-compatible with `c10::Half`, `Eigen::half` and `__half`.
 struct CHILDTUNE_MAY_ALIAS float16 {
+    //! The raw bits (sign, 5 exponent, 10 mantissa bits).
     std::uint16_t bits;
 
     float16() = default;
+    //! Rounds `f` to nearest, ties to even, as c10::Half.
     CHILDTUNE_HD explicit float16(float f) : bits(detail::float16_bits_from_float(f)) {}
+    //! The value with raw bits `b`.
     CHILDTUNE_HD static float16 from_bits(std::uint16_t b) {
         float16 r;
         r.bits = b;
         return r;
     }
+    //! Exact widening to float.
     CHILDTUNE_HD explicit operator float() const { return detail::float_from_float16_bits(bits); }
+    //! Bitwise equality (so +0 != -0 and NaN == the same NaN).
     friend bool operator==(float16, float16) = default;
 };
 

@@ -42,13 +42,23 @@
 
 namespace childtune {
 
+//! The optimizer every front end derives from: registry (groups, masks, tensors,
+//! counters) plus an Executor (state memory and kernels) of the update rule `Rule`.
+//! Front ends add the registration of their tensor types and a public `step`.
 template <update_rule Rule, class Executor>
 class basic_optimizer {
 public:
+    //! The update rule (adamw, adam, sgd, lion, lamb or a user's update_rule).
     using rule_type = Rule;
+    //! The rule's per-group hyperparameters.
     using options_type = typename Rule::options;
+    //! Where state lives and what runs the kernels (CPU, Thrust, LibTorch).
     using executor_type = Executor;
 
+    //! An optimizer with no groups yet. `mask` is the optimizer-wide policy of masked
+    //! groups (bernoulli for Child-Tuning_F, fixed for Child-Tuning_D, dense, any
+    //! mask_policy); throws childtune::error for invalid hyperparameters or
+    //! `compact_fixed_state` with a rule or executor that cannot keep it.
     explicit basic_optimizer(any_mask mask, optimizer_options options = {}) : registry_(options) {
         if (options.compact_fixed_state && !detail::supports_compact_state<Rule>())
             detail::fail("optimizer options: the '" + std::string(Rule::name) +
@@ -72,13 +82,20 @@ public:
     std::size_t add_group(std::string name, const options_type& options, M policy) {
         return registry_.add_group(std::move(name), options, true, any_mask(std::move(policy)));
     }
+    //! Number of groups added.
     std::size_t group_count() const { return registry_.group_count(); }
+    //! The index of the group called `name`; throws childtune::error when there is none.
     std::size_t group_index(std::string_view name) const { return registry_.group_index(name); }
+    //! The name given to add_group.
     const std::string& group_name(std::size_t group) const { return registry_.group(group).name; }
+    //! Whether the group was added as masked (it then uses the optimizer-wide mask
+    //! unless it has a policy of its own).
     bool group_masked(std::size_t group) const { return registry_.group(group).masked; }
+    //! The group's current hyperparameters.
     const options_type& group_options(std::size_t group) const { return registry_.group(group).options; }
     //! Replaces a group's hyperparameters between steps (schedulers use set_lr).
     void set_group_options(std::size_t group, const options_type& options) { registry_.set_group_options(group, options); }
+    //! Sets the learning rate of one group (validated first; other options unchanged).
     void set_lr(std::size_t group, double lr) {
         options_type o = group_options(group);
         o.lr = lr;
@@ -100,8 +117,11 @@ public:
 
     // ---- tensors -------------------------------------------------------------------
 
+    //! The index of the tensor registered as `name`; throws childtune::error when there is none.
     std::size_t tensor_index(std::string_view name) const { return registry_.tensor_index(name); }
+    //! Number of tensors registered.
     std::size_t tensor_count() const { return registry_.tensor_count(); }
+    //! The names of the registered tensors, in registration order.
     std::vector<std::string> tensor_names() const {
         std::vector<std::string> names;
         for (const auto& t : registry_.tensors()) names.push_back(t.name);
@@ -122,7 +142,9 @@ public:
     void set_mask(M policy) {
         set_masks(any_mask(std::move(policy)), own_masks());
     }
+    //! Sets the optimizer-wide mask from a 0.1 mask_mode (a built-in policy).
     void set_mask(const mask_mode& mode) { set_masks(any_mask(mode), own_masks()); }
+    //! Sets the optimizer-wide mask from a policy already held in an any_mask.
     void set_mask(const any_mask& policy) { set_masks(policy, own_masks()); }
     //! Gives group `group` a policy of its own (it then ignores `masked`).
     template <childtune::mask_policy M>
@@ -146,6 +168,7 @@ public:
         if (const auto* m = registry_.default_mask().as_mask_mode()) return *m;
         detail::fail("mask(): the optimizer-wide mask is a user-defined policy, not a mask_mode; use mask_policy()");
     }
+    //! The optimizer-wide options given at construction.
     const optimizer_options& options() const { return registry_.options(); }
 
     // ---- stepping ----------------------------------------------------------------------
@@ -169,7 +192,9 @@ public:
     //! Bytes of optimizer state held (moments, momentum buffers), reserved included.
     std::size_t state_bytes() const { return executor_.state_bytes() + (reserved_ ? reserved_->state.bytes() : 0); }
 
+    //! The executor, for adapters and tests (state memory, kernels).
     const Executor& executor() const { return executor_; }
+    //! The bookkeeping (groups, tensors, masks, counters); internal, for adapters and tests.
     const detail::registry<Rule>& registry() const { return registry_; }
 
 protected:
@@ -220,15 +245,18 @@ protected:
         registry_ = std::move(staged.next);
     }
 
+    //! `group`, after checking it is a valid group index (throws childtune::error otherwise).
     std::size_t checked_group(std::size_t group) const {
         (void)registry_.group(group);
         return group;
     }
+    //! Each group's own policy (empty for groups that use the optimizer-wide one).
     std::vector<std::optional<any_mask>> own_masks() const {
         std::vector<std::optional<any_mask>> own;
         for (const auto& g : registry_.groups()) own.push_back(g.own);
         return own;
     }
+    //! Replaces all masks at once (validated on a copy, then committed); releases reserved state.
     void set_masks(any_mask default_mask, std::vector<std::optional<any_mask>> own) {
         auto next = registry_;
         next.set_masks(std::move(default_mask), std::move(own));
@@ -237,13 +265,20 @@ protected:
         reserved_.reset();
     }
 
+    //! State allocated by reserve_state(), with the requests it was sized for: a step
+    //! whose plan asks for exactly these adopts it.
     struct reservation {
+        //! What the state was allocated for.
         std::vector<detail::state_request> requests;
+        //! The allocated state.
         typename Executor::allocation state;
     };
 
+    //! Groups, tensors, masks and counters.
     detail::registry<Rule> registry_;
+    //! State memory and kernels.
     Executor executor_;
+    //! State reserved by reserve_state(), until a step adopts it or a mask change drops it.
     std::optional<reservation> reserved_;
 };
 

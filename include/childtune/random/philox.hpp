@@ -17,12 +17,15 @@ namespace childtune {
 
 //! Four 32-bit words: a Philox counter or output block.
 struct philox_block {
+    //! The words, w[0] first (Random123's order).
     std::uint32_t w[4];
+    //! Word-wise equality.
     friend constexpr bool operator==(const philox_block&, const philox_block&) = default;
 };
 
 //! The 64-bit Philox4x32 key.
 struct philox_key {
+    //! The key words, w[0] first (the seed's low 32 bits for Child-Tuning_F).
     std::uint32_t w[2];
 };
 

@@ -25,9 +25,13 @@ enum class state_precision : std::uint8_t {
     float64,
 };
 
+//! Optimizer-wide options, fixed at construction (`optimizer(mask, options)`).
 struct optimizer_options {
+    //! Where the mask applies and whether masked entries decay (update/masking.hpp).
     masking_options masking{};
+    //! What a step does with a NaN or Inf gradient.
     nonfinite_policy on_nonfinite = nonfinite_policy::raise;
+    //! Precision of the moments and momentum buffers.
     state_precision precision = state_precision::automatic;
     //! Under a fixed mask (Child-Tuning_D), keep optimizer state only for the kept
     //! elements of masked tensors: about 8·p_D bytes per parameter instead of 8 for
@@ -63,10 +67,12 @@ struct load_options {
 
 //! What step() did.
 struct step_result {
+    //! False when the step was skipped (nonfinite_policy::skip).
     bool applied = true;
     //! When the step was skipped: the first tensor (registration order) whose
     //! gradient held NaN or Inf.
     std::string nonfinite_tensor;
+    //! True when the step was applied: `if (!opt.step()) ...`.
     explicit operator bool() const { return applied; }
 };
 

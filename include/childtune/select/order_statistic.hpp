@@ -51,9 +51,13 @@ namespace childtune {
 //! the value reported for a zero is +0.
 template <score_element Score>
 struct kth_value {
+    //! The k-th smallest value.
     Score value{};
+    //! How many elements compare below it.
     std::size_t less = 0;
+    //! How many elements compare equal to it.
     std::size_t equal = 0;
+    //! Elements at or below the value: less + equal.
     std::size_t less_equal() const { return less + equal; }
 };
 
@@ -61,7 +65,9 @@ struct kth_value {
 //! index): the two neighbours numpy's linear percentile interpolates between.
 template <score_element Score>
 struct kth_pair {
+    //! x[k], with its position counts.
     kth_value<Score> kth;
+    //! x[k+1] (x[k] when k is the last index).
     Score next{};
 };
 

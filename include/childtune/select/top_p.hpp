@@ -48,7 +48,9 @@ enum class selection_rule {
 //! One tensor's scores under its name; the name keys the resulting mask.
 template <score_element Score>
 struct named_scores {
+    //! Name the mask is stored under (a view: the caller keeps the string alive).
     std::string_view name;
+    //! The tensor's scores, one per element.
     std::span<const Score> scores;
 };
 
@@ -57,8 +59,11 @@ struct named_scores {
 //! round(p·N)-th largest score for `exact_count`, +infinity when that count is
 //! 0) and the number of kept elements over all tensors.
 struct top_p_result {
+    //! One mask per tensor, in the order given.
     mask_set masks;
+    //! The threshold applied (see the struct comment).
     double threshold = 0;
+    //! Elements kept over all tensors.
     std::size_t kept = 0;
 };
 

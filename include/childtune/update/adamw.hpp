@@ -23,32 +23,48 @@
 
 namespace childtune {
 
+//! Which AdamW the `adamw` rule computes (the file comment gives both formulas).
 enum class adamw_flavour : std::uint8_t { torch = 0, legacy = 1 };
 
+//! AdamW with decoupled weight decay, in torch's or the published Child-Tuning
+//! optimizer's flavour (`options::flavour`). Two state buffers per element: m and v.
 struct adamw {
     //! `apply` is always inlined, so the AVX2 kernels may instantiate it.
     static constexpr bool inline_apply = true;
+    //! The rule's name in state files; a file written by another rule is refused.
     static constexpr std::string_view name = "adamw";
     static constexpr std::size_t max_state_buffers = 2; //!< exp_avg, exp_avg_sq
 
+    //! Per-group hyperparameters. Defaults are `torch.optim.AdamW`'s; the published
+    //! Child-Tuning optimizer uses `flavour = legacy` (and its own eps, often 1e-6).
     struct options {
+        //! Learning rate.
         double lr = 1e-3;
+        //! Decay rate of the first moment m.
         double beta1 = 0.9;
+        //! Decay rate of the second moment v.
         double beta2 = 0.999;
+        //! Added to the denominator (after sqrt(v), or after sqrt(v)/sqrt(bc2) for torch).
         double eps = 1e-8;
+        //! Decoupled weight decay; 0 skips the decay entirely.
         double weight_decay = 1e-2;
+        //! torch (decay first) or legacy (decay after the update); see adamw_flavour.
         adamw_flavour flavour = adamw_flavour::torch;
         //! Bias correction; the legacy optimizer lets users turn it off.
         bool correct_bias = true;
 
+        //! Memberwise: lets the optimizer skip work when options did not change.
         friend bool operator==(const options&, const options&) = default;
     };
 
+    //! Throws childtune::error naming `group` for a negative or non-finite lr, eps or
+    //! weight decay, a beta outside [0, 1), or an unknown flavour.
     static void validate(const options& o, std::string_view group) {
         detail::validate_adam_family(o, group);
         if (o.flavour != adamw_flavour::torch && o.flavour != adamw_flavour::legacy)
             detail::fail("group '" + std::string(group) + "': unknown AdamW flavour");
     }
+    //! Always 2 (m and v).
     static std::size_t state_buffers(const options&) { return 2; }
     //! Whether a masked-out element's moments stay exactly zero, so compact
     //! Child-Tuning_D state gives the full-state results bit for bit: the mask must
@@ -58,10 +74,14 @@ struct adamw {
         return m.target == mask_target::gradient && o.eps > 0.0;
     }
 
+    //! Number of doubles `to_values` writes per group into state files.
     static constexpr std::size_t option_count = 7;
+    //! The options as doubles in state-file order: lr, beta1, beta2, eps, weight_decay,
+    //! flavour (0 torch, 1 legacy), correct_bias (0 or 1).
     static std::array<double, option_count> to_values(const options& o) {
         return {o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, static_cast<double>(o.flavour), o.correct_bias ? 1.0 : 0.0};
     }
+    //! The inverse of `to_values`; an unknown flavour value is kept for validate() to reject.
     static options from_values(const std::array<double, option_count>& v) {
         return {v[0], v[1], v[2], v[3], v[4], flavour_from_value(v[5]), v[6] != 0.0};
     }
@@ -78,11 +98,15 @@ struct adamw {
     //! once to the state type.
     template <class S>
     struct step_constants {
+        //! @{
+        //! Factors computed once per step in double and rounded to S.
         S beta1, one_minus_beta1, beta2, one_minus_beta2, eps;
+        //! @}
         S neg_step_size;    //!< -lr/bc1 (torch) or -lr*sqrt(bc2)/bc1 (legacy)
         S bc2_sqrt;         //!< torch flavour divides sqrt(v) by it
         S decay_factor;     //!< torch: 1 - lr*wd
         S neg_lr_wd;        //!< legacy: -lr*wd
+        //! Legacy flavour (decay after the update, eps added to sqrt(v)).
         bool legacy;
         bool decay;         //!< wd != 0 (both flavours skip decay entirely otherwise)
     };

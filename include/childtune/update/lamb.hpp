@@ -33,28 +33,44 @@
 
 namespace childtune {
 
+//! LAMB (You et al., 2019): Adam's direction plus decoupled weight decay, scaled
+//! per tensor by the trust ratio ||p|| / ||u||; two state buffers (m, v) and a
+//! per-tensor phase that sums the two norms.
 struct lamb {
+    //! `apply` and `reduce` are always inlined, so the AVX2 kernels may instantiate them.
     static constexpr bool inline_apply = true;
+    //! The rule's name in state files; a file written by another rule is refused.
     static constexpr std::string_view name = "lamb";
     static constexpr std::size_t max_state_buffers = 2; //!< exp_avg, exp_avg_sq
     static constexpr std::size_t reduction_count = 2;   //!< ||p||², ||u||²
 
+    //! Per-group hyperparameters.
     struct options {
+        //! Learning rate.
         double lr = 1e-3;
+        //! Decay rate of the first moment m.
         double beta1 = 0.9;
+        //! Decay rate of the second moment v.
         double beta2 = 0.999;
+        //! Added to sqrt(v/bc2) in the denominator of r.
         double eps = 1e-6;
+        //! Weight decay, added to the update u (so it counts in ||u||); 0 skips it.
         double weight_decay = 0.01;
+        //! Divide the moments by bc = 1 - beta^t; false uses bc = 1.
         bool correct_bias = true;
         double trust_clip = 0.0; //!< upper bound of the trust ratio; 0: none
 
+        //! Memberwise: lets the optimizer skip work when options did not change.
         friend bool operator==(const options&, const options&) = default;
     };
 
+    //! Throws childtune::error naming `group` for a negative or non-finite lr, eps,
+    //! weight decay or trust_clip, or a beta outside [0, 1).
     static void validate(const options& o, std::string_view group) {
         detail::validate_adam_family(o, group);
         detail::require_finite_nonnegative(o.trust_clip, "trust_clip", group);
     }
+    //! Always 2 (m and v).
     static std::size_t state_buffers(const options&) { return 2; }
     //! Masked moments stay zero with the mask on the gradient, and eps > 0 keeps
     //! their r at 0: compact Child-Tuning_D state is exact.
@@ -62,22 +78,35 @@ struct lamb {
         return m.target == mask_target::gradient && o.eps > 0.0;
     }
 
+    //! Number of doubles `to_values` writes per group into state files.
     static constexpr std::size_t option_count = 7;
+    //! The options as doubles in state-file order: lr, beta1, beta2, eps,
+    //! weight_decay, correct_bias (0 or 1), trust_clip.
     static std::array<double, option_count> to_values(const options& o) {
         return {o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, o.correct_bias ? 1.0 : 0.0, o.trust_clip};
     }
+    //! The inverse of `to_values`.
     static options from_values(const std::array<double, option_count>& v) {
         return {v[0], v[1], v[2], v[3], v[4], v[5] != 0.0, v[6]};
     }
 
+    //! Per-step scalars; `finish` completes them once the tensor's norms are known.
     template <class S>
     struct step_constants {
+        //! @{
+        //! The betas and their complements, eps, the bias corrections and wd, in S.
         S beta1, one_minus_beta1, beta2, one_minus_beta2, eps, bc1, bc2, weight_decay;
+        //! @}
+        //! wd != 0 (the decay term is skipped entirely otherwise).
         bool decay;
+        //! @{
+        //! lr and trust_clip, kept in double for `finish`.
         double lr, trust_clip;
+        //! @}
         S neg_step; //!< -lr * trust ratio, set by finish()
     };
 
+    //! `step` is the 1-based count of steps this tensor has taken, including this one.
     template <class S>
     static step_constants<S> prepare(const options& o, std::uint64_t step, bool /*fresh_state*/) {
         const double t = static_cast<double>(step);
@@ -90,7 +119,8 @@ struct lamb {
 
     //! The update u of one element (see the file comment), from the new moments.
     template <class V, class K, class S>
-    CHILDTUNE_HD_INLINE static V direction(const step_constants<S>& c, const element_mask<K, V>& e, V p, V m, V v) {
+    CHILDTUNE_HD_INLINE static V direction(const step_constants<S>& c, const element_mask<K, V>& e, const V& p, const V& m,
+                                           const V& v) {
         using detail::select;
         using detail::vsqrt;
         const V r = (m / V(c.bc1)) / (vsqrt(v / V(c.bc2)) + V(c.eps));

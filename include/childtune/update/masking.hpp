@@ -24,11 +24,13 @@ enum class mask_target : std::uint8_t {
 
 //! Options users of the reference ask about; defaults reproduce the reference.
 struct masking_options {
+    //! What the mask multiplies: the gradient (reference) or the update.
     mask_target target = mask_target::gradient;
     //! Apply weight decay to masked-out entries too (the reference decays every
     //! parameter); false decays only the kept ones.
     bool decay_masked = true;
 
+    //! Memberwise; lets the optimizer see that masking did not change.
     friend bool operator==(const masking_options&, const masking_options&) = default;
 };
 
@@ -45,9 +47,12 @@ struct element_mask {
     //! as much as a real one, and the step is short of dividers, not of branches
     //! (these two are the same for every element of a tensor).
     bool rescale_gradient;
+    //! Whether `update_divisor` is applied (the same for every element of a tensor).
     bool rescale_update;
 
+    //! The gradient divided by `gradient_divisor` when rescale_gradient is set.
     CHILDTUNE_HD_INLINE V rescaled_gradient(const V& g) const { return rescale_gradient ? g / gradient_divisor : g; }
+    //! The update divided by `update_divisor` when rescale_update is set.
     CHILDTUNE_HD_INLINE V rescaled_update(const V& u) const { return rescale_update ? u / update_divisor : u; }
 };
 
@@ -98,8 +103,8 @@ CHILDTUNE_HD_INLINE mask_plan<K, V> make_mask_plan(const K& all, const K& none, 
 
 //! The element mask of one keep decision (scalar code: a plan of one element).
 template <class K, class V>
-CHILDTUNE_HD_INLINE element_mask<K, V> make_element_mask(K keep, K all, K none, masking_options m, V keep_probability,
-                                                         bool rescales) {
+CHILDTUNE_HD_INLINE element_mask<K, V> make_element_mask(const K& keep, const K& all, const K& none, masking_options m,
+                                                         const V& keep_probability, bool rescales) {
     return make_mask_plan(all, none, m, keep_probability, rescales)(keep);
 }
 } // namespace detail

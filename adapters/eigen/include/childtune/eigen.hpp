@@ -23,11 +23,10 @@
 //! Eigen::half (→ childtune::float16). The 16-bit types are reinterpreted in
 //! place; the static_asserts below prove the layouts agree.
 
-#include <childtune/concepts.hpp>
-#include <childtune/error.hpp>
-#include <childtune/numeric/half.hpp>
-#include <childtune/optimizer.hpp>
-#include <childtune/tensor_view.hpp>
+// The whole core, as <childtune/torch.hpp> has it: an Eigen program needs no
+// other childtune include for Child-Tuning_F or _D (Fisher accumulation, top-p
+// selection, mask sets, checkpoints).
+#include <childtune/childtune.hpp>
 
 #include <Eigen/Core>
 

@@ -11,15 +11,20 @@
 //! naming the operation and the rank; under MPI's default handler an MPI error
 //! aborts the job, which is not a hang either.
 
+// The whole core (standard library only; sharded_optimizer and the rules among
+// it): an MPI program needs no other childtune include.
+#include <childtune/childtune.hpp>
 #include <childtune/distributed/communicator.hpp>
 #include <childtune/error.hpp>
 
 // Only MPI's C API is used. OpenMPI's and MPICH's deprecated C++ bindings (removed
 // in MPI-3) warn under -Wcast-function-type wherever mpi.h is not a system header.
 #ifndef OMPI_SKIP_MPICXX
+//! Keeps OpenMPI's deprecated C++ bindings out of the translation unit.
 #define OMPI_SKIP_MPICXX 1
 #endif
 #ifndef MPICH_SKIP_MPICXX
+//! Keeps MPICH's deprecated C++ bindings out of the translation unit.
 #define MPICH_SKIP_MPICXX 1
 #endif
 #include <mpi.h>
@@ -34,6 +39,8 @@
 
 namespace childtune::mpi {
 
+//! The communicator concept over an MPI communicator (MPI_Allreduce,
+//! MPI_Allgatherv, MPI_Bcast); MPI stays the caller's to initialise and finalise.
 class communicator {
 public:
     //! Wraps `comm` (not duplicated, not freed); MPI must be initialised.
@@ -48,12 +55,18 @@ public:
         size_ = static_cast<std::size_t>(s);
     }
 
+    //! This process's rank in the MPI communicator.
     std::size_t rank() const { return rank_; }
+    //! Number of ranks.
     std::size_t size() const { return size_; }
+    //! The wrapped MPI communicator.
     MPI_Comm native() const { return comm_; }
 
+    //! Element-wise sum over the ranks, in place (MPI_Allreduce).
     void all_reduce_sum(std::span<float> x) const { reduce(x.data(), x.size(), MPI_FLOAT); }
+    //! Element-wise sum over the ranks, in place (MPI_Allreduce).
     void all_reduce_sum(std::span<double> x) const { reduce(x.data(), x.size(), MPI_DOUBLE); }
+    //! Element-wise sum over the ranks, in place (MPI_Allreduce; exact for integers).
     void all_reduce_sum(std::span<std::uint64_t> x) const { reduce(x.data(), x.size(), MPI_UINT64_T); }
 
     //! Variable-size byte blocks in rank order (MPI_Allgatherv). MPI counts and
@@ -73,6 +86,7 @@ public:
               "MPI_Allgatherv");
     }
 
+    //! Rank `root`'s bytes overwrite the others' (MPI_Bcast, in pieces below INT_MAX bytes).
     void broadcast(std::span<std::byte> bytes, std::size_t root) const {
         detail::check_broadcast_root("mpi::communicator", root, size_);
         std::size_t done = 0;

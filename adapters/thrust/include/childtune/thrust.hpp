@@ -12,3 +12,17 @@
 #include <childtune/thrust/order_statistic.hpp>
 #include <childtune/thrust/step.hpp>
 #include <childtune/thrust/top_p.hpp>
+
+// The rules and mask policies the step and the optimizer take as arguments (all
+// CHILDTUNE_HD, device-ready): enough for the README's Thrust snippet with no
+// other include. Not the whole core (<childtune/childtune.hpp>): its CPU
+// executor is host SIMD code that nvcc units need not parse.
+#include <childtune/mask/bernoulli.hpp>
+#include <childtune/mask/dense.hpp>
+#include <childtune/mask/fixed.hpp>
+#include <childtune/numeric/half.hpp>
+#include <childtune/update/adam.hpp>
+#include <childtune/update/adamw.hpp>
+#include <childtune/update/lamb.hpp>
+#include <childtune/update/lion.hpp>
+#include <childtune/update/sgd.hpp>

@@ -117,11 +117,13 @@ struct divide_by {
 template <score_element Score = float>
 class fisher_accumulator {
 public:
+    //! Throws childtune::error for the options childtune::fisher_accumulator rejects.
     explicit fisher_accumulator(fisher_options options = {}) : options_(options) {
         // The core's constructor holds the checks of the options.
         (void)childtune::fisher_accumulator<Score>(options);
     }
 
+    //! The options given at construction.
     const fisher_options& options() const { return options_; }
 
     //! Registers tensor `name` of `size` elements with zero scores; the
@@ -187,8 +189,11 @@ public:
         for (auto& t : tensors_) t.accumulated = false;
     }
 
+    //! Batches ended so far.
     std::size_t batches() const { return batches_; }
+    //! Number of tensors registered.
     std::size_t tensor_count() const { return tensors_.size(); }
+    //! Registered tensor names, in registration order.
     std::vector<std::string> names() const {
         std::vector<std::string> out;
         for (const auto& t : tensors_) out.push_back(t.name);

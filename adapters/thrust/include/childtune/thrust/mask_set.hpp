@@ -29,9 +29,14 @@
 namespace childtune::thrust {
 inline namespace CHILDTUNE_THRUST_SYSTEM_NAMESPACE {
 
+//! Child-Tuning_D masks in a Thrust system's memory: one bit per element, the
+//! words of all tensors in one device_vector. A mask_policy itself, so it can
+//! mask groups of childtune::thrust::optimizer without a copy to the host.
 class device_mask_set {
 public:
+    //! One tensor's mask: its name, size and first word.
     struct entry {
+        //! Tensor name.
         std::string name;
         std::uint64_t size = 0;       //!< elements of the tensor
         std::uint64_t first_word = 0; //!< where its words start in words()
@@ -97,6 +102,7 @@ public:
 
     // ---- as a mask policy (concepts.hpp): a Child-Tuning_D mask on the device ----
 
+    //! Nothing to check: the masks are checked against the tensors (check_tensors).
     void validate() const {}
     //! The mask of tensor `t`, read at its offset.
     fixed_view view(const tensor_info& t, std::uint64_t /*step*/) const {
@@ -111,17 +117,22 @@ public:
         childtune::detail::check_no_foreign_masks(names, users, registered);
     }
 
+    //! The entry of tensor `name`; throws childtune::error when the set has none.
     const entry& find(std::string_view name) const {
         const auto it = index_.find(std::string(name));
         if (it == index_.end())
             childtune::detail::fail("device_mask_set: no mask for tensor '" + std::string(name) + "'");
         return entries_[it->second];
     }
+    //! All entries, in the order given.
     const std::vector<entry>& entries() const { return entries_; }
+    //! Number of tensors in the set.
     std::size_t tensor_count() const { return entries_.size(); }
+    //! Words over all tensors.
     std::uint64_t word_count() const { return words_.size(); }
     //! All words, tensor after tensor, in the system's memory.
     std::uint64_t* words_data() { return ::thrust::raw_pointer_cast(words_.data()); }
+    //! All words, tensor after tensor, in the system's memory.
     const std::uint64_t* words_data() const { return ::thrust::raw_pointer_cast(words_.data()); }
 
 private:

@@ -49,12 +49,16 @@ inline namespace CHILDTUNE_THRUST_SYSTEM_NAMESPACE {
 //! mask whose words are in device memory. Any mask_policy may be set instead.
 using device_mask_mode = std::variant<dense, bernoulli, device_mask_set>;
 
+//! Child-Tuning over parameters of element type P in a Thrust system's memory:
+//! groups, masks and state file as childtune::optimizer, state in device memory,
+//! every tensor stepped in batched launches on the caller's execution policy.
 template <update_rule Rule, parameter_element P = float>
 class optimizer : public basic_optimizer<Rule, detail::executor<Rule, P>> {
     using base = basic_optimizer<Rule, detail::executor<Rule, P>>;
 
 public:
     using typename base::options_type;
+    //! Element type of the optimizer state (double for double parameters, else float).
     using state_type = typename detail::executor<Rule, P>::state_type;
 
     //! Steps without a NaN/Inf scan (as before 0.2).

@@ -48,8 +48,11 @@ inline namespace CHILDTUNE_THRUST_SYSTEM_NAMESPACE {
 //! and keying the resulting masks).
 template <score_element Score>
 struct device_scores {
+    //! Tensor name (a view: the caller keeps the string alive).
     std::string_view name;
+    //! The scores, in the system's memory.
     const Score* scores = nullptr;
+    //! Number of scores.
     std::uint64_t size = 0;
 };
 

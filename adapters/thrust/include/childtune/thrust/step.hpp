@@ -57,9 +57,13 @@ inline constexpr std::uint64_t batch_alignment = 256;
 template <class P, class S, class MaskView>
 struct tensor_step {
     std::string_view name;  //!< named in errors
+    //! The parameter's elements.
     P* param = nullptr;
+    //! The gradient's elements.
     const P* grad = nullptr;
+    //! State buffers (moments, momentum), of which the rule uses the first few.
     S* state[childtune::detail::max_rule_state_buffers] = {};
+    //! Elements of the tensor.
     std::uint64_t size = 0;
     MaskView mask{};        //!< keep decisions of this tensor at this step
     std::uint64_t step = 1; //!< 1-based count of this tensor's steps, including this one
@@ -93,6 +97,7 @@ make_tensor_step(std::string_view name, ::thrust::device_vector<P, AP>& param, c
     return {name, ::thrust::raw_pointer_cast(param.data()), ::thrust::raw_pointer_cast(grad.data()), {},
             param.size(), mask, step, fresh_state};
 }
+//! The same with one state buffer (momentum SGD), checked against the parameter's size.
 template <class MaskView, class P, class S, class AP, class AG, class AS>
 tensor_step<P, S, MaskView> make_tensor_step(std::string_view name, ::thrust::device_vector<P, AP>& param,
                                              const ::thrust::device_vector<P, AG>& grad,
@@ -103,6 +108,7 @@ tensor_step<P, S, MaskView> make_tensor_step(std::string_view name, ::thrust::de
     return {name, ::thrust::raw_pointer_cast(param.data()), ::thrust::raw_pointer_cast(grad.data()),
             {::thrust::raw_pointer_cast(state0.data()), nullptr}, param.size(), mask, step, fresh_state};
 }
+//! The same with two state buffers (Adam, AdamW), checked against the parameter's size.
 template <class MaskView, class P, class S, class AP, class AG, class AS0, class AS1>
 tensor_step<P, S, MaskView> make_tensor_step(std::string_view name, ::thrust::device_vector<P, AP>& param,
                                              const ::thrust::device_vector<P, AG>& grad,

@@ -12,6 +12,8 @@
 #include <thrust/detail/config.h>
 
 #if THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_CUDA
+//! The inline namespace of this unit's device system: on_cuda, on_omp, on_tbb
+//! or on_cpp (the reference shows on_cuda).
 #define CHILDTUNE_THRUST_SYSTEM_NAMESPACE on_cuda
 #elif THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_OMP
 #define CHILDTUNE_THRUST_SYSTEM_NAMESPACE on_omp

@@ -38,8 +38,11 @@ inline namespace CHILDTUNE_THRUST_SYSTEM_NAMESPACE {
 //! given), the threshold applied and the number of kept elements: the fields of
 //! the core's top_p_result.
 struct device_top_p_result {
+    //! One mask per tensor, in the system's memory.
     device_mask_set masks;
+    //! The threshold applied (as top_p_result::threshold).
     double threshold = 0;
+    //! Elements kept over all tensors.
     std::uint64_t kept = 0;
 };
 

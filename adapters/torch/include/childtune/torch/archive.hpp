@@ -24,8 +24,11 @@ namespace childtune::torch {
 
 //! A 0.1 archive's ATen-path state of one tensor: its steps and state buffers.
 struct legacy_tensor_state {
+    //! Registration index of the tensor.
     std::size_t tensor = 0;
+    //! Steps the tensor had taken.
     std::uint64_t steps = 0;
+    //! Its state buffers (moments, momentum), as the 0.1 archive stored them.
     std::vector<at::Tensor> state;
 };
 

@@ -39,6 +39,9 @@
 
 namespace childtune::torch {
 
+//! The communicator concept over a c10d process group (Gloo, NCCL, or any c10d
+//! backend): every collective waits, and a backend failure or timeout throws
+//! childtune::error naming the operation and rank.
 template <class Group = c10d::ProcessGroup>
 class communicator {
 public:
@@ -55,12 +58,18 @@ public:
         size_ = static_cast<std::size_t>(s);
     }
 
+    //! This process's rank in the group.
     std::size_t rank() const { return rank_; }
+    //! Number of ranks in the group.
     std::size_t size() const { return size_; }
+    //! The wrapped process group.
     const c10::intrusive_ptr<Group>& group() const { return group_; }
+    //! Where the collectives' tensors are staged (CPU for Gloo, CUDA for NCCL).
     at::Device device() const { return device_; }
 
+    //! Element-wise sum over the ranks, in place (as float).
     void all_reduce_sum(std::span<float> x) const { reduce(x.data(), x.size(), at::kFloat); }
+    //! Element-wise sum over the ranks, in place (as double).
     void all_reduce_sum(std::span<double> x) const { reduce(x.data(), x.size(), at::kDouble); }
     //! As int64: two's-complement sums are the unsigned sums modulo 2^64.
     void all_reduce_sum(std::span<std::uint64_t> x) const { reduce(x.data(), x.size(), at::kLong); }
@@ -89,6 +98,7 @@ public:
         });
     }
 
+    //! Rank `root`'s bytes overwrite the others'.
     void broadcast(std::span<std::byte> bytes, std::size_t root) const {
         detail::check_broadcast_root("torch::communicator", root, size_);
         if (bytes.empty()) return;

@@ -27,11 +27,14 @@
 
 namespace childtune::torch {
 
+//! The core optimizer over LibTorch tensors (basic_optimizer on the LibTorch
+//! executor): what child_tuning_optimizer drives; users reach it through core().
 template <update_rule Rule>
 class optimizer_core : public basic_optimizer<Rule, detail::executor<Rule>> {
     using base = basic_optimizer<Rule, detail::executor<Rule>>;
 
 public:
+    //! An optimizer with no groups; `mask` and `options` as basic_optimizer's.
     optimizer_core(any_mask mask, optimizer_options options) : base(std::move(mask), options) {}
 
     //! Registers a checked parameter (tensor.hpp), stepped where it lives.
@@ -63,8 +66,10 @@ public:
         for (std::size_t i = 0; i < params.size(); ++i) this->executor_.set_placement(i, detail::placement_of<Rule>(params[i], on));
     }
 
+    //! One step over every registered tensor (`backend` runs the CPU tensors' kernels).
     step_result step(const openmp_backend& backend) { return this->step_with(backend); }
 
+    //! Writes the core state file (io/state_file.hpp), state read back to the host.
     void save(std::ostream& out) const {
         this->save_with(out, childtune::detail::masks_of(this->registry_),
                         [&](std::size_t i, std::size_t b) { return this->executor_.host_state(i, b); });

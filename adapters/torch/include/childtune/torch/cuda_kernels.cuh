@@ -69,7 +69,9 @@ struct cuda_registration {
 
 } // namespace childtune::torch::detail
 
+//! Pastes two tokens as given (CHILDTUNE_TORCH_CUDA_KERNELS_CAT expands them first).
 #define CHILDTUNE_TORCH_CUDA_KERNELS_CAT2(a, b) a##b
+//! Expands both arguments, then pastes them: a variable name unique per line.
 #define CHILDTUNE_TORCH_CUDA_KERNELS_CAT(a, b) CHILDTUNE_TORCH_CUDA_KERNELS_CAT2(a, b)
 //! Compiles `Rule`'s CUDA kernels into this unit and registers them.
 #define CHILDTUNE_TORCH_CUDA_KERNELS(...)                                                                              \

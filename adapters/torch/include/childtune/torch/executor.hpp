@@ -193,10 +193,10 @@ private:
 
     static const childtune::detail::cpu_kernel_table<Rule>* kernels_of(const at::Tensor& p) {
         switch (*element_type(p.scalar_type())) {
-        case dtype::float64: return &childtune::detail::cpu_kernels_for<Rule, double>;
-        case dtype::bfloat16: return &childtune::detail::cpu_kernels_for<Rule, bfloat16>;
-        case dtype::float16: return &childtune::detail::cpu_kernels_for<Rule, float16>;
-        default: return &childtune::detail::cpu_kernels_for<Rule, float>;
+        case dtype::float64: return &childtune::detail::cpu_kernels<Rule, double>();
+        case dtype::bfloat16: return &childtune::detail::cpu_kernels<Rule, bfloat16>();
+        case dtype::float16: return &childtune::detail::cpu_kernels<Rule, float16>();
+        default: return &childtune::detail::cpu_kernels<Rule, float>();
         }
     }
     static bool host_finite(const at::Tensor& g) {

@@ -35,6 +35,8 @@
 
 namespace childtune::torch {
 
+//! Options of fisher_mask(): how many parameters Child-Tuning_D keeps, how they
+//! are selected, which parameters take part and how many batches are averaged.
 struct fisher_mask_options {
     double keep = 0.3;                                //!< p_D: the fraction of parameters kept
     selection_rule rule = selection_rule::percentile; //!< numpy percentile (reference) or exact count
@@ -51,6 +53,8 @@ struct fisher_mask_options {
     std::function<void(std::size_t batch, std::size_t of)> on_batch = nullptr;
 };
 
+//! What fisher_mask() returns: the mask for `set_mask(childtune::fixed{masks})` and
+//! what it kept.
 struct fisher_result {
     mask_set masks;                    //!< the Child-Tuning_D mask, one entry per selected parameter
     std::vector<mask_summary> summary; //!< kept count and fraction per parameter

@@ -11,6 +11,7 @@
 //! Gloo's headers to compile (Debian: libgloo-dev).
 
 #ifndef USE_C10D_GLOO
+//! Makes LibTorch declare c10d::ProcessGroupGloo (see above).
 #define USE_C10D_GLOO 1
 #endif
 

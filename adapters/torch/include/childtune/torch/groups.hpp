@@ -38,8 +38,11 @@ inline name_predicate name_in(std::vector<std::string> names) {
 //! A parameter group with the names of its parameters.
 template <class Options>
 struct named_param_group {
+    //! One name per parameter (keys its Bernoulli draws and its fixed-mask entry).
     std::vector<std::string> names;
+    //! The parameters, in the order of `names`.
     std::vector<at::Tensor> params;
+    //! The group's options (`masked` says whether the mask applies).
     Options options;
 };
 

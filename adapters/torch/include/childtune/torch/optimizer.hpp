@@ -42,11 +42,19 @@
 
 namespace childtune::torch {
 
+//! A Child-Tuning optimizer as a `torch::optim::Optimizer`: LibTorch's param
+//! groups and options, the core's masks, rule and state file underneath. CPU
+//! tensors run the fused kernels in place; CUDA tensors run the Thrust kernels
+//! when registered (torch/cuda_kernels.cuh), otherwise the rule as ATen
+//! operations. ChildTuningAdamW, ChildTuningAdam and ChildTuningSGD are aliases.
 template <class Options>
 class child_tuning_optimizer : public ::torch::optim::Optimizer {
 public:
+    //! The options type of each param group.
     using options_type = Options;
+    //! The core update rule.
     using rule_type = typename Options::rule_type;
+    //! A param group with parameter names (torch/groups.hpp).
     using group_type = named_param_group<Options>;
 
     //! From named groups (each with its own options); `mask` masks the groups
@@ -100,22 +108,27 @@ public:
 
     //! What the last step did (skipped steps name the offending tensor).
     const step_result& last_step() const { return last_result_; }
+    //! Number of steps applied so far.
     std::uint64_t step_count() const { return core_.step_count(); }
     //! The optimizer-wide mask, when it is one of the built-in policies.
     const mask_mode& mask() const { return core_.mask(); }
+    //! The optimizer-wide mask policy, whatever its type.
     const any_mask& mask_policy() const { return core_.mask_policy(); }
     //! Switches the mask of the masked groups (e.g. to a Child-Tuning_D mask once computed).
     template <childtune::mask_policy M>
     void set_mask(M policy) {
         core_.set_mask(any_mask(std::move(policy)));
     }
+    //! Switches the mask of the masked groups to a built-in policy (0.1's mask_mode).
     void set_mask(const mask_mode& mode) { core_.set_mask(mode); }
+    //! Switches the mask of the masked groups to a policy held in an any_mask.
     void set_mask(const any_mask& mask) { core_.set_mask(mask); }
     //! Gives param group `group` a mask policy of its own.
     template <childtune::mask_policy M>
     void set_group_mask(std::size_t group, M policy) {
         core_.set_group_mask(group, std::move(policy));
     }
+    //! The name of every parameter, in registration order (groups in order).
     const std::vector<std::string>& parameter_names() const { return names_; }
     //! The core optimizer (registry, executor, state file) this optimizer drives
     //! (a torch::optimizer_core since 0.2; a childtune::optimizer before).
@@ -136,6 +149,8 @@ public:
         force_aten_ = on;
     }
 
+    //! Writes the core state file (step counters, masks, group options, state) into
+    //! the archive; options changed since the last step are written too.
     void save(::torch::serialize::OutputArchive& archive) const override {
         const_cast<child_tuning_optimizer*>(this)->sync_options(); // options changed since the last step are saved too
         std::ostringstream out;
@@ -143,10 +158,14 @@ public:
         detail::write_core_state(archive, out.str());
     }
 
-    //! Restores everything save() wrote. By default the archive's group options
-    //! (lr, ...), masks and masking options replace those set since, as torch's
-    //! own load does not; set_load_options() (for torch::load) or the overload
-    //! below with hyperparameter_source::current keeps this optimizer's.
+    //! Restores what save() wrote, for the same parameters. By default every param
+    //! group's options (lr, ...), the masks and the masking options are the
+    //! file's, replacing those set since (torch's own load restores no options);
+    //! set_load_options() (what torch::load uses) or the overload below with
+    //! hyperparameter_source::current keeps this optimizer's. Throws
+    //! childtune::error and changes nothing on a corrupt or mismatched archive;
+    //! load_optimizer() (torch/archive.hpp) also turns LibTorch's own errors on a
+    //! damaged archive into childtune::error.
     void load(::torch::serialize::InputArchive& archive) override { load(archive, load_options_); }
     void load(::torch::serialize::InputArchive& archive, const load_options& options) {
         ::torch::NoGradGuard no_grad;
