@@ -232,6 +232,7 @@ protected:
     void load_with(std::istream& in, Adapt&& adapt, const Context&... context) {
         load_with(in, load_options{}, std::forward<Adapt>(adapt), context...);
     }
+    //! The same, with the file's or this optimizer's hyperparameters as `options` says.
     template <class Adapt, class... Context>
     void load_with(std::istream& in, const load_options& options, Adapt&& adapt, const Context&... context) {
         auto staged = detail::read_state_file(in, registry_, Executor::supports_compact, options);

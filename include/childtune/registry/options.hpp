@@ -62,6 +62,7 @@ enum class hyperparameter_source : std::uint8_t {
 
 //! How load() treats what it reads.
 struct load_options {
+    //! Whose group options, masks and masking options the loaded optimizer has.
     hyperparameter_source hyperparameters = hyperparameter_source::saved;
 };
 

@@ -167,6 +167,7 @@ public:
     //! load_optimizer() (torch/archive.hpp) also turns LibTorch's own errors on a
     //! damaged archive into childtune::error.
     void load(::torch::serialize::InputArchive& archive) override { load(archive, load_options_); }
+    //! The same, with the archive's or this optimizer's hyperparameters as `options` says.
     void load(::torch::serialize::InputArchive& archive, const load_options& options) {
         ::torch::NoGradGuard no_grad;
         childtune::detail::validate_load_options(options);
