@@ -812,6 +812,7 @@ TEST_CASE("checkpoints: a damaged LibTorch archive is a childtune::error, and th
     std::istringstream in(out.str());
     CHECK_THROWS_WITH(load_optimizer(opt, in), Catch::Contains("optimizer state is corrupt: the byte at offset 40"));
     CHECK(core_state(opt) == before);
+}
 
 namespace {
 // Distance in units in the last place between two floats (0 for equal bits).
