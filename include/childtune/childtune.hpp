@@ -33,6 +33,7 @@
 #include <childtune/instantiate.hpp>
 #include <childtune/io/atomic_file.hpp>
 #include <childtune/io/binary.hpp>
+#include <childtune/io/integrity.hpp>
 #include <childtune/io/policy_io.hpp>
 #include <childtune/io/state_file.hpp>
 #include <childtune/io/state_format.hpp>
