@@ -53,6 +53,17 @@ def _betas(group, g):
     return out
 
 
+def _check_masking(mode, reserve_p, seed):
+    if mode not in _MODES:
+        raise ValueError(f"mode must be None, 'ChildTuning-F' or 'ChildTuning-D', not {mode!r}")
+    if isinstance(reserve_p, bool) or not isinstance(reserve_p, numbers.Real):
+        raise TypeError(f"reserve_p must be a real number, not {reserve_p!r}")
+    if not (0.0 < float(reserve_p) <= 1.0):
+        raise ValueError(f"reserve_p = {reserve_p!r} is outside (0, 1]")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
+        raise TypeError(f"seed must be an integer in [0, 2**64), not {seed!r}")
+
+
 class _ChildTuningOptimizer(torch.optim.Optimizer):
     """What every rule shares: groups, masks, steps, state_dict. A subclass names
     its C++ core and turns a group's dict into the rule's option values."""
@@ -60,14 +71,7 @@ class _ChildTuningOptimizer(torch.optim.Optimizer):
     _core_type = None
 
     def __init__(self, params, defaults, reserve_p, mode, seed):
-        if mode not in _MODES:
-            raise ValueError(f"mode must be None, 'ChildTuning-F' or 'ChildTuning-D', not {mode!r}")
-        if isinstance(reserve_p, bool) or not isinstance(reserve_p, numbers.Real):
-            raise TypeError(f"reserve_p must be a real number, not {reserve_p!r}")
-        if not (0.0 < float(reserve_p) <= 1.0):
-            raise ValueError(f"reserve_p = {reserve_p!r} is outside (0, 1]")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
-            raise TypeError(f"seed must be an integer in [0, 2**64), not {seed!r}")
+        _check_masking(mode, reserve_p, seed)
         defaults = dict(defaults, masked=True)
         self._core = None
         super().__init__(params, defaults)
@@ -76,14 +80,15 @@ class _ChildTuningOptimizer(torch.optim.Optimizer):
         self.seed = int(seed)
         self.gradient_mask = None
         self._pending_fixed = None
-        self._has_fixed_mask = False
+        self._applied = None
         groups = self.param_groups
         self._core = self._core_type(
             [[f"param_group{g}.{i}" for i in range(len(group["params"]))] for g, group in enumerate(groups)],
             [list(group["params"]) for group in groups],
             [self._values(group, g) for g, group in enumerate(groups)],
             [group["masked"] for group in groups])
-        self._apply_mode()
+        if mode != "ChildTuning-D":
+            self._apply_mode()
 
     # ---- what subclasses define --------------------------------------------------------------
 
@@ -126,10 +131,22 @@ class _ChildTuningOptimizer(torch.optim.Optimizer):
     # ---- masks ---------------------------------------------------------------------------------
 
     def _apply_mode(self):
+        """Gives the C++ optimizer the mask that mode, reserve_p and seed (plain
+        attributes, as in the published class, which users may change between
+        steps) and the last set_gradient_mask call say; checked first."""
+        _check_masking(self.mode, self.reserve_p, self.seed)
+        wanted = (self.mode, float(self.reserve_p), int(self.seed), id(self._pending_fixed))
+        if wanted == self._applied:
+            return
         if self.mode == "ChildTuning-F":
-            self._core.set_bernoulli(self.reserve_p, self.seed)
-        elif self.mode is None:
+            self._core.set_bernoulli(float(self.reserve_p), int(self.seed))
+        elif self.mode == "ChildTuning-D":
+            if self._pending_fixed is None:
+                raise ValueError("mode 'ChildTuning-D' needs set_gradient_mask(...) before the first step")
+            self._core.set_fixed(self._pending_fixed)
+        else:
             self._core.set_dense()
+        self._applied = wanted
 
     def _name_of(self):
         names = {}
@@ -172,8 +189,8 @@ class _ChildTuningOptimizer(torch.optim.Optimizer):
             if masked:
                 full.append((name, given[name] if name in given else torch.ones(param.shape, dtype=torch.bool)))
         if self.mode == "ChildTuning-D":
-            self._core.set_fixed(full)
-            self._has_fixed_mask = True
+            self._core.set_fixed(full)          # checked by the library before it replaces the mask
+            self._applied = (self.mode, float(self.reserve_p), int(self.seed), id(full))
         self._pending_fixed = full
         self.gradient_mask = gradient_mask
 
@@ -193,11 +210,7 @@ class _ChildTuningOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        if self.mode == "ChildTuning-D" and not self._has_fixed_mask:
-            if self._pending_fixed is None:
-                raise ValueError("mode 'ChildTuning-D' needs set_gradient_mask(...) before the first step")
-            self._core.set_fixed(self._pending_fixed)
-            self._has_fixed_mask = True
+        self._apply_mode()
         self._sync()
         applied, bad = self._core.step()
         self.last_step_applied = applied
@@ -225,6 +238,8 @@ class _ChildTuningOptimizer(torch.optim.Optimizer):
         counters, Bernoulli seed, fixed masks, moments) as a uint8 tensor, and the
         mode. ``load_state_dict`` of it resumes bit-identically."""
         self._sync()
+        if self.mode != "ChildTuning-D" or self._pending_fixed is not None:
+            self._apply_mode()                  # mode, reserve_p or seed changed since the last step
         sd = super().state_dict()
         blob = self._core.save()
         sd["childtune"] = {
@@ -258,7 +273,9 @@ class _ChildTuningOptimizer(torch.optim.Optimizer):
             raise
         self.state.clear()
         self.mode, self.reserve_p, self.seed = extra["mode"], float(extra["reserve_p"]), int(extra["seed"])
-        self._has_fixed_mask = self.mode == "ChildTuning-D"
+        # the C++ optimizer now holds the checkpoint's mask (a fixed one included)
+        self._pending_fixed = None
+        self._applied = (self.mode, self.reserve_p, self.seed, id(None))
 
 
 class ChildTuningAdamW(_ChildTuningOptimizer):

@@ -323,6 +323,25 @@ def test_bad_values_set_between_steps_change_nothing():
     assert_unchanged(opt, a, snap)
 
 
+def test_mode_and_reserve_p_changed_between_steps_take_effect():
+    w = torch.zeros(100_000, requires_grad=True)
+    opt = childtune.ChildTuningSGD([w], lr=1.0)
+    w.grad = torch.ones_like(w)
+    opt.step()
+    assert bool((w == -1).all())
+    opt.mode, opt.reserve_p = "ChildTuning-F", 0.25     # as users of the published class may do
+    before = w.detach().clone()
+    opt.step()
+    moved = (w.detach() != before).double().mean().item()
+    assert abs(moved - 0.25) < 0.01
+    snap = snapshot(opt, [w])
+    opt.reserve_p = 2.0
+    with pytest.raises(ValueError, match=r"reserve_p = 2\.0 is outside"):
+        opt.step()
+    opt.reserve_p = 0.25
+    assert_unchanged(opt, [w], snap)
+
+
 def test_sparse_gradient_is_rejected_and_changes_nothing():
     a = make_params()
     opt = childtune.ChildTuningAdamW(a, lr=1e-2)
