@@ -82,8 +82,9 @@ class _ChildTuningOptimizer(torch.optim.Optimizer):
         self._pending_fixed = None
         self._applied = None
         groups = self.param_groups
+        self._named_groups = len(groups)
         self._core = self._core_type(
-            [[f"param_group{g}.{i}" for i in range(len(group["params"]))] for g, group in enumerate(groups)],
+            [[self._param_name(g, i) for i in range(len(group["params"]))] for g, group in enumerate(groups)],
             [list(group["params"]) for group in groups],
             [self._values(group, g) for g, group in enumerate(groups)],
             [group["masked"] for group in groups])
@@ -98,10 +99,40 @@ class _ChildTuningOptimizer(torch.optim.Optimizer):
 
     # ---- groups --------------------------------------------------------------------------------
 
+    def _param_name(self, g, i):
+        """The name that keys parameter i of group g (its Bernoulli masks, its
+        entry in the state file): the given name for groups built from
+        ``named_parameters()`` at construction, else ``param_group<g>.<i>``
+        (as the C++ optimizer names parameters given without names)."""
+        group = self.param_groups[g]
+        if g < getattr(self, "_named_groups", len(self.param_groups)) and "param_names" in group:
+            return group["param_names"][i]
+        return f"param_group{g}.{i}"
+
     def add_param_group(self, param_group):
         """torch's add_param_group, with the checks the fused step needs: float,
-        double, bfloat16 or half, contiguous, dense tensors on one device. On any
-        error the optimizer is unchanged."""
+        double, bfloat16 or half, contiguous, dense tensors on one device. The
+        parameters may be ``(name, tensor)`` pairs (``model.named_parameters()``):
+        the names key the Child-Tuning_F masks (so they do not depend on the
+        order of the parameters) for the groups given at construction; groups
+        added later are keyed by generated names. On any error the optimizer is
+        unchanged."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"a param group must be a dict, not {type(param_group).__name__}")
+        params = param_group.get("params")
+        if isinstance(params, torch.Tensor):
+            params = [params]
+        elif params is not None and not isinstance(params, (set, frozenset)):
+            params = list(params)
+        if params and any(isinstance(x, tuple) for x in params):
+            if not all(isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str) for x in params):
+                raise TypeError("a param group's params must be all tensors or all (name, tensor) pairs")
+            names = [x[0] for x in params]
+            if len(set(names)) != len(names):
+                raise ValueError(f"a param group names a parameter twice: {sorted(n for n in set(names) if names.count(n) > 1)}")
+            param_group = dict(param_group, params=[x[1] for x in params], param_names=names)
+        elif params is not None:
+            param_group = dict(param_group, params=params)
         super().add_param_group(param_group)
         g = len(self.param_groups) - 1
         group = self.param_groups[g]
@@ -110,7 +141,7 @@ class _ChildTuningOptimizer(torch.optim.Optimizer):
                 raise TypeError(f"param_group{g}: masked must be True or False, not {group['masked']!r}")
             first = self.param_groups[0]["params"][0] if self.param_groups[0]["params"] else None
             for i, p in enumerate(group["params"]):
-                where = f"param_group{g}, tensor 'param_group{g}.{i}'"
+                where = f"param_group{g}, tensor '{self._param_name(g, i)}'"
                 if p.layout != torch.strided:
                     raise ValueError(f"{where}: sparse or non-strided parameters are not supported")
                 if p.dtype not in _FLOATS:
@@ -152,7 +183,7 @@ class _ChildTuningOptimizer(torch.optim.Optimizer):
         names = {}
         for g, group in enumerate(self.param_groups):
             for i, p in enumerate(group["params"]):
-                names[id(p)] = (f"param_group{g}.{i}", p, group["masked"])
+                names[id(p)] = (self._param_name(g, i), p, group["masked"])
         return names
 
     def set_gradient_mask(self, gradient_mask):

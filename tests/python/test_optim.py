@@ -396,3 +396,26 @@ def test_bad_parameters_and_state_dicts():
     with pytest.raises(ValueError, match="corrupt|archive"):
         opt.load_state_dict(bad)
     assert_unchanged(opt, a, snap)
+
+
+def test_named_parameters_resume_and_mask_by_parameter():
+    model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Linear(7, 2))
+    opt = childtune.ChildTuningAdamW(model.named_parameters(), lr=1e-2, mode="ChildTuning-D")
+    assert opt.param_groups[0]["param_names"] == ["0.weight", "0.bias", "1.weight", "1.bias"]
+    opt.set_gradient_mask({model[0].weight: model[0].weight.detach() > 0})
+    model(torch.randn(3, 5)).sum().backward()
+    opt.step()
+    other_model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Linear(7, 2))
+    other_model.load_state_dict(model.state_dict())
+    other = childtune.ChildTuningAdamW(other_model.named_parameters(), lr=1.0)
+    other.load_state_dict(opt.state_dict())
+    for m, o in ((model, opt), (other_model, other)):
+        torch.manual_seed(1)
+        o.zero_grad()
+        m(torch.randn(3, 5)).sum().backward()
+        o.step()
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), other_model.parameters()))
+    renamed = childtune.ChildTuningAdamW([(f"x{i}", p) for i, p in enumerate(torch.nn.Sequential(
+        torch.nn.Linear(5, 7), torch.nn.Linear(7, 2)).parameters())])
+    with pytest.raises(ValueError):
+        renamed.load_state_dict(opt.state_dict())

@@ -66,3 +66,26 @@ def test_adamw_uses_the_same_masks(reference_program):
     for s in range(2):
         for t in range(len(SIZES)):
             assert torch.equal(got[s][t], expected[s][t])
+
+
+def test_named_parameters_key_the_masks_as_in_cpp(reference_program):
+    # parameters given as model.named_parameters() pairs are keyed by their names,
+    # as a C++ optimizer built from named parameters keys them
+    names = ["encoder.layer.0.weight", "encoder.layer.0.bias", "classifier.weight", "x"]
+    lines = subprocess.run([reference_program, "0.3", "5", "2"] + [f"{n}:{s}" for n, s in zip(names, SIZES)],
+                           check=True, capture_output=True, text=True).stdout.split()
+    expected = [[torch.tensor([c == "1" for c in lines[s * len(SIZES) + t]]) for t in range(len(SIZES))] for s in range(2)]
+    params = [torch.zeros(n, requires_grad=True) for n in SIZES]
+    # reversed order: the masks follow the names, not the positions
+    opt = childtune.ChildTuningSGD(list(reversed(list(zip(names, params)))), lr=1.0, reserve_p=0.3,
+                                   mode="ChildTuning-F", seed=5)
+    assert opt.param_groups[0]["param_names"] == list(reversed(names))
+    for s in range(2):
+        before = [w.detach().clone() for w in params]
+        for w in params:
+            w.grad = torch.ones_like(w)
+        opt.step()
+        for t, (w, b) in enumerate(zip(params, before)):
+            assert torch.equal(w.detach() != b, expected[s][t]), f"step {s + 1}, {names[t]}"
+    with pytest.raises(ValueError, match="twice"):
+        childtune.ChildTuningSGD([("a", params[0]), ("a", params[1])], lr=1.0)
