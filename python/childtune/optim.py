@@ -292,12 +292,15 @@ class _ChildTuningOptimizer(torch.optim.Optimizer):
             raise ValueError(f"load_state_dict: unknown childtune state format {extra.get('format') if isinstance(extra, dict) else extra!r}")
         if extra.get("mode") not in _MODES:
             raise ValueError(f"load_state_dict: unknown mode {extra.get('mode')!r}")
+        blob = extra.get("state")
+        if not isinstance(blob, torch.Tensor) or blob.dtype != torch.uint8 or blob.dim() != 1:
+            raise ValueError("load_state_dict: the childtune state is not a 1-d uint8 tensor")
         before = [dict(group) for group in self.param_groups]
         rest = {k: v for k, v in state_dict.items() if k != "childtune"}
         super().load_state_dict(rest)
         try:
             self._sync()
-            self._core.load(bytes(extra["state"].contiguous().numpy().tobytes()))
+            self._core.load(blob.detach().cpu().contiguous().numpy().tobytes())
         except Exception:
             self.param_groups = before
             self._sync()
