@@ -260,8 +260,9 @@ def test_dtypes_follow_the_float_reference(dtype):
         torch.testing.assert_close(x, y.to(dtype), rtol=1e-5 if dtype in (torch.float32, torch.float64) else 1e-2, atol=1e-6)
 
 
-def test_aten_executor_gives_the_fused_bits():
-    a, b = make_params(), make_params()
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+def test_aten_executor_gives_the_fused_bits(dtype):
+    a, b = make_params(dtype), make_params(dtype)
     fused = childtune.ChildTuningAdamW(a, lr=1e-2, weight_decay=0.01, reserve_p=0.3, mode="ChildTuning-F", seed=2)
     aten = childtune.ChildTuningAdamW(b, lr=1e-2, weight_decay=0.01, reserve_p=0.3, mode="ChildTuning-F", seed=2)
     aten.force_aten_path(True)
