@@ -35,6 +35,7 @@
 #include <childtune/io/binary.hpp>
 #include <childtune/io/integrity.hpp>
 #include <childtune/io/policy_io.hpp>
+#include <childtune/io/score_file.hpp>
 #include <childtune/io/state_file.hpp>
 #include <childtune/io/state_format.hpp>
 #include <childtune/mask/any_mask.hpp>
@@ -43,15 +44,19 @@
 #include <childtune/mask/bit_mask.hpp>
 #include <childtune/mask/dense.hpp>
 #include <childtune/mask/fisher.hpp>
+#include <childtune/mask/filtered.hpp>
 #include <childtune/mask/fixed.hpp>
+#include <childtune/mask/mask_from.hpp>
 #include <childtune/mask/mask_mode.hpp>
 #include <childtune/mask/mask_set.hpp>
+#include <childtune/mask/name_filter.hpp>
 #include <childtune/mask/tensor_info.hpp>
 #include <childtune/numeric/half.hpp>
 #include <childtune/numeric/lanes.hpp>
 #include <childtune/numeric/rounding.hpp>
 #include <childtune/optimizer.hpp>
 #include <childtune/optimizer/basic_optimizer.hpp>
+#include <childtune/optimizer/summary.hpp>
 #include <childtune/random/philox.hpp>
 #include <childtune/registry/options.hpp>
 #include <childtune/registry/registry.hpp>

@@ -202,6 +202,9 @@ public:
     //! Bytes of optimizer state this rank holds (its slice's moments):
     //! about 1/world_size of the single-process optimizer's.
     std::size_t state_bytes() const { return core_.state_bytes(); }
+    //! This rank's core optimizer over its slices (for summarize(): groups,
+    //! masks and the kept counts of this rank's slices).
+    const optimizer<Rule>& core() const { return core_; }
 
     // ---- per-rank state file ----------------------------------------------------------------------
 
