@@ -33,7 +33,8 @@ std::vector<float> naive_map(bool is_signed) {
     return std::vector<float>(data.begin(), data.end());
 }
 
-// Nearest map entry by linear scan, distances in double, ties to the lower index.
+// Nearest map entry by linear scan, distances in double, ties to the lower
+// index; in the unsigned map (no negative entry) a positive x never gets code 0.
 std::uint8_t naive_encode(const std::vector<float>& map, float x) {
     std::size_t best = 0;
     double best_d = std::numeric_limits<double>::infinity();
@@ -44,6 +45,7 @@ std::uint8_t naive_encode(const std::vector<float>& map, float x) {
             best = c;
         }
     }
+    if (map[0] == 0.0f && best == 0 && x > 0.0f) best = 1;
     return static_cast<std::uint8_t>(best);
 }
 } // namespace
