@@ -41,6 +41,9 @@ METHODS = [
     ("childtune/ct_d", "childtune core, Child-Tuning_D (1-bit mask)"),
     ("childtune/ct_d+compact_state", "the same with `compact_fixed_state` (moments for kept elements only; "
      "GB/s still counts 28 B/param: a dense-equivalent rate)"),
+    ("childtune/dense+8bit_state", "dense AdamW with 8-bit blockwise state (`state_storage::blockwise8`; GB/s "
+     "counts 28 B/param: the fp32-state equivalent, so it compares with `childtune/dense` directly)"),
+    ("childtune/ct_f+8bit_state", "Child-Tuning_F with 8-bit blockwise state (GB/s as above)"),
     ("philox/keep_bits", "Child-Tuning_F's Philox keep bits alone, as the fused step draws them (no tensor "
      "touched: the compute CT_F adds)"),
     ("childtune_torch/dense", "`childtune::torch::ChildTuningAdamW`, dense"),

@@ -29,6 +29,7 @@
 #include <childtune/exec/kernel.hpp>
 #include <childtune/exec/memory_checks.hpp>
 #include <childtune/exec/nonfinite.hpp>
+#include <childtune/exec/quantised_state.hpp>
 #include <childtune/exec/tensor_sum.hpp>
 #include <childtune/instantiate.hpp>
 #include <childtune/io/atomic_file.hpp>
@@ -51,6 +52,7 @@
 #include <childtune/mask/mask_set.hpp>
 #include <childtune/mask/name_filter.hpp>
 #include <childtune/mask/tensor_info.hpp>
+#include <childtune/numeric/blockwise8.hpp>
 #include <childtune/numeric/half.hpp>
 #include <childtune/numeric/lanes.hpp>
 #include <childtune/numeric/rounding.hpp>

@@ -63,7 +63,8 @@ public:
 
     //! `comm` must outlive the optimizer. Compact Child-Tuning_D state
     //! (optimizer_options::compact_fixed_state) is not offered here: sharding
-    //! already divides the state by the world size.
+    //! already divides the state by the world size. Neither is 8-bit state
+    //! (state_storage::blockwise8), whose blocks would follow the shards.
     explicit sharded_optimizer(const Comm& comm, mask_mode mode = dense{}, optimizer_options options = {})
         : comm_(&comm), options_(options), core_(std::move(mode), options) {
         if (comm.size() == 0 || comm.rank() >= comm.size())
@@ -71,6 +72,9 @@ public:
                          std::to_string(comm.size()));
         if (options.compact_fixed_state)
             detail::fail("sharded_optimizer: compact_fixed_state is not supported (the state is sharded instead)");
+        if (options.storage == state_storage::blockwise8)
+            detail::fail("sharded_optimizer: 8-bit blockwise state is not supported (its blocks would follow the shard "
+                         "boundaries, so results would depend on the world size)");
     }
 
     //! This process's rank in the communicator.

@@ -31,6 +31,8 @@ class cpu_executor {
 public:
     //! Which state layouts it can step (registry/state_layout.hpp).
     static constexpr bool supports_compact = true;
+    //! It can keep 8-bit blockwise state (optimizer_options::storage).
+    static constexpr bool supports_blockwise8 = true;
     //! State allocated for a step or read from a file, not yet in use.
     struct allocation {
         std::vector<state_request> requests;
@@ -77,7 +79,9 @@ public:
                         const Context&...) const {
         allocation a{std::move(requests), std::move(from)};
         if (a.buffers.empty())
-            for (const auto& r : a.requests) a.buffers.emplace_back(r.elements * dtype_bytes(r.type));
+            for (const auto& r : a.requests)
+                a.buffers.emplace_back(r.quantised ? blockwise8_buffer_bytes(r.elements, r.tensor_elements)
+                                                   : r.elements * dtype_bytes(r.type));
         return a;
     }
     void adopt(allocation&& a) noexcept {
@@ -141,6 +145,8 @@ public:
             c.size = t.param.size;
             c.double_state = rec.state_type == dtype::float64;
             c.kept_before = j.compact ? rec.kept_before.data() : nullptr;
+            c.quantised = rec.quantised;
+            c.param_bytes = dtype_bytes(t.param.type);
             c.mask = &j.mask;
             c.constants_f = j.constants_f;
             c.constants_d = j.constants_d;

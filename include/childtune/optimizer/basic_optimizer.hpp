@@ -14,7 +14,7 @@
 //! encoder layers and trains embeddings and the task head densely; any mask
 //! policy (concepts.hpp) may serve any group.
 //!
-//! An Executor provides: `supports_compact`; `allocation` (with `bytes()`),
+//! An Executor provides: `supports_compact` (and `supports_blockwise8` if true); `allocation` (with `bytes()`),
 //! `allocate(requests[, host buffers][, context])`, `adopt(allocation&&)`
 //! noexcept, `release(tensor, from_buffer)` noexcept, `state_bytes()`;
 //! `first_nonfinite(registry, context)`; `run(registry, plan, context)`; and a
@@ -65,6 +65,9 @@ public:
                          "' rule cannot keep compact Child-Tuning_D state (its masked entries' state need not stay zero)");
         if (options.compact_fixed_state && !Executor::supports_compact)
             detail::fail("optimizer options: this optimizer's executor does not keep compact Child-Tuning_D state");
+        if (options.storage == state_storage::blockwise8 && !detail::keeps_blockwise8_state<Executor>())
+            detail::fail("optimizer options: this optimizer's executor does not keep 8-bit blockwise state "
+                         "(state_storage::blockwise8 is for the CPU optimizer)");
         mask.validate();
         registry_.set_default_mask_unchecked(std::move(mask));
     }
@@ -235,7 +238,8 @@ protected:
     //! The same, with the file's or this optimizer's hyperparameters as `options` says.
     template <class Adapt, class... Context>
     void load_with(std::istream& in, const load_options& options, Adapt&& adapt, const Context&... context) {
-        auto staged = detail::read_state_file(in, registry_, Executor::supports_compact, options);
+        auto staged = detail::read_state_file(in, registry_, Executor::supports_compact, options,
+                                               detail::keeps_blockwise8_state<Executor>());
         adapt(staged);
         auto state = executor_.allocate(staged.requests, std::move(staged.buffers), context...);
         // Commit: nothing below throws.

@@ -59,6 +59,8 @@ public:
         std::vector<std::uint32_t> kept_before;
         const std::uint64_t* compact_words = nullptr;
         std::uint64_t compact_hash = 0;
+        //! 8-bit blockwise state (exec/quantised_state.hpp) instead of float.
+        bool quantised = false;
         //! Elements each state buffer holds.
         std::size_t state_elements() const { return compact ? kept_before.back() : elements; }
     };
@@ -238,6 +240,7 @@ private:
         return std::nullopt;
     }
     dtype state_type_for(dtype param) const {
+        if (options_.storage == state_storage::blockwise8) return dtype::float32;
         switch (options_.precision) {
         case state_precision::float32: return dtype::float32;
         case state_precision::float64: return dtype::float64;

@@ -33,6 +33,7 @@ struct tensor_job {
     std::size_t buffers = 0;   //!< state buffers this step uses (the tensor may hold more)
     bool fresh = false;        //!< some of them are created by this step
     bool compact = false;      //!< its state is in the compact layout
+    bool quantised = false;    //!< its state is 8-bit blockwise (exec/quantised_state.hpp)
     //! When the tensor's state becomes compact at this step: its layout.
     std::vector<std::uint32_t> new_kept_before;
     const std::uint64_t* compact_words = nullptr;
@@ -46,6 +47,9 @@ struct state_request {
     std::size_t buffer = 0;
     std::size_t elements = 0;
     dtype type = dtype::float32;
+    //! 8-bit blockwise: `elements` codes, then the scales of a tensor of this many elements.
+    bool quantised = false;
+    std::size_t tensor_elements = 0;
     friend bool operator==(const state_request&, const state_request&) = default;
 };
 
@@ -150,7 +154,10 @@ step_plan<Rule> plan_step(const registry<Rule>& r) {
                 elements = j.new_kept_before.back();
             }
         }
-        for (std::size_t b = t.buffers; b < j.buffers; ++b) plan.requests.push_back({i, b, elements, t.state_type});
+        // Storage, like the layout, is chosen when a tensor's state is created.
+        j.quantised = t.buffers == 0 ? r.options().storage == state_storage::blockwise8 : t.quantised;
+        for (std::size_t b = t.buffers; b < j.buffers; ++b)
+            plan.requests.push_back({i, b, elements, t.state_type, j.quantised, t.elements});
         if (t.state_type == dtype::float64) j.constants_d = Rule::template prepare<double>(options, t.steps + 1, j.fresh);
         else j.constants_f = Rule::template prepare<float>(options, t.steps + 1, j.fresh);
         plan.jobs.push_back(std::move(j));
@@ -163,6 +170,7 @@ template <class Rule>
 void commit_plan(registry<Rule>& r, step_plan<Rule>& plan) noexcept {
     for (auto& j : plan.jobs) {
         auto& t = r.tensors()[j.tensor];
+        if (t.buffers == 0 && j.buffers > 0) t.quantised = j.quantised;
         t.buffers = std::max(t.buffers, j.buffers);
         if (!j.new_kept_before.empty()) {
             t.compact = true;
