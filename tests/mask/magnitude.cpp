@@ -16,6 +16,10 @@
 #include <string>
 #include <vector>
 
+static_assert(childtune::gradient_reading_policy<childtune::magnitude>);
+static_assert(childtune::gradient_reading_policy<childtune::refreshed_fisher>);
+static_assert(!childtune::gradient_reading_policy<childtune::bernoulli> && !childtune::gradient_reading_policy<childtune::fixed>);
+
 namespace {
 
 using childtune::bit_mask;

@@ -176,60 +176,70 @@ TEST_CASE("refreshed Fisher mask: the same bits on every executor, resumed mid-w
         every_executor::with_mask(childtune::refreshed_fisher{.p = 0.3, .warmup = 1, .period = 3, .dense_steps = 1}), 7);
 }
 
-TEST_CASE("refreshed Fisher mask: identical masks and parameters on 2 and 3 ranks", "[mask][refreshed_fisher][distributed]") {
+namespace {
+
+// Parameters after 5 steps and the final policy of `policy`: in one process
+// (no communicator), or on one rank of a sharded optimizer.
+template <class Policy>
+std::pair<std::vector<std::vector<float>>, Policy> run_ranks(const Policy& policy, const test_comm::thread_communicator* comm) {
     const std::vector<std::size_t> sizes{130, 77, 1, 500};
-    const childtune::refreshed_fisher policy{.p = 0.3, .scope = childtune::selection_scope::global, .period = 2};
-    // One process, the whole model.
-    const auto single = [&] {
-        std::vector<std::vector<float>> w, g;
-        for (auto s : sizes) {
-            w.emplace_back(s, 0.5f);
-            g.emplace_back(s);
+    std::vector<std::vector<float>> w, g;
+    for (auto s : sizes) {
+        w.emplace_back(s, 0.5f);
+        g.emplace_back(s);
+    }
+    const auto fill = [&](std::uint64_t t) {
+        for (std::size_t k = 0; k < sizes.size(); ++k) { // into the buffers the optimizer views
+            const auto x = grads(90 + t * 10 + k, sizes[k]);
+            std::copy(x.begin(), x.end(), g[k].begin());
         }
+    };
+    if (!comm) {
         childtune::optimizer<childtune::adamw> opt(policy);
         opt.add_group("layers", {.lr = 1e-2});
         for (std::size_t k = 0; k < sizes.size(); ++k) opt.add_parameter(0, "t" + std::to_string(k), w[k], g[k]);
         for (std::uint64_t t = 0; t < 5; ++t) {
-            for (std::size_t k = 0; k < sizes.size(); ++k) { // into the buffers the optimizer views
-                        const auto x = grads(90 + t * 10 + k, sizes[k]);
-                        std::copy(x.begin(), x.end(), g[k].begin());
-                    }
+            fill(t);
             REQUIRE(opt.step());
         }
-        return std::pair{w, *opt.mask_policy().target<childtune::refreshed_fisher>()};
-    }();
+        return {w, *opt.mask_policy().template target<Policy>()};
+    }
+    childtune::sharded_optimizer<childtune::adamw, test_comm::thread_communicator> opt(*comm, policy);
+    opt.add_group("layers", {.lr = 1e-2});
+    for (std::size_t k = 0; k < sizes.size(); ++k) opt.add_parameter(0, "t" + std::to_string(k), w[k], g[k]);
+    for (std::uint64_t t = 0; t < 5; ++t) {
+        fill(t);
+        opt.step();
+    }
+    return {w, *opt.mask_policy().template target<Policy>()};
+}
+
+template <class Policy>
+void require_rank_agreement(const Policy& policy) {
+    const auto single = run_ranks(policy, nullptr);
     for (std::size_t world : {2u, 3u}) {
         INFO("world " << world);
         auto comms = test_comm::in_process_group(world);
-        std::vector<std::vector<std::vector<float>>> results(world);
-        std::vector<std::optional<childtune::refreshed_fisher>> policies(world);
+        std::vector<std::optional<std::pair<std::vector<std::vector<float>>, Policy>>> got(world);
         std::vector<std::thread> ranks;
-        for (std::size_t r = 0; r < world; ++r)
-            ranks.emplace_back([&, r] {
-                std::vector<std::vector<float>> w, g;
-                for (auto s : sizes) {
-                    w.emplace_back(s, 0.5f);
-                    g.emplace_back(s);
-                }
-                childtune::sharded_optimizer<childtune::adamw, test_comm::thread_communicator> opt(comms[r], policy);
-                opt.add_group("layers", {.lr = 1e-2});
-                for (std::size_t k = 0; k < sizes.size(); ++k) opt.add_parameter(0, "t" + std::to_string(k), w[k], g[k]);
-                for (std::uint64_t t = 0; t < 5; ++t) {
-                    for (std::size_t k = 0; k < sizes.size(); ++k) { // into the buffers the optimizer views
-                        const auto x = grads(90 + t * 10 + k, sizes[k]);
-                        std::copy(x.begin(), x.end(), g[k].begin());
-                    }
-                    opt.step();
-                }
-                results[r] = w;
-                policies[r] = *opt.mask_policy().target<childtune::refreshed_fisher>();
-            });
+        for (std::size_t r = 0; r < world; ++r) ranks.emplace_back([&, r] { got[r] = run_ranks(policy, &comms[r]); });
         for (auto& t : ranks) t.join();
         for (std::size_t r = 0; r < world; ++r) {
             INFO("rank " << r);
-            REQUIRE(results[r] == single.first);
-            REQUIRE(policies[r]->masks() == single.second.masks());
-            REQUIRE(policies[r]->selections() == single.second.selections());
+            REQUIRE(got[r]->first == single.first);
+            REQUIRE(got[r]->second == single.second); // masks, scores and counters, bit for bit
         }
     }
+}
+
+} // namespace
+
+TEST_CASE("refreshed Fisher mask: identical masks and parameters on 2 and 3 ranks", "[mask][refreshed_fisher][distributed]") {
+    require_rank_agreement(childtune::refreshed_fisher{.p = 0.3, .scope = childtune::selection_scope::global, .period = 2});
+    require_rank_agreement(childtune::refreshed_fisher{.p = 0.2, .warmup = 1, .period = 3, .dense_steps = 1});
+}
+
+TEST_CASE("magnitude mask: identical masks and parameters on 2 and 3 ranks", "[mask][magnitude][distributed]") {
+    require_rank_agreement(childtune::magnitude{.p = 0.3});
+    require_rank_agreement(childtune::magnitude{.p = 0.2, .scope = childtune::selection_scope::global, .window = 2});
 }
