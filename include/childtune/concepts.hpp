@@ -90,7 +90,7 @@ concept gradient_mask_view = mask_view<V>;
 //! refreshed Fisher masks). At every step, after the NaN/Inf scan and before
 //! any view of the step is taken, the optimizer calls `observe` once per policy
 //! in use, with the gradients of the tensors that use it and have one at this
-//! step (mask/gradient_reader.hpp: whole logical tensors widened to float, in
+//! step (not at all when none has one) (mask/gradient_reader.hpp: whole logical tensors widened to float, in
 //! registration order, the same on every rank). The returned policy serves the
 //! views of `step` and of later steps; it replaces this one when, and only when,
 //! the step is applied: a step that is rejected or skipped (NaN/Inf, a failed

@@ -147,6 +147,7 @@ std::vector<policy_update> observe_gradients(const registry<Rule>& r, Read&& rea
             infos.push_back(info);
             values.emplace_back(whole[k]);
         }
+        if (infos.empty()) continue; // no tensor of the policy has a gradient at this step
         const gradient_reader reader(std::move(infos), std::move(values));
         out.push_back({m, m->observe(reader, r.step_count())});
     }
