@@ -64,6 +64,8 @@ SELECT = [
     ("BM_top_p_percentile", "childtune `select_top_p`, numpy-percentile rule (masks included)"),
     ("BM_top_p_percentile_serial", "the same on one thread"),
     ("BM_top_p_exact_count", "childtune `select_top_p`, exact-count rule"),
+    ("BM_magnitude_per_tensor", "magnitude mask (SIFT) selection: top p of \\|g\\| per tensor, exact count (masks included)"),
+    ("BM_magnitude_global", "magnitude mask selection: one global cut, numpy-percentile rule (masks included)"),
     ("BM_select_kth", "childtune `select_kth`: the order statistic alone"),
     ("BM_reference_cat_percentile", "the published code's path: concatenate, percentile on a copy, byte masks (all timed)"),
     ("BM_nth_element_on_copy", "`std::nth_element` on a copy (copy not timed)"),

@@ -47,10 +47,15 @@
 #include <childtune/mask/fisher.hpp>
 #include <childtune/mask/filtered.hpp>
 #include <childtune/mask/fixed.hpp>
+#include <childtune/mask/gradient_reader.hpp>
+#include <childtune/mask/keep_ratio.hpp>
+#include <childtune/mask/magnitude.hpp>
 #include <childtune/mask/mask_from.hpp>
 #include <childtune/mask/mask_mode.hpp>
 #include <childtune/mask/mask_set.hpp>
 #include <childtune/mask/name_filter.hpp>
+#include <childtune/mask/refreshed_fisher.hpp>
+#include <childtune/mask/scored_mask.hpp>
 #include <childtune/mask/tensor_info.hpp>
 #include <childtune/numeric/blockwise8.hpp>
 #include <childtune/numeric/half.hpp>
@@ -60,6 +65,7 @@
 #include <childtune/optimizer/basic_optimizer.hpp>
 #include <childtune/optimizer/summary.hpp>
 #include <childtune/random/philox.hpp>
+#include <childtune/registry/gradient_step.hpp>
 #include <childtune/registry/options.hpp>
 #include <childtune/registry/registry.hpp>
 #include <childtune/registry/state_layout.hpp>
