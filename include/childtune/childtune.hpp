@@ -44,8 +44,13 @@
 #include <childtune/mask/dense.hpp>
 #include <childtune/mask/fisher.hpp>
 #include <childtune/mask/fixed.hpp>
+#include <childtune/mask/gradient_reader.hpp>
+#include <childtune/mask/keep_ratio.hpp>
+#include <childtune/mask/magnitude.hpp>
 #include <childtune/mask/mask_mode.hpp>
 #include <childtune/mask/mask_set.hpp>
+#include <childtune/mask/refreshed_fisher.hpp>
+#include <childtune/mask/scored_mask.hpp>
 #include <childtune/mask/tensor_info.hpp>
 #include <childtune/numeric/half.hpp>
 #include <childtune/numeric/lanes.hpp>
@@ -53,6 +58,7 @@
 #include <childtune/optimizer.hpp>
 #include <childtune/optimizer/basic_optimizer.hpp>
 #include <childtune/random/philox.hpp>
+#include <childtune/registry/gradient_step.hpp>
 #include <childtune/registry/options.hpp>
 #include <childtune/registry/registry.hpp>
 #include <childtune/registry/state_layout.hpp>

@@ -12,6 +12,7 @@
 #include <childtune/exec/memory_checks.hpp>
 #include <childtune/exec/nonfinite.hpp>
 #include <childtune/io/binary.hpp>
+#include <childtune/registry/gradient_step.hpp>
 #include <childtune/registry/registry.hpp>
 #include <childtune/registry/step_plan.hpp>
 #include <childtune/tensor_view.hpp>
@@ -122,6 +123,17 @@ public:
         for (std::size_t w = 0; w < items.size(); ++w)
             if (bad[w]) return items[w].job;
         return std::nullopt;
+    }
+
+    //! The gradients of `tensors` (registered views), widened to float on the
+    //! host, for gradient-driven mask policies (registry/gradient_step.hpp).
+    template <class... Context>
+    std::vector<std::vector<float>> read_gradients(const registry<Rule>&, std::span<const std::size_t> tensors,
+                                                   const Context&...) const {
+        std::vector<std::vector<float>> out;
+        out.reserve(tensors.size());
+        for (const auto i : tensors) out.push_back(widen_gradient(tensors_[i].grad.data, tensors_[i].grad.type, tensors_[i].grad.size));
+        return out;
     }
 
     //! Runs a committed plan.

@@ -17,7 +17,9 @@
 //! An Executor provides: `supports_compact`; `allocation` (with `bytes()`),
 //! `allocate(requests[, host buffers][, context])`, `adopt(allocation&&)`
 //! noexcept, `release(tensor, from_buffer)` noexcept, `state_bytes()`;
-//! `first_nonfinite(registry, context)`; `run(registry, plan, context)`; and a
+//! `first_nonfinite(registry, context)`; `run(registry, plan, context)`;
+//! `read_gradients(registry, tensors, context)` (the listed tensors' gradients
+//! on the host, widened to float, for gradient-driven mask policies); and a
 //! way to read a state buffer on the host for save(). See docs/design.md.
 //!
 //! Every public member either succeeds or throws childtune::error and leaves
@@ -28,6 +30,7 @@
 #include <childtune/io/state_file.hpp>
 #include <childtune/mask/any_mask.hpp>
 #include <childtune/mask/mask_mode.hpp>
+#include <childtune/registry/gradient_step.hpp>
 #include <childtune/registry/options.hpp>
 #include <childtune/registry/registry.hpp>
 #include <childtune/registry/step_plan.hpp>
@@ -35,6 +38,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -196,6 +200,9 @@ public:
     const Executor& executor() const { return executor_; }
     //! The bookkeeping (groups, tensors, masks, counters); internal, for adapters and tests.
     const detail::registry<Rule>& registry() const { return registry_; }
+    //! Internal, for sharded_optimizer: how gradient-driven mask policies gather
+    //! the other ranks' slices of each tensor (registry/gradient_step.hpp).
+    void set_gradient_exchange(detail::gradient_exchange x) { exchange_ = std::move(x); }
 
 protected:
     //! One step: plan (validates), NaN/Inf scan, state allocation, commit, run.
@@ -209,12 +216,21 @@ protected:
                     detail::fail(registry_.describe(t.group, t.name) + ": gradient holds NaN or Inf (step skipped)");
                 return {false, t.name};
             }
+        // Gradient-driven policies choose this step's masks on the side (committed below).
+        std::vector<detail::policy_update> updates;
+        if (detail::uses_gradient_policies(registry_)) {
+            updates = detail::observe_gradients(
+                registry_, [&](std::span<const std::size_t> t) { return executor_.read_gradients(registry_, t, context); },
+                exchange_ ? &*exchange_ : nullptr);
+            plan = detail::plan_step(registry_, &updates);
+        }
         auto state = reserved_ && reserved_->requests == plan.requests
                          ? std::move(reserved_->state)
                          : executor_.allocate(plan.requests, {}, context);
         reserved_.reset();
         executor_.adopt(std::move(state));
         detail::commit_plan(registry_, plan);
+        detail::commit_policies(registry_, updates);
         executor_.run(registry_, plan, context);
         detail::finish_step(registry_, plan);
         return {};
@@ -281,6 +297,8 @@ protected:
     Executor executor_;
     //! State reserved by reserve_state(), until a step adopts it or a mask change drops it.
     std::optional<reservation> reserved_;
+    //! Set by sharded_optimizer: the ranks' gradient slices for gradient-driven policies.
+    std::optional<detail::gradient_exchange> exchange_;
 };
 
 } // namespace childtune

@@ -204,6 +204,13 @@ public:
             throw;
         }
     }
+    //! Puts `next` where the registry holds `old` (the optimizer-wide policy or
+    //! a group's own): a gradient-driven policy's value for an applied step.
+    void replace_policy(const any_mask* old, any_mask& next) noexcept {
+        if (old == &default_) std::swap(default_, next);
+        for (auto& g : groups_)
+            if (g.own && old == &*g.own) std::swap(*g.own, next);
+    }
     //! Sets the optimizer-wide policy without checks (a file being staged,
     //! checked as a whole before it is committed).
     void set_default_mask_unchecked(any_mask m) { default_ = std::move(m); }

@@ -74,13 +74,30 @@ inline void check_compact_kept(const std::string& where, const any_mask_view& v,
              "the mask cannot change (the moments of newly kept elements were never stored)");
 }
 
-//! The views of every tensor's mask at step `step`, and the compact layout checks.
+//! A policy's next value, chosen by its `observe` from this step's gradients
+//! (registry/gradient_step.hpp), not yet committed: `old` is the registry's.
+struct policy_update {
+    const any_mask* old = nullptr;
+    any_mask next;
+};
+
+//! The policy that serves a step: the update of `m` when there is one, else `m`.
+inline const any_mask* policy_for_step(const any_mask* m, const std::vector<policy_update>* updates) {
+    if (m && updates)
+        for (const auto& u : *updates)
+            if (u.old == m) return &u.next;
+    return m;
+}
+
+//! The views of every tensor's mask at step `step` (the policies replaced by
+//! `updates` where given), and the compact layout checks.
 template <class Rule>
-std::vector<any_mask_view> mask_views(const registry<Rule>& r, std::uint64_t step) {
+std::vector<any_mask_view> mask_views(const registry<Rule>& r, std::uint64_t step,
+                                      const std::vector<policy_update>* updates = nullptr) {
     std::vector<any_mask_view> views(r.tensor_count());
     for (std::size_t i = 0; i < r.tensor_count(); ++i) {
         const auto& t = r.tensors()[i];
-        if (const any_mask* m = r.mask_of(t.group)) views[i] = m->view(r.info(i), step);
+        if (const any_mask* m = policy_for_step(r.mask_of(t.group), updates)) views[i] = m->view(r.info(i), step);
         if (t.compact && t.buffers > 0) check_compact_kept(r.describe(t.group, t.name), views[i], t.elements, t.compact_words, t.compact_hash);
     }
     return views;
@@ -112,12 +129,13 @@ void check_not_empty(const registry<Rule>& r) {
                  "parameter?); add its tensors, or set optimizer_options::allow_empty");
 }
 
-//! Plans the next step; validates and changes nothing.
+//! Plans the next step (with the policies of `updates` in place of those they
+//! replace); validates and changes nothing.
 template <class Rule>
-step_plan<Rule> plan_step(const registry<Rule>& r) {
+step_plan<Rule> plan_step(const registry<Rule>& r, const std::vector<policy_update>* updates = nullptr) {
     r.check_masks();
     if (!r.options().allow_empty) check_not_empty(r);
-    std::vector<any_mask_view> views = mask_views(r, r.step_count());
+    std::vector<any_mask_view> views = mask_views(r, r.step_count(), updates);
     step_plan<Rule> plan;
     for (std::size_t i = 0; i < r.tensor_count(); ++i) {
         const auto& t = r.tensors()[i];
@@ -141,7 +159,8 @@ step_plan<Rule> plan_step(const registry<Rule>& r) {
             j.compact = true;
             j.compact_words = whole_fixed_words(j.mask, t.elements);
             elements = t.kept_before.back();
-        } else if (r.options().compact_fixed_state && t.buffers == 0 && r.mask_of(t.group)) {
+        } else if (r.options().compact_fixed_state && t.buffers == 0 && r.mask_of(t.group) &&
+                   !r.mask_of(t.group)->reads_gradients()) { // a gradient-driven mask changes
             if (const std::uint64_t* w = whole_fixed_words(j.mask, t.elements)) {
                 check_compact_exact(r, t.group);
                 j.compact = true;
