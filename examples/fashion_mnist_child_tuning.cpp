@@ -107,8 +107,9 @@ constexpr const char* usage_text =
     "options (a value follows the flag or '='):\n"
     "  --K N, --shots N      labelled training images per target class (default 20)\n"
     "  --seeds N             fine-tuning seeds per method (default 10)\n"
-    "  --methods A,B,...     the methods to run, in this order (default: all of them):\n"
-    "                        vanilla, Child-Tuning_F (or CT_F), Child-Tuning_D (or CT_D)\n"
+    "  --methods A,B,...     the methods to run, in this order, or 'all': vanilla,\n"
+    "                        Child-Tuning_F (or CT_F), Child-Tuning_D (or CT_D), SIFT,\n"
+    "                        Magnitude (or MAG), DPS (default: the first three)\n"
     "  --p P                 every masked method's p, in (0, 1] (default 0.3): the keep\n"
     "                        probability of Child-Tuning_F, the kept fraction of _D\n"
     "  --pF P                Child-Tuning_F keep probability, in (0, 1] (default: --p)\n"
@@ -192,8 +193,9 @@ settings parse(int argc, char** argv) {
     if (!(s.p > 0 && s.p <= 1)) usage_error("--p must be in (0, 1]");
     if ((s.p_f && !(*s.p_f > 0 && *s.p_f <= 1)) || (s.p_d && !(*s.p_d > 0 && *s.p_d <= 1)))
         usage_error("--pF and --pD must be in (0, 1]");
+    const bool all_methods = s.methods == std::vector<std::string>{"all"};
     for (const auto& m : s.methods)
-        if (!find_method(m)) usage_error("unknown method '" + m + "' in --methods (known: " + method_names() + ")");
+        if (!all_methods && !find_method(m)) usage_error("unknown method '" + m + "' in --methods (known: " + method_names() + ")");
     for (std::size_t i = 0; i < s.methods.size(); ++i)
         for (std::size_t j = 0; j < i; ++j)
             if (find_method(s.methods[i]) == find_method(s.methods[j]))
@@ -470,7 +472,7 @@ torch::Tensor my_part(const rank_comm& comm, const torch::Tensor& batch_indices)
 //! ranks in one flat buffer, and the sharded optimizer steps each rank's slice
 //! and all-gathers the parameters. Every rank ends with the same model.
 //! `state_bytes`, when given, receives every rank's optimizer-state bytes.
-double fine_tune_data_parallel(cnn& m, const rank_comm& comm, childtune::mask_mode mode, const childtune::adamw::options& o,
+double fine_tune_data_parallel(cnn& m, const rank_comm& comm, childtune::any_mask mask, const childtune::adamw::options& o,
                                const task_data& train, int epochs, std::uint64_t order_seed,
                                std::vector<std::uint64_t>* state_bytes = nullptr) {
     std::vector<torch::Tensor> params;
@@ -480,7 +482,7 @@ double fine_tune_data_parallel(cnn& m, const rank_comm& comm, childtune::mask_mo
         total += static_cast<std::size_t>(p.value().numel());
     }
     std::vector<float> grads(total);
-    childtune::sharded_optimizer<childtune::adamw, rank_comm> opt(comm, std::move(mode));
+    childtune::sharded_optimizer<childtune::adamw, rank_comm> opt(comm, std::move(mask));
     const auto body = opt.add_group("body", o, /*masked=*/true);
     const auto head = opt.add_group("head", o, /*masked=*/false);
     std::size_t at = 0;
@@ -573,10 +575,17 @@ struct method {
     const char* name;    //!< for --methods and the runs log
     const char* tag;     //!< also accepted by --methods; the short column title
     const char* display; //!< the report's row title
+    bool in_default;     //!< run without --methods (the paper's three; --methods all: every one)
     bool uses_p;         //!< takes the run's p (--p, or its own flag)
     std::optional<double> settings::*own_p; //!< a flag of its own that overrides --p, or nullptr
     std::function<childtune::any_mask(const mask_inputs&)> mask;
 };
+
+//! Optimizer steps per fine-tuning epoch: what the gradient-driven masks'
+//! windows and periods are counted in.
+std::uint64_t steps_per_epoch(const task_data& train) {
+    return static_cast<std::uint64_t>((train.size() + finetune_batch - 1) / finetune_batch);
+}
 
 //! Child-Tuning_D: the Fisher information of the start model (pretrained body,
 //! this seed's head) on the K-shot training set, each tensor's gradient clipped
@@ -611,12 +620,28 @@ childtune::any_mask child_tuning_d_mask(const mask_inputs& in) {
 //! the others are reported as paired differences to it.
 const std::vector<method>& methods() {
     static const std::vector<method> table = {
-        {"vanilla", "vanilla", "vanilla AdamW", false, nullptr,
+        {"vanilla", "vanilla", "vanilla AdamW", true, false, nullptr,
          [](const mask_inputs&) { return childtune::any_mask(childtune::dense{}); }},
         // A fresh Bernoulli(p) mask every step, kept gradients x 1/p.
-        {"Child-Tuning_F", "CT_F", "Child-Tuning_F", true, &settings::p_f,
+        {"Child-Tuning_F", "CT_F", "Child-Tuning_F", true, true, &settings::p_f,
          [](const mask_inputs& in) { return childtune::any_mask(childtune::bernoulli{in.p, mask_seed_base + in.seed}); }},
-        {"Child-Tuning_D", "CT_D", "Child-Tuning_D", true, &settings::p_d, child_tuning_d_mask},
+        {"Child-Tuning_D", "CT_D", "Child-Tuning_D", true, true, &settings::p_d, child_tuning_d_mask},
+        // SIFT: the top p of |gradient| per tensor, summed over the first epoch's
+        // steps (dense meanwhile), then fixed.
+        {"SIFT", "SIFT", "SIFT", false, true, nullptr,
+         [](const mask_inputs& in) {
+             return childtune::any_mask(childtune::magnitude{.p = in.p, .window = steps_per_epoch(in.train)});
+         }},
+        // The top p of |gradient| per tensor, fresh every step (no rescaling).
+        {"Magnitude", "MAG", "Magnitude", false, true, nullptr,
+         [](const mask_inputs& in) { return childtune::any_mask(childtune::magnitude{.p = in.p, .window = 0}); }},
+        // DPS: the top p per tensor of the squared gradients of the last epoch,
+        // reselected every epoch after a dense first epoch.
+        {"DPS", "DPS", "DPS", false, true, nullptr,
+         [](const mask_inputs& in) {
+             const auto epoch = steps_per_epoch(in.train);
+             return childtune::any_mask(childtune::refreshed_fisher{.p = in.p, .warmup = epoch, .period = epoch});
+         }},
     };
     return table;
 }
@@ -736,9 +761,12 @@ int main(int argc, char** argv) try {
 
     // ---- 2. fine-tuning ----
     std::vector<std::size_t> chosen; // entries of methods(), in the order of --methods
-    for (const auto& name : s.methods) chosen.push_back(*find_method(name));
-    if (chosen.empty())
-        for (std::size_t k = 0; k < methods().size(); ++k) chosen.push_back(k);
+    if (s.methods.empty() || s.methods == std::vector<std::string>{"all"}) {
+        for (std::size_t k = 0; k < methods().size(); ++k)
+            if (!s.methods.empty() || methods()[k].in_default) chosen.push_back(k);
+    } else {
+        for (const auto& name : s.methods) chosen.push_back(*find_method(name));
+    }
     std::string chosen_names;
     for (const auto k : chosen) chosen_names += (chosen_names.empty() ? "" : ", ") + std::string(methods()[k].name);
     std::printf("2. fine-tuning on classes 5-9: K = %d images per class, %d epochs, batch %lld, lr %g, "
@@ -806,13 +834,8 @@ int main(int argc, char** argv) try {
             double loss = 0;
 #ifdef FASHION_MNIST_WITH_MPI
             if (comm) {
-                // The sharded optimizer takes the built-in policies (a mask_mode).
-                const childtune::mask_mode* builtin = mask.as_mask_mode();
-                if (!builtin)
-                    throw std::runtime_error(std::string("method ") + meth.name +
-                                             ": --data-parallel runs the built-in mask policies only");
                 std::vector<std::uint64_t> state;
-                loss = fine_tune_data_parallel(m, *comm, *builtin, options.to_core(), train, s.epochs,
+                loss = fine_tune_data_parallel(m, *comm, std::move(mask), options.to_core(), train, s.epochs,
                                                order_seed_base + seed64, &state);
                 if (seed == 0 && !meth.uses_p) {
                     // AdamW with fp32 state: 8 bytes per parameter in all, 1/N of them per rank.

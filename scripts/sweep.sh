@@ -20,7 +20,7 @@
 # Options (a value follows the flag):
 #   --K LIST, --lr LIST, --p LIST   comma-separated grid values
 #   --seeds N         seeds 0..N-1 in every cell (default 5)
-#   --methods LIST    the demo's --methods (default: all; vanilla is always run, it is the baseline)
+#   --methods LIST    the demo's --methods (default: all it knows; vanilla always runs: the baseline)
 #   --epochs N        fine-tuning epochs (default: the demo's, 30)
 #   --threads N       LibTorch threads per run (default 1: on a busy machine, 2 threads that wait for
 #                     each other cost more than they give; the thread count is part of the setup,
@@ -40,7 +40,7 @@ die() { echo "sweep.sh: $*" >&2; exit 2; }
 smoke=0
 for a in "$@"; do [[ "$a" == --smoke ]] && smoke=1; done
 if ((smoke)); then
-  K=5 lrs=1e-2 ps=0.3,0.5 seeds=3 out=build/sweep-smoke
+  K=5 lrs=1e-2 ps=0.3,0.5 seeds=2 out=build/sweep-smoke
 else
   K=5,20,100 lrs=1e-3,1e-2 ps=0.1,0.3,0.5 seeds=5 out=build/sweep
 fi
@@ -93,7 +93,9 @@ if ((!report_only)); then
   demo=()
   ((smoke)) && demo+=(--smoke --test-examples 500)
   [[ -n "$epochs" ]] && demo+=(--epochs "$epochs")
-  if [[ -n "$methods" ]]; then
+  if [[ -z "$methods" ]]; then
+    demo+=(--methods all)
+  else
     chosen=vanilla
     IFS=, read -r -a method_list <<<"$methods"
     for m in "${method_list[@]}"; do [[ "$m" == vanilla ]] || chosen+=",$m"; done
