@@ -14,7 +14,8 @@
 #   ./scripts/sweep.sh                     the full grid: K 5,20,100 x lr 1e-3,1e-2 x p 0.1,0.3,0.5, 5 seeds
 #   ./scripts/sweep.sh --seeds 10          ... 10 seeds per cell (trains only seeds 5-9 if 0-4 are done)
 #   ./scripts/sweep.sh --K 20 --p 0.3      one row of the grid
-#   ./scripts/sweep.sh --report-only       the report of what <out>/runs.csv holds now
+#   ./scripts/sweep.sh --report-only       the report of what <out>/runs.csv holds now (for the
+#                                          grid and seeds of the flags: --K 5 --report-only, ...)
 #   ./scripts/sweep.sh --smoke             a tiny grid on a tiny setup, in under a minute (CI)
 #
 # Options (a value follows the flag):
@@ -125,7 +126,8 @@ if ((!report_only)); then
   echo "sweep: $trained runs trained now, in $((SECONDS - start)) s"
 fi
 [[ -f "$runs" ]] || die "no runs log at $runs yet"
-"$report" --csv "$runs" --out "$out/report"
+# The report covers the grid and seeds of the flags (the runs log may hold more).
+"$report" --csv "$runs" --out "$out/report" --K "$K" --lr "$lrs" --p "$ps" --seeds "$seeds"
 if ((publish)); then
   mkdir -p docs/img docs/data
   cp "$out/report/sweep_heatmap.png" docs/img/fashion_mnist_sweep.png

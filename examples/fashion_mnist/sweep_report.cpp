@@ -29,11 +29,42 @@ namespace fs = std::filesystem;
 using fashion_mnist::run_row;
 
 constexpr const char* usage_text =
-    "usage: fashion_mnist_sweep_report --csv FILE --out DIR [--title TEXT]\n"
+    "usage: fashion_mnist_sweep_report --csv FILE --out DIR [--K LIST] [--lr LIST] [--p LIST]\n"
+    "                                  [--seeds N] [--title TEXT]\n"
     "  Reads the runs log of a sweep (fashion_mnist_child_tuning --runs-csv) and writes, for\n"
     "  every cell (K, lr, epochs, p) and method, the paired difference to vanilla with its\n"
     "  95 % t-interval over seeds: DIR/sweep_report.md (a markdown table),\n"
-    "  DIR/sweep_summary.csv and DIR/sweep_heatmap.png (gnuplot; script beside it).\n";
+    "  DIR/sweep_summary.csv and DIR/sweep_heatmap.png (gnuplot; script beside it).\n"
+    "  --K, --lr, --p (comma-separated) and --seeds N (seeds 0..N-1) restrict the report to\n"
+    "  those cells and seeds; by default it covers every run of FILE.\n";
+
+//! The numbers of a comma-separated list ("" -> none).
+std::vector<double> number_list(const std::string& text, example_cli::arguments& args) {
+    std::vector<double> out;
+    std::size_t at = 0;
+    while (at <= text.size() && !text.empty()) {
+        const auto end = std::min(text.find(',', at), text.size());
+        const std::string item = text.substr(at, end - at);
+        std::size_t used = 0;
+        double v = 0;
+        try {
+            v = std::stod(item, &used);
+        } catch (const std::exception&) {
+            used = 0;
+        }
+        if (item.empty() || used != item.size()) args.fail("invalid number '" + item + "' in " + args.flag());
+        out.push_back(v);
+        at = end + 1;
+    }
+    return out;
+}
+
+//! Whether x is one of `values` (all of them when `values` is empty).
+bool listed(double x, const std::vector<double>& values) {
+    if (values.empty()) return true;
+    return std::any_of(values.begin(), values.end(),
+                       [&](double v) { return std::abs(x - v) <= 1e-9 * std::max(std::abs(x), std::abs(v)); });
+}
 
 std::string format(const char* fmt, auto... args) {
     char buffer[256];
@@ -69,12 +100,18 @@ struct entry {
 
 int main(int argc, char** argv) try {
     fs::path csv, out;
+    std::vector<double> K_values, lr_values, p_values;
+    int seeds = 0; // 0: every seed
     std::string title = "Fashion-MNIST transfer: each method minus vanilla AdamW, same seeds (accuracy points)";
     example_cli::arguments args(argc, argv, "fashion_mnist_sweep_report", usage_text);
     while (args.next()) {
         if (args.is("--csv")) csv = args.text();
         else if (args.is("--out")) out = args.text();
         else if (args.is("--title")) title = args.text();
+        else if (args.is("--K")) K_values = number_list(args.text(), args);
+        else if (args.is("--lr")) lr_values = number_list(args.text(), args);
+        else if (args.is("--p")) p_values = number_list(args.text(), args);
+        else if (args.is("--seeds")) seeds = args.number<int>();
         else args.unknown();
     }
     if (csv.empty() || out.empty()) args.fail("--csv and --out are required");
@@ -89,6 +126,8 @@ int main(int argc, char** argv) try {
     std::map<cell, std::map<std::string, std::map<int, double>>> masked;
     std::vector<std::string> method_order; // first appearance: the demo's order
     for (const auto& r : rows) {
+        if (!listed(r.shots, K_values) || !listed(std::stod(r.lr), lr_values) || (seeds > 0 && r.seed >= seeds)) continue;
+        if (r.method != "vanilla" && !r.p.empty() && !listed(std::stod(r.p), p_values)) continue;
         if (r.method == "vanilla") {
             vanilla[{r.shots, r.lr, r.epochs}][r.seed] = r.test_accuracy;
             continue;
