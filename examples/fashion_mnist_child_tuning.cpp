@@ -15,16 +15,18 @@
 //!     class, with vanilla AdamW, Child-Tuning_F (a fresh Bernoulli(p_F) mask
 //!     every step, kept gradients scaled by 1/p_F) and Child-Tuning_D (a fixed
 //!     mask of the top p_D of parameters by Fisher information on the K-shot
-//!     training set). As in the reference, the body ("layer*") is the masked
-//!     group and the head is trained densely; the three methods run the same
-//!     optimizer code, only the mask differs.
+//!     training set), and with --methods the later masks (SIFT, fresh
+//!     magnitude masks, DPS; the table methods()). As in the reference, the body
+//!     ("layer*") is the masked group and the head is trained densely; every
+//!     method runs the same optimizer code, only the mask differs.
 //!  3. Test accuracy on every test image of classes 5-9, over several seeds. A
 //!     seed fixes the K-shot sample, the head's initialisation, the batch order
 //!     and the Bernoulli masks, and every method sees the same ones, so the
 //!     differences to vanilla AdamW are paired.
 //!
 //! Output: the table (mean +- std per method, paired difference to vanilla), the
-//! per-seed accuracies, a CSV of every run and a PNG plot (gnuplot) in --out.
+//! per-seed accuracies, a CSV of every run and a PNG plot (gnuplot) in --out;
+//! with --runs-csv, a runs log that scripts/sweep.sh resumes from.
 //! The numbers are a function of the flags only.
 //!
 //! With --data-parallel, under mpirun, the ranks fine-tune together: every batch
