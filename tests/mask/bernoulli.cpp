@@ -108,6 +108,22 @@ TEST_CASE("Bernoulli bit words equal the scalar definition at every offset and o
     }
 }
 
+TEST_CASE("Bernoulli runs of keep words equal bits64 at aligned and unaligned starts", "[mask][bernoulli]") {
+    const bernoulli b{0.41, 0xABCDEFull, GENERATE(1u, 2u)};
+    for (auto isa : isas()) {
+        for (std::uint64_t offset : {std::uint64_t{0}, std::uint64_t{5}, std::uint64_t{64}, std::uint64_t{127}, std::uint64_t{1} << 33}) {
+            auto view = b.view(12, 8, offset);
+            view.set_isa(isa);
+            for (std::uint64_t first : {0u, 1u, 63u, 64u, 200u}) {
+                CAPTURE(b.version, static_cast<int>(isa), offset, first);
+                std::vector<std::uint64_t> words(150);
+                view.words(first, words.size(), words.data());
+                for (std::size_t k = 0; k < words.size(); ++k) REQUIRE(words[k] == view.bits64(first + 64 * k));
+            }
+        }
+    }
+}
+
 TEST_CASE("Bernoulli: a shard's view with an offset sees the whole tensor's decisions", "[mask][bernoulli]") {
     const bernoulli b{0.25, 1, GENERATE(1u, 2u)};
     const auto whole = b.view(5, 2);

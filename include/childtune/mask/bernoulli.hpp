@@ -77,7 +77,7 @@ public:
             threshold = static_cast<std::uint32_t>(scaled < 1.0 ? 1.0 : (scaled > 4294967295.0 ? 4294967295.0 : scaled));
         } else {
             const double units = std::nearbyint(p * 65536.0);
-            const double clamped = units < 1.0 ? 1.0 : (units > 65536.0 ? 65536.0 : units);
+            const double clamped = !(units >= 1.0) ? 1.0 : (units > 65536.0 ? 65536.0 : units); // NaN: 1
             p_ = clamped / 65536.0;
             all_ = clamped == 65536.0;
             threshold = static_cast<std::uint32_t>(clamped);
@@ -107,15 +107,27 @@ public:
         if (shift == 0) return word;
         return (word >> shift) | (detail::philox_keep_word(isa_, params_, group + 1) << (64 - shift));
     }
-    //! Keep words of elements first, first + 64, ... (`count` of them): one
-    //! dispatch for the run when `first` starts a 64-element group.
+    //! Keep words of elements first, first + 64, ... (`count` of them), as
+    //! bits64 gives them: one dispatch per run of up to 64 words, at any offset.
     void words(std::uint64_t first, std::size_t count, std::uint64_t* out) const {
         const std::uint64_t e = first + offset_;
-        if (all_ || e % 64 != 0) {
-            for (std::size_t k = 0; k < count; ++k) out[k] = bits64(first + 64 * k);
+        if (all_) {
+            for (std::size_t k = 0; k < count; ++k) out[k] = ~std::uint64_t{0};
             return;
         }
-        detail::philox_keep_words(isa_, params_, e / 64, count, out);
+        const unsigned shift = static_cast<unsigned>(e % 64);
+        if (shift == 0) {
+            detail::philox_keep_words(isa_, params_, e / 64, count, out);
+            return;
+        }
+        // Not on a word boundary (a shard's slice): each output word joins two
+        // generated words; generate each once, in runs.
+        std::uint64_t run[65];
+        for (std::size_t k = 0; k < count; k += 64) {
+            const std::size_t n = count - k < 64 ? count - k : 64;
+            detail::philox_keep_words(isa_, params_, e / 64 + k, n + 1, run);
+            for (std::size_t j = 0; j < n; ++j) out[k + j] = (run[j] >> shift) | (run[j + 1] << (64 - shift));
+        }
     }
     //! Probability of keeping an element (version 2: p rounded to 2^-16 units);
     //! kept gradients are divided by it.
