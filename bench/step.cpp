@@ -127,7 +127,7 @@ void philox_keep_bits(benchmark::State& state, const bench::shape& s, std::uint3
             for (std::size_t w = begin; w < end; w += 64 * 64) {
                 const std::size_t n = std::min<std::size_t>(64, (end - w + 63) / 64);
                 view.words(w, n, words);
-                for (std::size_t k = 0; k < n; ++k) acc ^= words[k];
+                for (std::size_t j = 0; j < n; ++j) acc ^= words[j];
             }
             sink[c] = acc;
         });

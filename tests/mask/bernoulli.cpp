@@ -303,7 +303,7 @@ double chi2_2x2(const std::vector<std::uint64_t>& a, const std::vector<std::uint
 } // namespace
 
 TEST_CASE("statistical: Bernoulli kept fraction over 10^8 decisions is within 4 sigma", "[mask][bernoulli][statistical]") {
-    const std::size_t n = std::size_t{1} << 27; // 1.34e8 decisions per (version, p)
+    const std::size_t n = 100'000'000; // decisions per (version, p): 1562500 keep words
     std::vector<std::uint64_t> w(n / 64);
     for (std::uint32_t version : {1u, 2u})
         for (double p : {0.01, 0.1, 0.3, 0.5, 0.9}) {
