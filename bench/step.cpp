@@ -102,9 +102,10 @@ void plain_loop(benchmark::State& state, const bench::shape& s) {
 // them, for every parameter of the shape, on the step's threads, touching no
 // tensor (bytes_per_param = 0). It is the compute CT_F adds to the dense step;
 // when both cores are busy computing, CT_F's time is about dense + this.
-void philox_keep_bits(benchmark::State& state, const bench::shape& s) {
+// `version` is the mask definition (1: four decisions per Philox call, 2: eight).
+void philox_keep_bits(benchmark::State& state, const bench::shape& s, std::uint32_t version) {
     const std::size_t base = bench::begin_memory();
-    const childtune::bernoulli mask{bench::keep_probability, 42};
+    const childtune::bernoulli mask{bench::keep_probability, 42, version};
     constexpr std::size_t chunk = std::size_t{1} << 16;
     std::vector<std::size_t> first_chunk; // chunk index where each tensor starts
     std::size_t chunks = 0;
@@ -122,8 +123,12 @@ void philox_keep_bits(benchmark::State& state, const bench::shape& s) {
             const auto& t = s.tensors[k];
             const auto view = mask.view(childtune::stable_tensor_key(t.name), step);
             const std::size_t begin = (c - first_chunk[k]) * chunk, end = std::min(t.size, begin + chunk);
-            std::uint64_t acc = 0;
-            for (std::size_t w = begin; w < end; w += 64) acc ^= view.bits64(w);
+            std::uint64_t acc = 0, words[64]; // by runs of keep words, as the fused step reads them
+            for (std::size_t w = begin; w < end; w += 64 * 64) {
+                const std::size_t n = std::min<std::size_t>(64, (end - w + 63) / 64);
+                view.words(w, n, words);
+                for (std::size_t j = 0; j < n; ++j) acc ^= words[j];
+            }
             sink[c] = acc;
         });
         benchmark::DoNotOptimize(sink.data());
@@ -134,11 +139,14 @@ void philox_keep_bits(benchmark::State& state, const bench::shape& s) {
 // childtune::optimizer<adamw> over the shape's tensors: one group of encoder
 // tensors (masked) and one of the rest (masked by Child-Tuning_F only, as the
 // reference does).
-void core_step(benchmark::State& state, const bench::shape& s, mode m, childtune::optimizer_options options) {
+void core_step(benchmark::State& state, const bench::shape& s, mode m, childtune::optimizer_options options,
+               std::uint32_t mask_version = childtune::bernoulli_default_version) {
     auto& prob = bench::problem_for(s, m);
     const std::size_t base = bench::begin_memory();
     options.allow_empty = true; // a flat shape has no tensor in the masked group "other" (Child-Tuning_F)
-    childtune::optimizer<childtune::adamw> opt(bench::mask_for(m, prob), options);
+    childtune::optimizer<childtune::adamw> opt(
+        m == mode::ct_f ? childtune::mask_mode{childtune::bernoulli{bench::keep_probability, 42, mask_version}} : bench::mask_for(m, prob),
+        options);
     const auto encoder = opt.add_group("encoder", bench::adamw_options(m), true);
     const auto rest = opt.add_group("other", bench::adamw_options(m), m == mode::ct_f);
     for (const auto& t : s.tensors)
@@ -156,6 +164,10 @@ constexpr childtune::optimizer_options compact{.on_nonfinite = childtune::nonfin
 void core_dense(benchmark::State& st, const bench::shape& s) { core_step(st, s, mode::dense, unchecked); }
 void core_dense_checked(benchmark::State& st, const bench::shape& s) { core_step(st, s, mode::dense, checked); }
 void core_ct_f(benchmark::State& st, const bench::shape& s) { core_step(st, s, mode::ct_f, unchecked); }
+// Child-Tuning_F with 0.1's mask definition (32-bit draws), for the comparison.
+void core_ct_f_v1(benchmark::State& st, const bench::shape& s) { core_step(st, s, mode::ct_f, unchecked, 1); }
+void keep_bits_v1(benchmark::State& st, const bench::shape& s) { philox_keep_bits(st, s, 1); }
+void keep_bits_v2(benchmark::State& st, const bench::shape& s) { philox_keep_bits(st, s, 2); }
 void core_ct_d(benchmark::State& st, const bench::shape& s) { core_step(st, s, mode::ct_d, unchecked); }
 // Child-Tuning_D with state for the kept elements only (opt-in): GB/s still
 // counts 28 B per parameter, so it is the dense-equivalent rate.
@@ -202,7 +214,9 @@ const add_method m_ct_d{{33, "childtune/ct_d", &core_ct_d, everywhere}};
 const add_method m_ct_d_compact{{34, "childtune/ct_d+compact_state", &core_ct_d_compact, everywhere}};
 const add_method m_dense_8bit{{37, "childtune/dense+8bit_state", &core_dense_8bit, everywhere}};
 const add_method m_ct_f_8bit{{38, "childtune/ct_f+8bit_state", &core_ct_f_8bit, everywhere}};
-const add_method m_philox{{36, "philox/keep_bits", &philox_keep_bits, everywhere}};
+const add_method m_ct_f_v1{{35, "childtune/ct_f+mask_v1", &core_ct_f_v1, everywhere}};
+const add_method m_philox{{36, "philox/keep_bits", &keep_bits_v2, everywhere}};
+const add_method m_philox_v1{{39, "philox/keep_bits+mask_v1", &keep_bits_v1, everywhere}};
 const add_method m_bf16_dense{{50, "childtune/bf16/dense", &bf16_dense, bench::largest_flat}};
 const add_method m_bf16_ct_f{{51, "childtune/bf16/ct_f", &bf16_ct_f, bench::largest_flat}};
 const add_method m_fp16_dense{{52, "childtune/fp16/dense", &fp16_dense, bench::largest_flat}};

@@ -678,16 +678,23 @@ TEST_CASE("bad input: Bernoulli p at the edges of its range (0 excluded, 1 inclu
         require_rejected(opt, m, [&] { opt.set_mask(bernoulli{p, 1}); }, {"bernoulli mask", "outside (0, 1]"});
         CHECK_THROWS_WITH(optimizer<adamw>(bernoulli{p}), Catch::Contains("outside (0, 1]"));
     }
-    // Positive but below the 32-bit threshold's resolution: kept gradients would be
-    // divided by p while the keep rate stays 2^-32 (Inf in float state for the tiniest).
+    // Positive but below the 32-bit threshold's resolution (definition 1): kept
+    // gradients would be divided by p while the keep rate stays 2^-32 (Inf in
+    // float state for the tiniest).
     for (const double p : {std::numeric_limits<double>::denorm_min(), 1e-300, bernoulli::min_p / 2, std::nextafter(bernoulli::min_p, 0.0)}) {
         INFO("p = " << p);
-        require_rejected(opt, m, [&] { opt.set_mask(bernoulli{p, 1}); }, {"bernoulli mask", "below 2^-32"});
+        require_rejected(opt, m, [&] { opt.set_mask(bernoulli{p, 1, 1}); }, {"bernoulli mask", "below 2^-32"});
     }
-    // The edges themselves are valid, and steps under them keep the parameters finite.
-    for (const double p : {bernoulli::min_p, 1.0}) {
+    // Definition 2 (the default) counts p in units of 2^-16: below one unit is refused.
+    for (const double p : {bernoulli::min_p, 1e-5, std::nextafter(bernoulli::min_p_v2, 0.0)}) {
         INFO("p = " << p);
-        opt.set_mask(bernoulli{p, 1});
+        require_rejected(opt, m, [&] { opt.set_mask(bernoulli{p, 1}); }, {"bernoulli mask", "below 2^-16"});
+    }
+    require_rejected(opt, m, [&] { opt.set_mask(bernoulli{0.5, 1, 3}); }, {"bernoulli mask", "definition version = 3"});
+    // The edges themselves are valid, and steps under them keep the parameters finite.
+    for (const bernoulli& b : {bernoulli{bernoulli::min_p, 1, 1}, bernoulli{bernoulli::min_p_v2, 1, 2}, bernoulli{1.0, 1}}) {
+        INFO("p = " << b.p << ", definition " << b.version);
+        opt.set_mask(b);
         m.new_gradients();
         opt.step();
         for (const float w : m.w0) REQUIRE(std::isfinite(w));

@@ -17,6 +17,7 @@
 #include <childtune/concepts.hpp>
 #include <childtune/config.hpp>
 #include <childtune/distributed/communicator.hpp>
+#include <childtune/distributed/local_ranks.hpp>
 #include <childtune/distributed/fisher.hpp>
 #include <childtune/distributed/shard.hpp>
 #include <childtune/distributed/sharded_optimizer.hpp>
@@ -31,6 +32,7 @@
 #include <childtune/exec/nonfinite.hpp>
 #include <childtune/exec/quantised_state.hpp>
 #include <childtune/exec/tensor_sum.hpp>
+#include <childtune/exec/thread_count.hpp>
 #include <childtune/instantiate.hpp>
 #include <childtune/io/atomic_file.hpp>
 #include <childtune/io/binary.hpp>

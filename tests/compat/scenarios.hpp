@@ -137,7 +137,7 @@ struct scenario {
 
 inline childtune::mask_mode make_mode(mode_kind k) {
     switch (k) {
-    case mode_kind::ct_f: return childtune::bernoulli{0.3, 0xC0FFEE};
+    case mode_kind::ct_f: return childtune::bernoulli{0.3, 0xC0FFEE, 1}; // 0.1's definition
     case mode_kind::ct_d: return childtune::fixed{fisher_masks()};
     default: return childtune::dense{};
     }

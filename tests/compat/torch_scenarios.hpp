@@ -85,7 +85,7 @@ void run_torch(const torch_scenario& s, const Options& options, std::vector<std:
                const std::string& save_to, const std::string& from_archive) {
     const auto make = [&](torch_model& m) {
         const childtune::mask_mode mode = s.kind == 1 ? childtune::mask_mode{childtune::fixed{torch_masks(m)}}
-                                                      : childtune::mask_mode{childtune::bernoulli{0.4, 77}};
+                                                      : childtune::mask_mode{childtune::bernoulli{0.4, 77, 1}};
         auto opt = std::make_unique<Optimizer>(m.named, options, mode, childtune::torch::name_contains("layer"));
         if (s.aten) opt->force_aten_path(true);
         return opt;

@@ -2,10 +2,12 @@
 
 #include <catch2/catch.hpp>
 
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 using childtune::bernoulli;
@@ -37,7 +39,7 @@ std::vector<philox_isa> isas() {
 } // namespace
 
 TEST_CASE("Bernoulli decisions follow the documented Philox definition", "[mask][bernoulli]") {
-    const bernoulli b{0.3, 0x0123456789ABCDEFull};
+    const bernoulli b{0.3, 0x0123456789ABCDEFull, 1};
     const auto view = b.view(77, 5);
     const std::uint32_t threshold = static_cast<std::uint32_t>(std::nearbyint(0.3 * 4294967296.0));
     for (std::uint64_t i = 0; i < 256; ++i) {
@@ -49,19 +51,21 @@ TEST_CASE("Bernoulli decisions follow the documented Philox definition", "[mask]
 
 TEST_CASE("Bernoulli kept fraction is binomial for many p", "[mask][bernoulli]") {
     const std::size_t n = 1'000'000;
-    for (double p : {0.001, 0.1, 0.3, 0.5, 0.9, 0.999}) {
-        const auto keep = draw({p, 42}, 7, 0, n);
-        std::size_t kept = 0;
-        for (bool k : keep) kept += k;
-        CAPTURE(p);
-        require_binomial(kept, n, p);
-    }
+    for (std::uint32_t version : {1u, 2u})
+        for (double p : {0.001, 0.1, 0.3, 0.5, 0.9, 0.999}) {
+            const bernoulli b{p, 42, version};
+            const auto keep = draw(b, 7, 0, n);
+            std::size_t kept = 0;
+            for (bool k : keep) kept += k;
+            CAPTURE(version, p);
+            require_binomial(kept, n, b.effective_p());
+        }
 }
 
 TEST_CASE("Bernoulli masks are independent across steps, tensors and neighbouring elements", "[mask][bernoulli]") {
     const std::size_t n = 400'000;
     const double p = 0.3;
-    const bernoulli b{p, 9};
+    const bernoulli b{p, 9, GENERATE(1u, 2u)};
     const auto a = draw(b, 1, 10, n);
     const auto next_step = draw(b, 1, 11, n);
     const auto other_tensor = draw(b, 2, 10, n);
@@ -85,9 +89,9 @@ TEST_CASE("Bernoulli: the same key gives the same mask, and seeds change it", "[
 }
 
 TEST_CASE("Bernoulli bit words equal the scalar definition at every offset and on every ISA", "[mask][bernoulli]") {
-    const bernoulli b{0.37, 0xFEEDFACECAFEBEEFull};
+    const bernoulli b{0.37, 0xFEEDFACECAFEBEEFull, GENERATE(1u, 2u)};
     for (auto isa : isas()) {
-        CAPTURE(static_cast<int>(isa));
+        CAPTURE(b.version, static_cast<int>(isa));
         for (std::uint64_t base : {std::uint64_t{0}, std::uint64_t{4 * 0xFFFFFFF0ull}, std::uint64_t{1} << 40}) {
             auto view = b.view(3, 17, base);
             view.set_isa(isa);
@@ -104,8 +108,24 @@ TEST_CASE("Bernoulli bit words equal the scalar definition at every offset and o
     }
 }
 
+TEST_CASE("Bernoulli runs of keep words equal bits64 at aligned and unaligned starts", "[mask][bernoulli]") {
+    const bernoulli b{0.41, 0xABCDEFull, GENERATE(1u, 2u)};
+    for (auto isa : isas()) {
+        for (std::uint64_t offset : {std::uint64_t{0}, std::uint64_t{5}, std::uint64_t{64}, std::uint64_t{127}, std::uint64_t{1} << 33}) {
+            auto view = b.view(12, 8, offset);
+            view.set_isa(isa);
+            for (std::uint64_t first : {0u, 1u, 63u, 64u, 200u}) {
+                CAPTURE(b.version, static_cast<int>(isa), offset, first);
+                std::vector<std::uint64_t> words(150);
+                view.words(first, words.size(), words.data());
+                for (std::size_t k = 0; k < words.size(); ++k) REQUIRE(words[k] == view.bits64(first + 64 * k));
+            }
+        }
+    }
+}
+
 TEST_CASE("Bernoulli: a shard's view with an offset sees the whole tensor's decisions", "[mask][bernoulli]") {
-    const bernoulli b{0.25, 1};
+    const bernoulli b{0.25, 1, GENERATE(1u, 2u)};
     const auto whole = b.view(5, 2);
     for (std::uint64_t offset : {1u, 3u, 64u, 1001u}) {
         const auto shard = b.view(5, 2, offset);
@@ -114,16 +134,17 @@ TEST_CASE("Bernoulli: a shard's view with an offset sees the whole tensor's deci
 }
 
 TEST_CASE("Bernoulli p = 1 keeps everything, and p outside (0, 1) other than 1 is rejected", "[mask][bernoulli]") {
-    const auto v = bernoulli{1.0, 0}.view(1, 1);
+    const std::uint32_t version = GENERATE(1u, 2u);
+    const auto v = bernoulli{1.0, 0, version}.view(1, 1);
     CHECK(v.bits64(0) == ~std::uint64_t{0});
     CHECK(v.keep(12345));
     CHECK(v.keep_probability() == 1.0);
     for (double p : {0.0, -0.1, 1.0000001, std::nan(""), double(INFINITY)})
-        CHECK_THROWS_WITH(bernoulli{p}.validate(), Catch::Contains("outside (0, 1]"));
-    CHECK_NOTHROW(bernoulli{1e-9}.validate());
+        CHECK_THROWS_WITH((bernoulli{p, 0, version}.validate()), Catch::Contains("outside (0, 1]"));
+    CHECK_NOTHROW(bernoulli{1e-9, 0, 1}.validate());
     // A tiny p still keeps something: the threshold never rounds to zero.
     std::size_t kept = 0;
-    const auto tiny = bernoulli{1e-12, 0}.view(0, 0);
+    const auto tiny = bernoulli{1e-12, 0, 1}.view(0, 0);
     for (std::uint64_t i = 0; i < 1u << 20; ++i) kept += tiny.keep(i);
     CHECK(kept <= 2);
 }
@@ -133,20 +154,208 @@ TEST_CASE("bad input: Bernoulli p at 0, 1, -0.0, 1 + eps, NaN and below 2^-32", 
         CHECK_THROWS_WITH(bernoulli{p}.validate(), Catch::Contains("outside (0, 1]"));
     // Positive but finer than the 32-bit keep threshold: the message prints p itself
     // (not "0.000000").
-    CHECK_THROWS_WITH(bernoulli{1e-12}.validate(), Catch::Contains("p = 1e-12") && Catch::Contains("below 2^-32"));
-    CHECK_THROWS_WITH(bernoulli{std::numeric_limits<double>::denorm_min()}.validate(), Catch::Contains("below 2^-32"));
-    CHECK_NOTHROW(bernoulli{bernoulli::min_p}.validate());
+    CHECK_THROWS_WITH((bernoulli{1e-12, 0, 1}.validate()), Catch::Contains("p = 1e-12") && Catch::Contains("below 2^-32"));
+    CHECK_THROWS_WITH((bernoulli{std::numeric_limits<double>::denorm_min(), 0, 1}.validate()), Catch::Contains("below 2^-32"));
+    CHECK_NOTHROW(bernoulli{bernoulli::min_p, 0, 1}.validate());
     CHECK_NOTHROW(bernoulli{1.0}.validate());
     // p = 2^-32 is threshold 1: only a draw of exactly 0 keeps an element.
-    const auto edge = bernoulli{bernoulli::min_p, 0}.view(0, 0);
+    const auto edge = bernoulli{bernoulli::min_p, 0, 1}.view(0, 0);
     std::size_t kept = 0;
     for (std::uint64_t i = 0; i < 1u << 16; ++i) kept += edge.keep(i);
     CHECK(kept == 0);
     CHECK(edge.keep_probability() == bernoulli::min_p);
     // Element indexes near 2^64 (shards far into a tensor) do not wrap into other
     // Philox blocks: bits64 still equals the per-element decisions.
-    const auto far = bernoulli{0.5, 3}.view(9, 2, std::numeric_limits<std::uint64_t>::max() - 200);
-    std::uint64_t expected = 0;
-    for (unsigned j = 0; j < 64; ++j) expected |= std::uint64_t{far.keep(100 + j)} << j;
-    CHECK(far.bits64(100) == expected);
+    for (std::uint32_t version : {1u, 2u}) {
+        const auto far = bernoulli{0.5, 3, version}.view(9, 2, std::numeric_limits<std::uint64_t>::max() - 200);
+        std::uint64_t expected = 0;
+        for (unsigned j = 0; j < 64; ++j) expected |= std::uint64_t{far.keep(100 + j)} << j;
+        CHECK(far.bits64(100) == expected);
+    }
+}
+
+// Version 2, hand-derived from Random123's first known-answer vector: seed 0,
+// tensor key 0, step 0 and element e < 128 with e % 16 == 0 read block 0, which
+// is philox4x32(counter 0, key 0) = 6627e8d5 e169c58d bc57ac4c 9b00dbd8.
+// Element 16 j reads word j % 4, half j / 4: the draws are
+// e8d5 c58d ac4c dbd8 (low halves), 6627 e169 bc57 9b00 (high halves).
+TEST_CASE("Bernoulli version 2 known answers from the Philox KAT vector", "[mask][bernoulli]") {
+    const std::uint32_t draws[8] = {0xe8d5, 0xc58d, 0xac4c, 0xdbd8, 0x6627, 0xe169, 0xbc57, 0x9b00};
+    // Thresholds at and just above each draw (keep iff draw < units).
+    for (std::uint32_t units : {0x6627u, 0x6628u, 0x9b00u, 0xac4cu, 0xac4du, 0xc58eu, 0xe8d6u, 0xFFFFu, 1u}) {
+        const bernoulli b{units / 65536.0, 0, 2};
+        CAPTURE(units);
+        CHECK(b.effective_p() == units / 65536.0);
+        for (auto isa : isas()) {
+            auto v = b.view(0, 0);
+            v.set_isa(isa);
+            CHECK(v.keep_probability() == units / 65536.0);
+            std::uint64_t words[2];
+            v.words(0, 2, words);
+            for (unsigned j = 0; j < 8; ++j) {
+                CAPTURE(j, static_cast<int>(isa));
+                CHECK(v.keep(16 * j) == (draws[j] < units));
+                CHECK(((words[j / 4] >> (16 * (j % 4))) & 1u) == (draws[j] < units ? 1u : 0u));
+            }
+        }
+    }
+    // p = 0.5 is 0x8000 units: of the eight draws only 6627 (element 64) is below.
+    const auto half = bernoulli{0.5, 0, 2}.view(0, 0);
+    for (unsigned j = 0; j < 8; ++j) CHECK(half.keep(16 * j) == (j == 4));
+}
+
+TEST_CASE("Bernoulli version 2 follows the documented layout (a transcription of the definition)", "[mask][bernoulli]") {
+    const std::uint64_t seed = 0x0123456789ABCDEFull;
+    const bernoulli b{0.3, seed, 2};
+    const auto units = static_cast<std::uint32_t>(std::nearbyint(0.3 * 65536.0)); // 19661
+    CHECK(b.effective_p() == 19661.0 / 65536.0);
+    for (std::uint64_t offset : {std::uint64_t{0}, std::uint64_t{77}, std::uint64_t{1} << 36}) {
+        const auto view = b.view(77, 5, offset);
+        CHECK(view.keep_probability() == 19661.0 / 65536.0);
+        for (std::uint64_t i = 0; i < 512; ++i) {
+            const std::uint64_t e = i + offset;
+            const std::uint64_t block = 16 * (e / 128) + e % 16;
+            const std::uint64_t j = (e % 128) / 16;
+            const auto out = childtune::philox4x32({{static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), 77, 5}},
+                                                   {{0x89ABCDEFu, 0x01234567u}});
+            const std::uint32_t draw = (out.w[j % 4] >> (16 * (j / 4))) & 0xFFFFu;
+            REQUIRE(view.keep(i) == (draw < units));
+        }
+    }
+}
+
+TEST_CASE("Bernoulli version 2 rounds p to units of 2^-16 and scales by the rounded p", "[mask][bernoulli]") {
+    CHECK(bernoulli{0.1, 0, 2}.effective_p() == 6554.0 / 65536.0);
+    CHECK(bernoulli{0.1, 0, 1}.effective_p() == 0.1);
+    CHECK(bernoulli{0.1, 0, 2}.view(0, 0).keep_probability() == 6554.0 / 65536.0);
+    CHECK(bernoulli{0.1, 0, 1}.view(0, 0).keep_probability() == 0.1);
+    // Closer to 1 than half a unit: every element is kept, with scale 1.
+    const auto near_one = bernoulli{1.0 - 1e-6, 0, 2}.view(3, 3);
+    CHECK(near_one.keep_probability() == 1.0);
+    CHECK(near_one.bits64(5) == ~std::uint64_t{0});
+    // One unit below 1 still drops 1 in 65536.
+    const auto below = bernoulli{65535.0 / 65536.0, 0, 2}.view(3, 3);
+    std::uint64_t dropped = 0;
+    std::uint64_t w[1024];
+    below.words(0, 1024, w);
+    for (auto x : w) dropped += static_cast<std::uint64_t>(64 - std::popcount(x));
+    CHECK(dropped > 0);
+    CHECK(dropped < 10);
+    // The smallest p of version 2 is one unit.
+    CHECK(bernoulli::min_p_of(2) == 1.0 / 65536.0);
+    CHECK(bernoulli{bernoulli::min_p_v2, 0, 2}.view(0, 0).keep_probability() == bernoulli::min_p_v2);
+    CHECK(bernoulli{}.version == 2);
+    CHECK(childtune::bernoulli_default_version == 2);
+    CHECK(bernoulli{0.3, 1, 1} != bernoulli{0.3, 1, 2});
+}
+
+TEST_CASE("bad input: Bernoulli version 2 p below 2^-16 and unknown definition versions", "[mask][bernoulli][bad_input]") {
+    CHECK_THROWS_WITH((bernoulli{1e-5, 0, 2}.validate()), Catch::Contains("p = 1e-05") && Catch::Contains("below 2^-16"));
+    CHECK_THROWS_WITH((bernoulli{std::nextafter(1.0 / 65536.0, 0.0), 0, 2}.validate()), Catch::Contains("below 2^-16"));
+    CHECK_NOTHROW(bernoulli{1.0 / 65536.0, 0, 2}.validate());
+    CHECK_NOTHROW(bernoulli{1e-5, 0, 1}.validate());
+    for (std::uint32_t v : {0u, 3u, 0xFFFFFFFFu})
+        CHECK_THROWS_WITH((bernoulli{0.5, 0, v}.validate()),
+                          Catch::Contains("definition version = " + std::to_string(v)) && Catch::Contains("not 1 or 2"));
+}
+
+namespace {
+// Keep words of `n` elements (n a multiple of 64) through the vectorised path.
+std::vector<std::uint64_t> words_of(const bernoulli& b, std::uint32_t key, std::uint64_t step, std::size_t n) {
+    std::vector<std::uint64_t> w(n / 64);
+    b.view(key, step).words(0, w.size(), w.data());
+    return w;
+}
+
+std::uint64_t ones(const std::vector<std::uint64_t>& w) {
+    std::uint64_t c = 0;
+    for (auto x : w) c += static_cast<std::uint64_t>(std::popcount(x));
+    return c;
+}
+
+// Element i + lag of `w` (zero past the end), as words.
+std::vector<std::uint64_t> shifted(const std::vector<std::uint64_t>& w, std::size_t lag) {
+    std::vector<std::uint64_t> out(w.size(), 0);
+    const std::size_t q = lag / 64, r = lag % 64;
+    for (std::size_t k = 0; k + q < w.size(); ++k) {
+        out[k] = w[k + q] >> r;
+        if (r != 0 && k + q + 1 < w.size()) out[k] |= w[k + q + 1] << (64 - r);
+    }
+    return out;
+}
+
+// Pearson's chi^2 (1 degree of freedom) of the 2x2 table of (a_i, b_i) over the
+// first n elements; 16 is the 4-sigma point (P ~ 6e-5).
+double chi2_2x2(const std::vector<std::uint64_t>& a, const std::vector<std::uint64_t>& b, std::size_t n) {
+    double c11 = 0, ca = 0, cb = 0;
+    for (std::size_t k = 0; k < n / 64; ++k) {
+        c11 += std::popcount(a[k] & b[k]);
+        ca += std::popcount(a[k]);
+        cb += std::popcount(b[k]);
+    }
+    const double N = static_cast<double>(n);
+    const double observed[4] = {c11, ca - c11, cb - c11, N - ca - cb + c11};
+    const double expected[4] = {ca * cb / N, ca * (N - cb) / N, (N - ca) * cb / N, (N - ca) * (N - cb) / N};
+    double chi2 = 0;
+    for (int i = 0; i < 4; ++i) chi2 += (observed[i] - expected[i]) * (observed[i] - expected[i]) / expected[i];
+    return chi2;
+}
+} // namespace
+
+TEST_CASE("statistical: Bernoulli kept fraction over 10^8 decisions is within 4 sigma", "[mask][bernoulli][statistical]") {
+    const std::size_t n = 100'000'000; // decisions per (version, p): 1562500 keep words
+    std::vector<std::uint64_t> w(n / 64);
+    for (std::uint32_t version : {1u, 2u})
+        for (double p : {0.01, 0.1, 0.3, 0.5, 0.9}) {
+            const bernoulli b{p, 0x5EED0000u + version, version};
+            b.view(0xA5A5A5A5u, 123).words(0, w.size(), w.data());
+            const double q = b.effective_p();
+            const double mean = static_cast<double>(n) * q, sd = std::sqrt(static_cast<double>(n) * q * (1 - q));
+            const double kept = static_cast<double>(ones(w));
+            INFO("version " << version << " p " << p << ": kept " << kept << ", expected " << mean << " +- 4*" << sd);
+            CHECK(std::abs(kept - mean) <= 4 * sd);
+        }
+}
+
+TEST_CASE("statistical: Bernoulli decisions of neighbouring elements, steps, tensor keys and seeds are independent (chi^2 on 2x2 tables)",
+          "[mask][bernoulli][statistical]") {
+    const std::size_t n = std::size_t{1} << 24;
+    for (std::uint32_t version : {1u, 2u})
+        for (double p : {0.1, 0.5}) {
+            const bernoulli b{p, 1234567, version};
+            bernoulli other_seed = b;
+            other_seed.seed += 1;
+            const auto a = words_of(b, 1000, 50, n);
+            CAPTURE(version, p);
+            // Lags 1 (next lane), 16 (next word of the same block), 64 (version 2:
+            // the other 16-bit half of the same word) and 128.
+            for (std::size_t lag : {1u, 16u, 64u, 128u}) {
+                CAPTURE(lag);
+                CHECK(chi2_2x2(a, shifted(a, lag), n - lag - 64) < 16.0);
+            }
+            CHECK(chi2_2x2(a, words_of(b, 1000, 51, n), n) < 16.0);          // consecutive steps
+            CHECK(chi2_2x2(a, words_of(b, 1001, 50, n), n) < 16.0);          // consecutive tensor keys
+            CHECK(chi2_2x2(a, words_of(other_seed, 1000, 50, n), n) < 16.0); // consecutive seeds
+        }
+}
+
+TEST_CASE("statistical: Bernoulli decisions pass the Wald-Wolfowitz runs test", "[mask][bernoulli][statistical]") {
+    const std::size_t n = std::size_t{1} << 24;
+    for (std::uint32_t version : {1u, 2u})
+        for (double p : {0.1, 0.3, 0.5}) {
+            const auto w = words_of(bernoulli{p, 99, version}, 7, 3, n);
+            // Runs = 1 + the number of i with x_i != x_{i+1}.
+            const auto next = shifted(w, 1);
+            double changes = 0;
+            for (std::size_t k = 0; k < w.size(); ++k) {
+                std::uint64_t d = w[k] ^ next[k];
+                if (k + 1 == w.size()) d &= ~(std::uint64_t{1} << 63); // no element n
+                changes += std::popcount(d);
+            }
+            const double runs = changes + 1, n1 = static_cast<double>(ones(w)), n0 = static_cast<double>(n) - n1;
+            const double N = static_cast<double>(n);
+            const double mean = 2 * n1 * n0 / N + 1, var = (mean - 1) * (mean - 2) / (N - 1);
+            INFO("version " << version << " p " << p << ": runs " << runs << ", expected " << mean << " +- 4*" << std::sqrt(var));
+            CHECK(std::abs(runs - mean) <= 4 * std::sqrt(var));
+        }
 }

@@ -7,7 +7,10 @@
 //! histograms and partial sums combined in item order), so the choice of backend
 //! and its thread count never changes a result bit.
 
+#include <childtune/exec/thread_count.hpp>
+
 #include <cstddef>
+#include <thread>
 #include <utility>
 
 #if defined(_OPENMP)
@@ -27,11 +30,13 @@ struct serial_backend {
     std::size_t concurrency() const { return 1; }
 };
 
-//! Runs work items on an OpenMP team (`threads == 0`: OpenMP's default team size).
+//! Runs work items on an OpenMP team (`threads == 0`: the documented default of
+//! exec/thread_count.hpp: CHILDTUNE_NUM_THREADS, OMP_NUM_THREADS, the host's
+//! hardware threads shared among the job's local ranks, OpenMP's default).
 //! Without OpenMP (the translation unit was compiled without `-fopenmp`) it runs
 //! serially, so code written against it stays portable.
 struct openmp_backend {
-    //! Team size; 0 takes OpenMP's default (omp_get_max_threads()).
+    //! Team size; 0 chooses by choose_thread_count (exec/thread_count.hpp).
     int threads = 0;
 
     //! Calls f(i) once for every i in [0, n), dynamically scheduled over the team;
@@ -48,10 +53,22 @@ struct openmp_backend {
 #endif
         for (std::size_t i = 0; i < n; ++i) f(i);
     }
-    //! Threads the team may use (1 without OpenMP).
+    //! Threads the team may use (1 without OpenMP); throws childtune::error for a
+    //! negative count or a malformed CHILDTUNE_NUM_THREADS or launcher variable.
     std::size_t concurrency() const {
 #if defined(_OPENMP)
-        return static_cast<std::size_t>(threads > 0 ? threads : omp_get_max_threads());
+        if (threads > 0) return static_cast<std::size_t>(threads);
+        return choose_thread_count(thread_count_inputs_from_environment(threads, std::thread::hardware_concurrency(),
+                                                                        openmp_default()));
+#else
+        return 1;
+#endif
+    }
+    //! OpenMP's default team size (omp_get_max_threads(); 1 without OpenMP).
+    std::size_t openmp_default() const {
+#if defined(_OPENMP)
+        const int n = omp_get_max_threads();
+        return n > 0 ? static_cast<std::size_t>(n) : 1;
 #else
         return 1;
 #endif

@@ -18,6 +18,7 @@
 #include <childtune/registry/state_layout.hpp>
 #include <childtune/registry/step_plan.hpp>
 
+#include <algorithm>
 #include <istream>
 #include <optional>
 #include <ostream>
@@ -44,12 +45,12 @@ file_masks masks_of(const registry<Rule>& r) {
 
 template <class Rule>
 std::uint32_t state_version_for(const registry<Rule>& r, const file_masks& m) {
+    std::uint32_t v = state_version_of_mask(m.default_mask);
     for (const auto& t : r.tensors())
-        if (t.quantised && t.buffers > 0) return 3;
-    if (!is_builtin_mask(m.default_mask)) return 2;
+        if (t.quantised && t.buffers > 0) v = std::max<std::uint32_t>(v, 3); // 8-bit state needs version 3
     for (const auto& own : m.own)
-        if (own) return 2;
-    return 1;
+        if (own) v = std::max<std::uint32_t>({v, 2, state_version_of_mask(*own)}); // own masks need version 2
+    return v;
 }
 
 template <class Rule>

@@ -13,11 +13,15 @@
 //! each buffer: its elements as floats or doubles, or (8-bit) its codes as bytes
 //! followed by one float scale per block (exec/quantised_state.hpp).
 //!
-//! A mask is a u8 kind: 0 dense; 1 Bernoulli (p, seed); 2 fixed (the named bit
-//! masks); 3 (version 2) a mask policy of the user's (its name and record,
-//! io/policy_io.hpp). Version 1 is what childtune 0.1 wrote; files that need
-//! none of version 2's additions are still written as version 1, and version 3
-//! (8-bit state) only for optimizers that hold some.
+//! A mask is a u8 kind: 0 dense; 1 Bernoulli (p, seed) of mask definition 1;
+//! 2 fixed (the named bit masks); 3 (version 2) a mask policy of the user's (its
+//! name and record, io/policy_io.hpp); 4 (version 3) Bernoulli (p, seed, u32
+//! mask definition version, mask/bernoulli.hpp). Version 1 is what childtune 0.1
+//! wrote; a file is written with the oldest version that holds its masks and
+//! state, so a Bernoulli mask of definition 1 still goes out as kind 1, files
+//! without a definition version (all files before version 3) load as
+//! definition 1, and version 3 is written for a Bernoulli mask of definition 2
+//! or for optimizers that hold 8-bit state.
 
 #include <childtune/error.hpp>
 #include <childtune/io/binary.hpp>
@@ -41,21 +45,29 @@ namespace childtune::detail {
 
 inline constexpr std::string_view optimizer_state_magic{"CTSTATE\1", 8};
 //! Version 1: 0.1's format. Version 2: masks per group and user policies.
-//! Version 3: 8-bit blockwise state.
+//! Version 3: Bernoulli masks with their definition version; 8-bit blockwise state.
 inline constexpr std::uint32_t optimizer_state_version = 3;
 
-//! Whether version 1 can hold the mask (a built-in policy).
+//! Whether version 1 can hold the mask (a built-in policy of 0.1's kinds).
 inline bool is_builtin_mask(const any_mask& m) {
-    return m.target<dense>() || m.target<bernoulli>() || m.target<fixed>();
+    const auto* b = m.target<bernoulli>();
+    return m.target<dense>() || (b && b->version == 1) || m.target<fixed>();
+}
+
+//! The oldest file version that holds the mask.
+inline std::uint32_t state_version_of_mask(const any_mask& m) {
+    if (const auto* b = m.target<bernoulli>(); b && b->version != 1) return 3;
+    return is_builtin_mask(m) ? 1 : 2;
 }
 
 inline void write_mask(binary_writer& w, const any_mask& m) {
     if (m.target<dense>()) {
         w.value<std::uint8_t>(0);
     } else if (const auto* b = m.target<bernoulli>()) {
-        w.value<std::uint8_t>(1);
+        w.value<std::uint8_t>(b->version == 1 ? 1 : 4);
         w.value<double>(b->p);
         w.value<std::uint64_t>(b->seed);
+        if (b->version != 1) w.value<std::uint32_t>(b->version);
     } else if (const auto* f = m.target<fixed>()) {
         w.value<std::uint8_t>(2);
         write_mask_entries(w, f->masks);
@@ -68,12 +80,16 @@ inline void write_mask(binary_writer& w, const any_mask& m) {
 //! Reads a mask; a user policy (kind 3) is read by `current`, the policy this
 //! optimizer holds at that place, which must be of the same type.
 inline any_mask read_mask(binary_reader& r, std::uint32_t version, const any_mask& current) {
-    switch (r.value<std::uint8_t>()) {
+    const auto kind = r.value<std::uint8_t>();
+    switch (kind) {
     case 0: return dense{};
-    case 1: {
+    case 1:
+    case 4: {
+        if (kind == 4 && version < 3) fail("optimizer state is corrupt: unknown mask mode");
         bernoulli b;
         b.p = r.value<double>();
         b.seed = r.value<std::uint64_t>();
+        b.version = kind == 1 ? 1 : r.value<std::uint32_t>(); // kind 1: written before definition 2 existed
         b.validate();
         return b;
     }
@@ -103,7 +119,7 @@ inline void write_state_preamble(binary_writer& w, std::string_view rule, const 
     w.value<std::uint8_t>(p.masking.decay_masked ? 1 : 0);
 }
 
-//! Reads the preamble of a file written for `rule` (versions 1 and 2).
+//! Reads the preamble of a file written for `rule` (versions 1 to 3).
 inline state_preamble read_state_preamble(binary_reader& r, std::string_view rule, const any_mask& current) {
     state_preamble p;
     p.version = r.header_of_versions(optimizer_state_magic, 1, optimizer_state_version);

@@ -5,17 +5,32 @@
 //! eq. 5), so the expected gradient equals the dense one.
 //!
 //! The decision for element i of a tensor at step t is a pure function of
-//! (seed, t, tensor key, i) through Philox4x32-10:
+//! (seed, t, tensor key, i) through Philox4x32-10, by one of two recorded
+//! definitions (the policy's `version`; state files store it):
 //!
-//!     block  = 16 * (i / 64) + i % 16,   word = (i % 64) / 16
-//!     draw   = philox4x32(counter = {block lo32, block hi32, tensor_key, t},
-//!                         key     = {seed lo32, seed hi32}).w[word]
-//!     keep   = draw < round(p * 2^32)          (always true when p == 1)
+//!     out(b) = philox4x32(counter = {b lo32, b hi32, tensor_key, t},
+//!                         key     = {seed lo32, seed hi32})
 //!
-//! Each group of 64 elements uses 16 Philox blocks, one per SIMD lane, so one
-//! output word compared across the lanes gives 16 consecutive decisions (on a GPU:
-//! a half-warp reads 16 consecutive elements). Nothing is stored; the same model
-//! gives the same mask on every backend, thread count, shard layout and rank.
+//! Version 1 (childtune 0.1; one 32-bit draw per decision, 4 per Philox call):
+//!
+//!     block = 16 * (i / 64) + i % 16,   word = (i % 64) / 16
+//!     keep  = out(block).w[word] < round(p * 2^32)     (always true when p == 1)
+//!
+//! Version 2 (the default; one 16-bit draw per decision, 8 per Philox call):
+//!
+//!     block = 16 * (i / 128) + i % 16,  j = (i % 128) / 16,  word = j % 4,  half = j / 4
+//!     u     = round(p * 2^16)                          (units of 2^-16, 1 .. 2^16)
+//!     keep  = (out(block).w[word] >> 16 * half) & 0xFFFF < u   (always true when u == 2^16)
+//!
+//! Version 2 keeps with probability u / 2^16, the *effective* p, and kept
+//! gradients are divided by it (so the expected gradient is still the dense
+//! one); p must be at least 2^-16. round is to nearest, ties to even.
+//!
+//! Each group of 64 (version 2: 128) elements uses 16 Philox blocks, one per SIMD
+//! lane, so one output word (half) compared across the lanes gives 16 consecutive
+//! decisions (on a GPU: a half-warp reads 16 consecutive elements). Nothing is
+//! stored; the same model gives the same mask on every backend, thread count,
+//! shard layout and rank.
 
 #include <childtune/config.hpp>
 #include <childtune/error.hpp>
@@ -50,25 +65,38 @@ public:
 
     bernoulli_view() = default;
     //! The decisions of Child-Tuning_F for one tensor at one step: keep probability
-    //! `p`, Philox key `seed`, the tensor's key, the step (counter word 3) and the
-    //! index of the view's first element in the whole tensor.
-    bernoulli_view(double p, std::uint64_t seed, std::uint32_t tensor_key, std::uint64_t step, std::uint64_t offset)
+    //! `p`, Philox key `seed`, the tensor's key, the step (counter word 3), the
+    //! index of the view's first element in the whole tensor and the definition
+    //! `version` (1 or 2, see above).
+    bernoulli_view(double p, std::uint64_t seed, std::uint32_t tensor_key, std::uint64_t step, std::uint64_t offset,
+                   std::uint32_t version = 2)
         : p_(p), offset_(offset), all_(p >= 1.0), isa_(detail::best_philox_isa()) {
-        const double scaled = std::nearbyint(p * 4294967296.0);
-        const double clamped = scaled < 1.0 ? 1.0 : (scaled > 4294967295.0 ? 4294967295.0 : scaled);
+        std::uint32_t threshold;
+        if (version == 1) {
+            const double scaled = std::nearbyint(p * 4294967296.0);
+            threshold = static_cast<std::uint32_t>(scaled < 1.0 ? 1.0 : (scaled > 4294967295.0 ? 4294967295.0 : scaled));
+        } else {
+            const double units = std::nearbyint(p * 65536.0);
+            const double clamped = !(units >= 1.0) ? 1.0 : (units > 65536.0 ? 65536.0 : units); // NaN: 1
+            p_ = clamped / 65536.0;
+            all_ = clamped == 65536.0;
+            threshold = static_cast<std::uint32_t>(clamped);
+        }
         params_ = {static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32), tensor_key,
-                   static_cast<std::uint32_t>(step), static_cast<std::uint32_t>(clamped)};
+                   static_cast<std::uint32_t>(step), threshold, version == 1 ? 1u : 2u};
     }
 
     //! Whether element i (relative to the view's offset) is kept.
     CHILDTUNE_HD bool keep(std::uint64_t i) const {
         if (all_) return true;
         const std::uint64_t e = i + offset_;
-        const std::uint64_t block = 16 * (e >> 6) + (e & 15);
-        const auto out = philox4x32({{static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32),
-                                      params_.tensor_key, params_.step}},
-                                    {{params_.k0, params_.k1}});
-        return out.w[(e >> 4) & 3] < params_.threshold;
+        if (params_.version == 1) {
+            const auto out = block(16 * (e >> 6) + (e & 15));
+            return out.w[(e >> 4) & 3] < params_.threshold;
+        }
+        const auto out = block(16 * (e >> 7) + (e & 15));
+        const unsigned j = static_cast<unsigned>(e >> 4) & 7;
+        return ((out.w[j & 3] >> (16 * (j >> 2))) & 0xFFFFu) < params_.threshold;
     }
     //! Keep bits of elements [first, first + 64), bit j for element first + j (CPU path).
     std::uint64_t bits64(std::uint64_t first) const {
@@ -79,22 +107,42 @@ public:
         if (shift == 0) return word;
         return (word >> shift) | (detail::philox_keep_word(isa_, params_, group + 1) << (64 - shift));
     }
-    //! Keep words of elements first, first + 64, ... (`count` of them): one
-    //! dispatch for the run when `first` starts a 64-element group.
+    //! Keep words of elements first, first + 64, ... (`count` of them), as
+    //! bits64 gives them: one dispatch per run of up to 64 words, at any offset.
     void words(std::uint64_t first, std::size_t count, std::uint64_t* out) const {
         const std::uint64_t e = first + offset_;
-        if (all_ || e % 64 != 0) {
-            for (std::size_t k = 0; k < count; ++k) out[k] = bits64(first + 64 * k);
+        if (all_) {
+            for (std::size_t k = 0; k < count; ++k) out[k] = ~std::uint64_t{0};
             return;
         }
-        detail::philox_keep_words(isa_, params_, e / 64, count, out);
+        const unsigned shift = static_cast<unsigned>(e % 64);
+        if (shift == 0) {
+            detail::philox_keep_words(isa_, params_, e / 64, count, out);
+            return;
+        }
+        // Not on a word boundary (a shard's slice): each output word joins two
+        // generated words; generate each once, in runs.
+        std::uint64_t run[65];
+        for (std::size_t k = 0; k < count; k += 64) {
+            const std::size_t n = count - k < 64 ? count - k : 64;
+            detail::philox_keep_words(isa_, params_, e / 64 + k, n + 1, run);
+            for (std::size_t j = 0; j < n; ++j) out[k + j] = (run[j] >> shift) | (run[j + 1] << (64 - shift));
+        }
     }
-    //! Probability of keeping an element; kept gradients are divided by it.
+    //! Probability of keeping an element (version 2: p rounded to 2^-16 units);
+    //! kept gradients are divided by it.
     CHILDTUNE_HD double keep_probability() const { return p_; }
+    //! The mask definition of these decisions (1 or 2).
+    CHILDTUNE_HD std::uint32_t version() const { return params_.version; }
     //! Chooses the generator implementation (tests use it to compare them).
     void set_isa(detail::philox_isa isa) { isa_ = isa; }
 
 private:
+    CHILDTUNE_HD philox_block block(std::uint64_t b) const {
+        return philox4x32({{static_cast<std::uint32_t>(b), static_cast<std::uint32_t>(b >> 32), params_.tensor_key, params_.step}},
+                          {{params_.k0, params_.k1}});
+    }
+
     detail::philox_keep_params params_{};
     double p_ = 1.0;
     std::uint64_t offset_ = 0;
@@ -102,33 +150,53 @@ private:
     detail::philox_isa isa_ = detail::philox_isa::scalar;
 };
 
-//! Child-Tuning_F policy: hyperparameters only (keep probability and seed).
+//! The mask definition new Bernoulli policies use (see above; version 2 makes
+//! eight decisions per Philox call instead of four).
+inline constexpr std::uint32_t bernoulli_default_version = 2;
+
+//! Child-Tuning_F policy: hyperparameters only (keep probability, seed and the
+//! recorded definition version).
 struct bernoulli {
-    double p = 1.0;            //!< keep probability p_F in [2^-32, 1]; the paper uses 0.1–0.3
+    double p = 1.0;            //!< keep probability p_F in [min_p_of(version), 1]; the paper uses 0.1–0.3
     std::uint64_t seed = 0;    //!< Philox key
+    //! The decision function (1: 0.1's 32-bit draws; 2: 16-bit draws, p in units
+    //! of 2^-16). State files record it; files without it are version 1.
+    std::uint32_t version = bernoulli_default_version;
 
-    //! The smallest p the 32-bit keep threshold represents (threshold 1). Below
-    //! it the threshold would be clamped to 1 while kept gradients are still
-    //! divided by p: the expected gradient would grow by 2^-32/p, and in float
-    //! state 1/p overflows to Inf for p < ~3e-39 (NaN parameters).
+    //! The smallest p the 32-bit keep threshold of version 1 represents
+    //! (threshold 1). Below it the threshold would be clamped to 1 while kept
+    //! gradients are still divided by p: the expected gradient would grow by
+    //! 2^-32/p, and in float state 1/p overflows to Inf for p < ~3e-39.
     static constexpr double min_p = 1.0 / 4294967296.0;
+    //! The smallest p of version 2: one unit of its 16-bit threshold.
+    static constexpr double min_p_v2 = 1.0 / 65536.0;
+    //! The smallest p definition `v` accepts.
+    static constexpr double min_p_of(std::uint32_t v) { return v == 1 ? min_p : min_p_v2; }
 
-    //! Throws childtune::error unless 2^-32 <= p <= 1.
+    //! What elements are kept with and kept gradients divided by: p itself for
+    //! version 1, round(p * 2^16) / 2^16 for version 2.
+    double effective_p() const { return version == 1 || p >= 1.0 ? p : std::nearbyint(p * 65536.0) / 65536.0; }
+
+    //! Throws childtune::error unless version is 1 or 2 and min_p_of(version) <= p <= 1.
     void validate() const {
+        if (version != 1 && version != 2)
+            detail::fail("bernoulli mask: definition version = " + std::to_string(version) + " is not 1 or 2");
         if (!(p > 0.0 && p <= 1.0))
             detail::fail("bernoulli mask: keep probability p = " + detail::format_number(p) + " is outside (0, 1]");
-        if (p < min_p)
+        if (p < min_p_of(version))
             detail::fail("bernoulli mask: keep probability p = " + detail::format_number(p) +
-                         " is below 2^-32, the smallest the 32-bit keep threshold represents");
+                         (version == 1 ? " is below 2^-32, the smallest the 32-bit keep threshold represents"
+                                       : " is below 2^-16, the smallest the 16-bit keep threshold of version 2 "
+                                         "represents (version 1 goes down to 2^-32)"));
     }
     //! Decisions for the tensor with key `tensor_key` at step `step`; `offset` is
     //! the index of the view's first element in the whole tensor (for shards).
     bernoulli_view view(std::uint32_t tensor_key, std::uint64_t step, std::uint64_t offset = 0) const {
-        return {p, seed, tensor_key, step, offset};
+        return {p, seed, tensor_key, step, offset, version};
     }
     //! The mask_policy form: decisions of tensor `t` (by its key, at its offset).
     bernoulli_view view(const tensor_info& t, std::uint64_t step) const { return view(t.key, step, t.offset); }
-    //! Equal when p and seed are.
+    //! Equal when p, seed and version are.
     friend bool operator==(const bernoulli&, const bernoulli&) = default;
 };
 

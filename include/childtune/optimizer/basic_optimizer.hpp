@@ -212,6 +212,7 @@ protected:
     template <class Context>
     step_result step_with(const Context& context) {
         auto plan = detail::plan_step(registry_);
+        if constexpr (requires { context.concurrency(); }) (void)context.concurrency(); // its settings throw here, before any change
         if (registry_.options().on_nonfinite != nonfinite_policy::unchecked)
             if (auto bad = executor_.first_nonfinite(registry_, context)) {
                 const auto& t = registry_.tensors()[*bad];

@@ -65,7 +65,7 @@ struct optimizer_options {
 //! Where a loaded optimizer takes its hyperparameters from.
 enum class hyperparameter_source : std::uint8_t {
     //! The file's: group options (lr, betas, ...), the optimizer-wide and
-    //! per-group masks (Bernoulli p and seed, fixed masks) and the masking
+    //! per-group masks (Bernoulli p, seed and definition, fixed masks) and the masking
     //! options replace this optimizer's, so a resumed run continues exactly as
     //! the saved one would have (what load() always did; the default).
     saved,

@@ -8,11 +8,14 @@
 //! lane, with SSE2 (part of every x86-64 target), or AVX2 / AVX-512 picked at run
 //! time through per-function target attributes, so users need no `-march`.
 //!
-//! The element layout (mask/bernoulli.hpp) is chosen for this: element i of group
-//! g = i / 64 takes output word (i % 64) / 16 of block 16·g + i % 16, so comparing
-//! one output word across the 16 lanes yields 16 consecutive keep bits with no
-//! shuffling. Every variant returns exactly the bits of the scalar definition; the
-//! tests compare them.
+//! The element layouts (mask/bernoulli.hpp) are chosen for this. Version 1:
+//! element i of group g = i / 64 takes output word (i % 64) / 16 of block
+//! 16·g + i % 16, so comparing one output word across the 16 lanes yields 16
+//! consecutive keep bits with no shuffling. Version 2 (16-bit thresholds): the
+//! 16 blocks of group G serve elements 128·G .. 128·G + 127, the low halves of the
+//! four words the first 64 and the high halves the next 64, so one Philox batch
+//! gives two keep words by the same lane-wise compares. Every variant returns
+//! exactly the bits of the scalar definition; the tests compare them.
 
 #include <childtune/config.hpp>
 #include <childtune/exec/detail/cpu_features.hpp>
@@ -36,17 +39,34 @@ struct philox_keep_params {
     std::uint32_t k0, k1;     //!< Philox key (the seed)
     std::uint32_t tensor_key; //!< counter word 2
     std::uint32_t step;       //!< counter word 3
-    std::uint32_t threshold;  //!< keep iff draw < threshold (threshold < 2^32)
+    std::uint32_t threshold;  //!< version 1: keep iff the 32-bit draw < threshold (< 2^32);
+                              //!< version 2: keep iff the 16-bit half < threshold (< 2^16)
+    std::uint32_t version = 1; //!< the mask definition (mask/bernoulli.hpp): 1 or 2
 };
 
-//! Keep bits of elements 64g .. 64g + 63 (bit j for element 64g + j).
-inline std::uint64_t philox_keep_word_scalar(const philox_keep_params& p, std::uint64_t group) {
+//! Philox4x32-10 block `block` of the keep stream (counter {block lo, block hi,
+//! tensor key, step}, key = the seed).
+inline philox_block philox_keep_block(const philox_keep_params& p, std::uint64_t block) {
+    return philox4x32({{static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), p.tensor_key, p.step}},
+                      {{p.k0, p.k1}});
+}
+
+//! Keep bits of elements 64w .. 64w + 63 (bit j for element 64w + j): the
+//! definition the vector variants reproduce.
+inline std::uint64_t philox_keep_word_scalar(const philox_keep_params& p, std::uint64_t w) {
     std::uint64_t word = 0;
+    if (p.version == 1) {
+        for (unsigned lane = 0; lane < 16; ++lane) {
+            const auto out = philox_keep_block(p, 16 * w + lane);
+            for (unsigned j = 0; j < 4; ++j) word |= std::uint64_t{out.w[j] < p.threshold} << (16 * j + lane);
+        }
+        return word;
+    }
+    const unsigned half = 16 * static_cast<unsigned>(w & 1); // word w is half w % 2 of group w / 2
     for (unsigned lane = 0; lane < 16; ++lane) {
-        const std::uint64_t block = 16 * group + lane;
-        const auto out = philox4x32({{static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), p.tensor_key, p.step}},
-                                    {{p.k0, p.k1}});
-        for (unsigned j = 0; j < 4; ++j) word |= std::uint64_t{out.w[j] < p.threshold} << (16 * j + lane);
+        const auto out = philox_keep_block(p, 16 * (w >> 1) + lane);
+        for (unsigned j = 0; j < 4; ++j)
+            word |= std::uint64_t{((out.w[j] >> half) & 0xFFFFu) < p.threshold} << (16 * j + lane);
     }
     return word;
 }
@@ -63,7 +83,12 @@ CHILDTUNE_ALWAYS_INLINE sse2_mulhilo sse2_mul(__m128i a, __m128i m) {
             _mm_or_si128(_mm_srli_epi64(even, 32), _mm_andnot_si128(low_half, odd))};
 }
 
-inline std::uint64_t philox_keep_word_sse2(const philox_keep_params& p, std::uint64_t group) {
+//! The 16 blocks 16g .. 16g + 15 after ten rounds: x[word][quarter], lanes
+//! 4·quarter .. 4·quarter + 3.
+struct sse2_lanes {
+    __m128i x[4][4];
+};
+CHILDTUNE_ALWAYS_INLINE sse2_lanes philox_lanes_sse2(const philox_keep_params& p, std::uint64_t group) {
     constexpr int groups = 4; // 4 x 4 lanes = the 16 blocks of the element group
     const std::uint64_t first = 16 * group; // a multiple of 16: lo32 + 15 never wraps
     __m128i x0[groups], x1[groups], x2[groups], x3[groups];
@@ -93,18 +118,45 @@ inline std::uint64_t philox_keep_word_sse2(const philox_keep_params& p, std::uin
             x3[g] = a.lo;
         }
     }
+    sse2_lanes out;
+    for (int g = 0; g < groups; ++g) {
+        out.x[0][g] = x0[g];
+        out.x[1][g] = x1[g];
+        out.x[2][g] = x2[g];
+        out.x[3][g] = x3[g];
+    }
+    return out;
+}
+
+//! Bits of `keep` (4 lanes) at 16·j + 4·quarter.
+CHILDTUNE_ALWAYS_INLINE std::uint64_t sse2_bits(__m128i keep, int j, int quarter) {
+    return std::uint64_t(static_cast<unsigned>(_mm_movemask_ps(_mm_castsi128_ps(keep)))) << (16 * j + 4 * quarter);
+}
+
+inline std::uint64_t philox_keep_word_sse2(const philox_keep_params& p, std::uint64_t group) {
+    const sse2_lanes l = philox_lanes_sse2(p, group);
     // Unsigned x < threshold as a signed compare of both biased by 2^31.
     const __m128i bias = _mm_set1_epi32(static_cast<int>(0x80000000u));
     const __m128i limit = _mm_set1_epi32(static_cast<int>(p.threshold ^ 0x80000000u));
     std::uint64_t word = 0;
-    for (int g = 0; g < groups; ++g) {
-        const __m128i out[4] = {x0[g], x1[g], x2[g], x3[g]};
-        for (int j = 0; j < 4; ++j) {
-            const __m128i keep = _mm_cmplt_epi32(_mm_xor_si128(out[j], bias), limit);
-            word |= std::uint64_t(static_cast<unsigned>(_mm_movemask_ps(_mm_castsi128_ps(keep)))) << (16 * j + 4 * g);
-        }
-    }
+    for (int g = 0; g < 4; ++g)
+        for (int j = 0; j < 4; ++j) word |= sse2_bits(_mm_cmplt_epi32(_mm_xor_si128(l.x[j][g], bias), limit), j, g);
     return word;
+}
+
+//! Version 2: keep words 2G (low halves) and 2G + 1 (high halves) of group G.
+inline void philox_keep_pair_sse2(const philox_keep_params& p, std::uint64_t group, std::uint64_t* two) {
+    const sse2_lanes l = philox_lanes_sse2(p, group);
+    const __m128i low = _mm_set1_epi32(0xFFFF);
+    const __m128i limit = _mm_set1_epi32(static_cast<int>(p.threshold)); // < 2^16: signed compares suffice
+    std::uint64_t lo = 0, hi = 0;
+    for (int g = 0; g < 4; ++g)
+        for (int j = 0; j < 4; ++j) {
+            lo |= sse2_bits(_mm_cmplt_epi32(_mm_and_si128(l.x[j][g], low), limit), j, g);
+            hi |= sse2_bits(_mm_cmplt_epi32(_mm_srli_epi32(l.x[j][g], 16), limit), j, g);
+        }
+    two[0] = lo;
+    two[1] = hi;
 }
 #endif
 
@@ -119,8 +171,13 @@ __attribute__((target("avx2"))) CHILDTUNE_ALWAYS_INLINE avx2_mulhilo avx2_mul(__
             _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA)};
 }
 
-__attribute__((target("avx2"))) inline std::uint64_t philox_keep_word_avx2(const philox_keep_params& p,
-                                                                            std::uint64_t group) {
+//! The 16 blocks 16g .. 16g + 15 after ten rounds: x[word][half], lanes 8·half ..
+//! 8·half + 7.
+struct avx2_lanes {
+    __m256i x[4][2];
+};
+__attribute__((target("avx2"))) CHILDTUNE_ALWAYS_INLINE avx2_lanes philox_lanes_avx2(const philox_keep_params& p,
+                                                                                    std::uint64_t group) {
     constexpr int groups = 2; // 2 x 8 lanes
     const std::uint64_t first = 16 * group;
     __m256i x0[groups], x1[groups], x2[groups], x3[groups];
@@ -150,17 +207,40 @@ __attribute__((target("avx2"))) inline std::uint64_t philox_keep_word_avx2(const
             x3[g] = a.lo;
         }
     }
+    return {{{x0[0], x0[1]}, {x1[0], x1[1]}, {x2[0], x2[1]}, {x3[0], x3[1]}}};
+}
+
+//! Bits of `keep` (8 lanes) at 16·j + 8·half.
+__attribute__((target("avx2"))) CHILDTUNE_ALWAYS_INLINE std::uint64_t avx2_bits(__m256i keep, int j, int half) {
+    return std::uint64_t(static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(keep)))) << (16 * j + 8 * half);
+}
+
+__attribute__((target("avx2"))) inline std::uint64_t philox_keep_word_avx2(const philox_keep_params& p,
+                                                                            std::uint64_t group) {
+    const avx2_lanes l = philox_lanes_avx2(p, group);
     const __m256i bias = _mm256_set1_epi32(static_cast<int>(0x80000000u));
     const __m256i limit = _mm256_set1_epi32(static_cast<int>(p.threshold ^ 0x80000000u));
     std::uint64_t word = 0;
-    for (int g = 0; g < groups; ++g) {
-        const __m256i out[4] = {x0[g], x1[g], x2[g], x3[g]};
-        for (int j = 0; j < 4; ++j) {
-            const __m256i keep = _mm256_cmpgt_epi32(limit, _mm256_xor_si256(out[j], bias)); // x < threshold
-            word |= std::uint64_t(static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(keep)))) << (16 * j + 8 * g);
-        }
-    }
+    for (int g = 0; g < 2; ++g)
+        for (int j = 0; j < 4; ++j) // x < threshold
+            word |= avx2_bits(_mm256_cmpgt_epi32(limit, _mm256_xor_si256(l.x[j][g], bias)), j, g);
     return word;
+}
+
+//! Version 2: keep words 2G (low halves) and 2G + 1 (high halves) of group G.
+__attribute__((target("avx2"))) inline void philox_keep_pair_avx2(const philox_keep_params& p, std::uint64_t group,
+                                                                   std::uint64_t* two) {
+    const avx2_lanes l = philox_lanes_avx2(p, group);
+    const __m256i low = _mm256_set1_epi32(0xFFFF);
+    const __m256i limit = _mm256_set1_epi32(static_cast<int>(p.threshold)); // < 2^16: signed compares suffice
+    std::uint64_t lo = 0, hi = 0;
+    for (int g = 0; g < 2; ++g)
+        for (int j = 0; j < 4; ++j) {
+            lo |= avx2_bits(_mm256_cmpgt_epi32(limit, _mm256_and_si256(l.x[j][g], low)), j, g);
+            hi |= avx2_bits(_mm256_cmpgt_epi32(limit, _mm256_srli_epi32(l.x[j][g], 16)), j, g);
+        }
+    two[0] = lo;
+    two[1] = hi;
 }
 
 struct avx512_mulhilo {
@@ -178,8 +258,8 @@ __attribute__((target("avx512f"))) CHILDTUNE_ALWAYS_INLINE avx512_mulhilo avx512
 
 //! One lane per block; three-way XORs in one instruction, unsigned compares into
 //! mask registers.
-__attribute__((target("avx512f"))) inline std::uint64_t philox_keep_word_avx512(const philox_keep_params& p,
-                                                                                std::uint64_t group) {
+__attribute__((target("avx512f"))) CHILDTUNE_ALWAYS_INLINE void philox_lanes_avx512(const philox_keep_params& p,
+                                                                                    std::uint64_t group, __m512i (&x)[4]) {
     const std::uint64_t first = 16 * group;
     __m512i x0 = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(first))),
                                   _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
@@ -201,9 +281,38 @@ __attribute__((target("avx512f"))) inline std::uint64_t philox_keep_word_avx512(
         x2 = _mm512_ternarylogic_epi32(a.hi, x3, _mm512_set1_epi32(static_cast<int>(k1)), 0x96);
         x3 = a.lo;
     }
+    x[0] = x0;
+    x[1] = x1;
+    x[2] = x2;
+    x[3] = x3;
+}
+
+//! One lane per block; three-way XORs in one instruction, unsigned compares into
+//! mask registers.
+__attribute__((target("avx512f"))) inline std::uint64_t philox_keep_word_avx512(const philox_keep_params& p,
+                                                                                std::uint64_t group) {
+    __m512i x[4];
+    philox_lanes_avx512(p, group, x);
     const __m512i limit = _mm512_set1_epi32(static_cast<int>(p.threshold));
-    return std::uint64_t{_mm512_cmplt_epu32_mask(x0, limit)} | (std::uint64_t{_mm512_cmplt_epu32_mask(x1, limit)} << 16) |
-           (std::uint64_t{_mm512_cmplt_epu32_mask(x2, limit)} << 32) | (std::uint64_t{_mm512_cmplt_epu32_mask(x3, limit)} << 48);
+    return std::uint64_t{_mm512_cmplt_epu32_mask(x[0], limit)} | (std::uint64_t{_mm512_cmplt_epu32_mask(x[1], limit)} << 16) |
+           (std::uint64_t{_mm512_cmplt_epu32_mask(x[2], limit)} << 32) | (std::uint64_t{_mm512_cmplt_epu32_mask(x[3], limit)} << 48);
+}
+
+//! Version 2: keep words 2G (low halves) and 2G + 1 (high halves) of group G.
+__attribute__((target("avx512f"))) inline void philox_keep_pair_avx512(const philox_keep_params& p, std::uint64_t group,
+                                                                       std::uint64_t* two) {
+    constexpr __mmask16 all = 0xFFFF;
+    __m512i x[4];
+    philox_lanes_avx512(p, group, x);
+    const __m512i low = _mm512_set1_epi32(0xFFFF);
+    const __m512i limit = _mm512_set1_epi32(static_cast<int>(p.threshold));
+    std::uint64_t lo = 0, hi = 0;
+    for (int j = 0; j < 4; ++j) {
+        lo |= std::uint64_t{_mm512_cmplt_epu32_mask(_mm512_maskz_and_epi32(all, x[j], low), limit)} << (16 * j);
+        hi |= std::uint64_t{_mm512_cmplt_epu32_mask(_mm512_maskz_srli_epi32(all, x[j], 16), limit)} << (16 * j);
+    }
+    two[0] = lo;
+    two[1] = hi;
 }
 
 #endif
@@ -225,18 +334,48 @@ struct philox_keep_words_kernel {
     static constexpr bool scalar_entry = true;
 
     template <cpu_isa I>
-    static void run(const philox_keep_params* p, std::uint64_t first, std::size_t count, std::uint64_t* out) {
-        for (std::size_t k = 0; k < count; ++k) {
+    static std::uint64_t word(const philox_keep_params& p, std::uint64_t w) {
 #if CHILDTUNE_HAS_AVX2_DISPATCH
-            if constexpr (I == cpu_isa::avx512) out[k] = philox_keep_word_avx512(*p, first + k);
-            else if constexpr (I == cpu_isa::avx2) out[k] = philox_keep_word_avx2(*p, first + k);
-            else
+        if constexpr (I == cpu_isa::avx512) return philox_keep_word_avx512(p, w);
+        else if constexpr (I == cpu_isa::avx2) return philox_keep_word_avx2(p, w);
+        else
 #endif
 #if CHILDTUNE_HAS_SSE2
-            if constexpr (I == cpu_isa::sse2) out[k] = philox_keep_word_sse2(*p, first + k);
-            else
+        if constexpr (I == cpu_isa::sse2) return philox_keep_word_sse2(p, w);
+        else
 #endif
-                out[k] = philox_keep_word_scalar(*p, first + k);
+            return philox_keep_word_scalar(p, w);
+    }
+    //! Version 2: words 2G and 2G + 1 from one batch of 16 blocks.
+    template <cpu_isa I>
+    static void pair(const philox_keep_params& p, std::uint64_t group, std::uint64_t* two) {
+#if CHILDTUNE_HAS_AVX2_DISPATCH
+        if constexpr (I == cpu_isa::avx512) philox_keep_pair_avx512(p, group, two);
+        else if constexpr (I == cpu_isa::avx2) philox_keep_pair_avx2(p, group, two);
+        else
+#endif
+#if CHILDTUNE_HAS_SSE2
+        if constexpr (I == cpu_isa::sse2) philox_keep_pair_sse2(p, group, two);
+        else
+#endif
+        {
+            two[0] = philox_keep_word_scalar(p, 2 * group);
+            two[1] = philox_keep_word_scalar(p, 2 * group + 1);
+        }
+    }
+
+    template <cpu_isa I>
+    static void run(const philox_keep_params* p, std::uint64_t first, std::size_t count, std::uint64_t* out) {
+        if (p->version == 1) {
+            for (std::size_t k = 0; k < count; ++k) out[k] = word<I>(*p, first + k);
+            return;
+        }
+        for (std::size_t k = 0; k < count;) {
+            const std::uint64_t w = first + k;
+            std::uint64_t two[2];
+            pair<I>(*p, w >> 1, two);
+            if ((w & 1) == 0) out[k++] = two[0];
+            if (k < count) out[k++] = two[1];
         }
     }
 };
