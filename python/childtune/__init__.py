@@ -1,0 +1,21 @@
+"""childtune: Child-Tuning (Xu et al., EMNLP 2021) for PyTorch, on the childtune
+C++ library.
+
+- :class:`ChildTuningAdamW` — drop-in for the published class (legacy AdamW,
+  ``mode`` None / ``'ChildTuning-F'`` / ``'ChildTuning-D'``,
+  ``set_gradient_mask``), fused, with keyed Bernoulli masks that are the same
+  on every rank; :class:`ChildTuningAdam`, :class:`ChildTuningSGD`,
+  :class:`ChildTuningLion`, :class:`ChildTuningLAMB` under the same conventions.
+- :func:`calculate_fisher` — drop-in for ModelScope's helper: the
+  Child-Tuning_D mask from Fisher scores.
+
+Errors of the C++ library are :class:`childtune.Error`, a ValueError.
+"""
+
+from ._C import Error
+from .fisher import calculate_fisher
+from .optim import ChildTuningAdam, ChildTuningAdamW, ChildTuningLAMB, ChildTuningLion, ChildTuningSGD
+
+__version__ = "0.2.0"
+__all__ = ["ChildTuningAdamW", "ChildTuningAdam", "ChildTuningSGD", "ChildTuningLion", "ChildTuningLAMB",
+           "calculate_fisher", "Error"]

@@ -1,0 +1,357 @@
+"""Child-Tuning optimizers as ``torch.optim.Optimizer`` subclasses.
+
+The Python classes keep torch's face (``param_groups``, ``state_dict()``,
+``zero_grad()``, LR schedulers, ``clip_grad_norm_`` on the gradients); every
+step runs in the C++ library (``childtune._C``): the keyed Bernoulli masks
+(Child-Tuning_F), the fixed masks (Child-Tuning_D), the update rule on the
+fused CPU executor (CPU tensors), the Thrust executor (CUDA tensors, when the
+extension was built with CUDA) or the ATen executor (any other tensor).
+
+``param_groups`` is the source of truth for hyperparameters: before every
+step, every group's values are validated and copied into the C++ optimizer,
+so a scheduler's (or the user's) change between steps takes effect, and a bad
+value raises ``ValueError`` before anything changes.
+"""
+
+import numbers
+
+import torch
+
+from . import _C
+
+__all__ = ["ChildTuningAdamW", "ChildTuningAdam", "ChildTuningSGD", "ChildTuningLion", "ChildTuningLAMB"]
+
+_MODES = (None, "ChildTuning-F", "ChildTuning-D")
+_FLOATS = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+
+
+def _number(group, g, key):
+    value = group[key]
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"param_group{g}: {key} must be a real number, not {type(value).__name__} ({value!r})")
+    return float(value)
+
+
+def _flag(group, g, key):
+    value = group[key]
+    if not isinstance(value, (bool, int)) or value not in (0, 1):
+        raise TypeError(f"param_group{g}: {key} must be True or False, not {value!r}")
+    return bool(value)
+
+
+def _betas(group, g):
+    betas = group["betas"]
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise TypeError(f"param_group{g}: betas must be a pair (beta1, beta2), not {betas!r}")
+    out = []
+    for i, b in enumerate(betas):
+        if isinstance(b, bool) or not isinstance(b, numbers.Real):
+            raise TypeError(f"param_group{g}: betas[{i}] must be a real number, not {b!r}")
+        out.append(float(b))
+    return out
+
+
+class _ChildTuningOptimizer(torch.optim.Optimizer):
+    """What every rule shares: groups, masks, steps, state_dict. A subclass names
+    its C++ core and turns a group's dict into the rule's option values."""
+
+    _core_type = None
+
+    def __init__(self, params, defaults, reserve_p, mode, seed):
+        if mode not in _MODES:
+            raise ValueError(f"mode must be None, 'ChildTuning-F' or 'ChildTuning-D', not {mode!r}")
+        if isinstance(reserve_p, bool) or not isinstance(reserve_p, numbers.Real):
+            raise TypeError(f"reserve_p must be a real number, not {reserve_p!r}")
+        if not (0.0 < float(reserve_p) <= 1.0):
+            raise ValueError(f"reserve_p = {reserve_p!r} is outside (0, 1]")
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
+            raise TypeError(f"seed must be an integer in [0, 2**64), not {seed!r}")
+        defaults = dict(defaults, masked=True)
+        self._core = None
+        super().__init__(params, defaults)
+        self.reserve_p = float(reserve_p)
+        self.mode = mode
+        self.seed = int(seed)
+        self.gradient_mask = None
+        self._pending_fixed = None
+        self._has_fixed_mask = False
+        groups = self.param_groups
+        self._core = self._core_type(
+            [[f"param_group{g}.{i}" for i in range(len(group["params"]))] for g, group in enumerate(groups)],
+            [list(group["params"]) for group in groups],
+            [self._values(group, g) for g, group in enumerate(groups)],
+            [group["masked"] for group in groups])
+        self._apply_mode()
+
+    # ---- what subclasses define --------------------------------------------------------------
+
+    def _values(self, group, g):
+        """The group's options as the rule's doubles (C++ Rule::to_values order)."""
+        raise NotImplementedError
+
+    # ---- groups --------------------------------------------------------------------------------
+
+    def add_param_group(self, param_group):
+        """torch's add_param_group, with the checks the fused step needs: float,
+        double, bfloat16 or half, contiguous, dense tensors on one device. On any
+        error the optimizer is unchanged."""
+        super().add_param_group(param_group)
+        g = len(self.param_groups) - 1
+        group = self.param_groups[g]
+        try:
+            if not isinstance(group["masked"], bool):
+                raise TypeError(f"param_group{g}: masked must be True or False, not {group['masked']!r}")
+            first = self.param_groups[0]["params"][0] if self.param_groups[0]["params"] else None
+            for i, p in enumerate(group["params"]):
+                where = f"param_group{g}, tensor 'param_group{g}.{i}'"
+                if p.layout != torch.strided:
+                    raise ValueError(f"{where}: sparse or non-strided parameters are not supported")
+                if p.dtype not in _FLOATS:
+                    raise TypeError(f"{where}: dtype {p.dtype} is not supported (float32, float64, bfloat16, float16)")
+                if not p.is_contiguous():
+                    raise ValueError(f"{where}: the parameter is not contiguous (shape {tuple(p.shape)}, "
+                                     f"stride {p.stride()}); the fused step works on its memory in place")
+                if first is not None and p.device != first.device:
+                    raise ValueError(f"{where}: on {p.device}, but the optimizer's parameters are on {first.device}")
+            values = self._values(group, g)
+            self._core_type.validate(values, g)
+            if self._core is not None:
+                self._core.add_group(list(group["params"]), values, group["masked"])
+        except Exception:
+            self.param_groups.pop()
+            raise
+
+    # ---- masks ---------------------------------------------------------------------------------
+
+    def _apply_mode(self):
+        if self.mode == "ChildTuning-F":
+            self._core.set_bernoulli(self.reserve_p, self.seed)
+        elif self.mode is None:
+            self._core.set_dense()
+
+    def _name_of(self):
+        names = {}
+        for g, group in enumerate(self.param_groups):
+            for i, p in enumerate(group["params"]):
+                names[id(p)] = (f"param_group{g}.{i}", p, group["masked"])
+        return names
+
+    def set_gradient_mask(self, gradient_mask):
+        """The Child-Tuning_D mask: ``{parameter: 0/1 tensor of its shape, or a
+        bool}`` (what :func:`childtune.calculate_fisher` returns). Parameters of
+        masked groups that the dict leaves out train densely, as in the published
+        class. Checked completely before anything changes; used by
+        ``mode='ChildTuning-D'`` (other modes keep it for later, as the published
+        class does)."""
+        if not isinstance(gradient_mask, dict):
+            raise TypeError(f"set_gradient_mask takes a dict {{parameter: mask}}, not {type(gradient_mask).__name__}")
+        names = self._name_of()
+        given = {}
+        for p, m in gradient_mask.items():
+            if not isinstance(p, torch.Tensor):
+                raise TypeError(f"set_gradient_mask: a key is a {type(p).__name__}, not a parameter tensor")
+            if id(p) not in names:
+                raise ValueError(f"set_gradient_mask: a mask is given for a parameter of shape {tuple(p.shape)} "
+                                 "that this optimizer does not hold")
+            name, param, masked = names[id(p)]
+            if not masked:
+                raise ValueError(f"set_gradient_mask: '{name}' is in a group with masked=False (trained densely)")
+            if isinstance(m, bool):
+                m = torch.full(param.shape, m, dtype=torch.bool)
+            elif not isinstance(m, torch.Tensor):
+                raise TypeError(f"set_gradient_mask: the mask of '{name}' is a {type(m).__name__}, "
+                                "not a tensor or a bool")
+            if tuple(m.shape) != tuple(param.shape):
+                raise ValueError(f"set_gradient_mask: the mask of '{name}' has shape {tuple(m.shape)}, "
+                                 f"the parameter {tuple(param.shape)}")
+            given[name] = m
+        full = []
+        for name, param, masked in names.values():
+            if masked:
+                full.append((name, given[name] if name in given else torch.ones(param.shape, dtype=torch.bool)))
+        if self.mode == "ChildTuning-D":
+            self._core.set_fixed(full)
+            self._has_fixed_mask = True
+        self._pending_fixed = full
+        self.gradient_mask = gradient_mask
+
+    # ---- steps ---------------------------------------------------------------------------------
+
+    def _sync(self):
+        values, masked = [], []
+        for g, group in enumerate(self.param_groups):
+            values.append(self._values(group, g))
+            masked.append(group["masked"])
+        self._core.set_values(values, masked)
+
+    def step(self, closure=None):
+        """One Child-Tuning step of every parameter with a gradient; ``closure``
+        (optional) recomputes the loss, which is returned."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        if self.mode == "ChildTuning-D" and not self._has_fixed_mask:
+            if self._pending_fixed is None:
+                raise ValueError("mode 'ChildTuning-D' needs set_gradient_mask(...) before the first step")
+            self._core.set_fixed(self._pending_fixed)
+            self._has_fixed_mask = True
+        self._sync()
+        applied, bad = self._core.step()
+        self.last_step_applied = applied
+        self.last_nonfinite_tensor = bad
+        return loss
+
+    @property
+    def step_count(self):
+        """Steps applied so far (the counter that keys the Bernoulli masks)."""
+        return self._core.step_count()
+
+    def set_threads(self, threads):
+        """Threads of the fused CPU step (0: OpenMP's default). Results do not depend on it."""
+        self._core.set_threads(int(threads))
+
+    def force_aten_path(self, on=True):
+        """Steps CPU tensors through the ATen executor too (testing that path
+        without a GPU); choose before the first step."""
+        self._core.force_aten_path(bool(on))
+
+    # ---- checkpoints ---------------------------------------------------------------------------
+
+    def state_dict(self):
+        """torch's state dict plus ``'childtune'``: the library's state file (step
+        counters, Bernoulli seed, fixed masks, moments) as a uint8 tensor, and the
+        mode. ``load_state_dict`` of it resumes bit-identically."""
+        self._sync()
+        sd = super().state_dict()
+        blob = self._core.save()
+        sd["childtune"] = {
+            "format": 1,
+            "state": torch.frombuffer(bytearray(blob), dtype=torch.uint8) if blob else torch.empty(0, dtype=torch.uint8),
+            "mode": self.mode,
+            "reserve_p": self.reserve_p,
+            "seed": self.seed,
+        }
+        return sd
+
+    def load_state_dict(self, state_dict):
+        """Restores what state_dict() returned, for the same parameters; raises
+        ValueError and changes nothing when it does not fit."""
+        if not isinstance(state_dict, dict) or "childtune" not in state_dict:
+            raise ValueError("load_state_dict: not a childtune optimizer state dict (no 'childtune' entry)")
+        extra = state_dict["childtune"]
+        if not isinstance(extra, dict) or extra.get("format") != 1:
+            raise ValueError(f"load_state_dict: unknown childtune state format {extra.get('format') if isinstance(extra, dict) else extra!r}")
+        if extra.get("mode") not in _MODES:
+            raise ValueError(f"load_state_dict: unknown mode {extra.get('mode')!r}")
+        before = [dict(group) for group in self.param_groups]
+        rest = {k: v for k, v in state_dict.items() if k != "childtune"}
+        super().load_state_dict(rest)
+        try:
+            self._sync()
+            self._core.load(bytes(extra["state"].contiguous().numpy().tobytes()))
+        except Exception:
+            self.param_groups = before
+            self._sync()
+            raise
+        self.state.clear()
+        self.mode, self.reserve_p, self.seed = extra["mode"], float(extra["reserve_p"]), int(extra["seed"])
+        self._has_fixed_mask = self.mode == "ChildTuning-D"
+
+
+class ChildTuningAdamW(_ChildTuningOptimizer):
+    """Drop-in replacement for the published ``ChildTuningAdamW`` (Xu et al.
+    2021): the same arguments and defaults, the legacy AdamW (weight decay on
+    every parameter after the update; ``flavour='torch'`` gives
+    ``torch.optim.AdamW``'s), ``mode`` None (plain AdamW), ``'ChildTuning-F'``
+    (a fresh Bernoulli(reserve_p) gradient mask each step, kept entries × 1/p)
+    or ``'ChildTuning-D'`` (the fixed mask of :meth:`set_gradient_mask`).
+
+    Extra keyword arguments: ``seed`` keys the Bernoulli masks (the same on every
+    rank, device and thread count; independent of torch's RNG), ``flavour``, and
+    per group ``masked`` (False: the group trains densely).
+    """
+
+    _core_type = _C.AdamWCore
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0, correct_bias=True,
+                 reserve_p=1.0, mode=None, *, seed=0, flavour="legacy"):
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, correct_bias=correct_bias,
+                        flavour=flavour)
+        super().__init__(params, defaults, reserve_p, mode, seed)
+
+    def _values(self, group, g):
+        flavour = group["flavour"]
+        if flavour not in ("legacy", "torch"):
+            raise ValueError(f"param_group{g}: flavour must be 'legacy' or 'torch', not {flavour!r}")
+        b1, b2 = _betas(group, g)
+        return [_number(group, g, "lr"), b1, b2, _number(group, g, "eps"), _number(group, g, "weight_decay"),
+                1.0 if flavour == "legacy" else 0.0, 1.0 if _flag(group, g, "correct_bias") else 0.0]
+
+
+class ChildTuningAdam(_ChildTuningOptimizer):
+    """Adam (``torch.optim.Adam``'s rule: L2 weight decay added to the masked
+    gradient) with Child-Tuning masks; ``reserve_p``, ``mode``, ``seed`` and
+    ``masked`` as :class:`ChildTuningAdamW`."""
+
+    _core_type = _C.AdamCore
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, reserve_p=1.0, mode=None,
+                 *, seed=0):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay), reserve_p, mode, seed)
+
+    def _values(self, group, g):
+        b1, b2 = _betas(group, g)
+        return [_number(group, g, "lr"), b1, b2, _number(group, g, "eps"), _number(group, g, "weight_decay")]
+
+
+class ChildTuningSGD(_ChildTuningOptimizer):
+    """SGD (``torch.optim.SGD``'s rule: momentum, dampening, Nesterov, L2 weight
+    decay) with Child-Tuning masks; ``reserve_p``, ``mode``, ``seed`` and
+    ``masked`` as :class:`ChildTuningAdamW`."""
+
+    _core_type = _C.SGDCore
+
+    def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, reserve_p=1.0,
+                 mode=None, *, seed=0):
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                                      nesterov=nesterov), reserve_p, mode, seed)
+
+    def _values(self, group, g):
+        return [_number(group, g, "lr"), _number(group, g, "momentum"), _number(group, g, "dampening"),
+                _number(group, g, "weight_decay"), 1.0 if _flag(group, g, "nesterov") else 0.0]
+
+
+class ChildTuningLion(_ChildTuningOptimizer):
+    """Lion (Chen et al. 2023: sign of the interpolated momentum, decoupled
+    weight decay) with Child-Tuning masks; ``reserve_p``, ``mode``, ``seed`` and
+    ``masked`` as :class:`ChildTuningAdamW`."""
+
+    _core_type = _C.LionCore
+
+    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, reserve_p=1.0, mode=None, *, seed=0):
+        super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay), reserve_p, mode, seed)
+
+    def _values(self, group, g):
+        b1, b2 = _betas(group, g)
+        return [_number(group, g, "lr"), b1, b2, _number(group, g, "weight_decay")]
+
+
+class ChildTuningLAMB(_ChildTuningOptimizer):
+    """LAMB (You et al. 2020: Adam direction scaled per tensor by the trust
+    ratio) with Child-Tuning masks; ``reserve_p``, ``mode``, ``seed`` and
+    ``masked`` as :class:`ChildTuningAdamW`; ``trust_clip`` 0 means no bound."""
+
+    _core_type = _C.LAMBCore
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01, correct_bias=True,
+                 trust_clip=0.0, reserve_p=1.0, mode=None, *, seed=0):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      correct_bias=correct_bias, trust_clip=trust_clip), reserve_p, mode, seed)
+
+    def _values(self, group, g):
+        b1, b2 = _betas(group, g)
+        return [_number(group, g, "lr"), b1, b2, _number(group, g, "eps"), _number(group, g, "weight_decay"),
+                1.0 if _flag(group, g, "correct_bias") else 0.0, _number(group, g, "trust_clip")]
