@@ -22,8 +22,11 @@ parameters).
 Every method uses lr 1e-3, eps 1e-8, weight decay 0.01. Each method gets its own optimizer; an untimed first step creates its state.
 Then, ``--repeats`` times: the gradients are restored (untimed: the published
 Child-Tuning step rescales them in place) and one ``step()`` is timed with
-time.perf_counter. The table gives the median, the spread (interquartile range
-over the median) and speedups (peer time / childtune time).
+time.perf_counter (wall) and time.process_time (CPU time of all the process's
+threads: steadier than wall time on a machine other jobs load, but it counts
+threads that spin while waiting). The table gives the medians, the spread of
+wall times (interquartile range over the median) and speedups (peer time /
+childtune time) by both clocks.
 
 ``--smoke``: tiny shapes and three repeats, plus a check that childtune's
 Child-Tuning_D step equals the published one and its dense step torch's AdamW
@@ -146,14 +149,15 @@ def time_method(method, problem, args, torch, childtune, published):
     problem.reset()
     opt = make_optimizer(method, problem, args, torch, childtune, published)
     opt.step()  # allocates the state, untimed
-    times = []
+    wall, cpu = [], []
     for _ in range(args.repeats):
         problem.restore_grads()
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         opt.step()
-        times.append(time.perf_counter() - t0)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     del opt
-    return times
+    return wall, cpu
 
 
 def verify(problem, args, torch, childtune, published):
@@ -251,15 +255,17 @@ def main(argv):
             verify(problem, args, torch, childtune, published)
         print("\n## %s (%s parameters in %d tensor%s)\n" % (label, fmt_count(problem.size), len(shape),
                                                              "" if len(shape) == 1 else "s"))
-        print("| method | time/step (median) | IQR/median | params/s |")
-        print("|---|---|---|---|")
+        print("| method | time/step (median) | IQR/median | params/s | CPU time/step (median) |")
+        print("|---|---|---|---|---|")
         for method in methods:
-            times = time_method(method, problem, args, torch, childtune, published)
-            med = statistics.median(times)
-            q = statistics.quantiles(times, n=4) if len(times) >= 2 else [med, med, med]
+            wall, cpu = time_method(method, problem, args, torch, childtune, published)
+            med = statistics.median(wall)
+            q = statistics.quantiles(wall, n=4) if len(wall) >= 2 else [med, med, med]
             results[(label, method)] = med
-            print("| `%s` | %s | %.0f %% | %s |" % (method, fmt_time(med), 100 * (q[2] - q[0]) / med,
-                                                   fmt_count(problem.size / med)), flush=True)
+            results[(label, method, "cpu")] = statistics.median(cpu)
+            print("| `%s` | %s | %.0f %% | %s | %s |" % (method, fmt_time(med), 100 * (q[2] - q[0]) / med,
+                                                        fmt_count(problem.size / med),
+                                                        fmt_time(statistics.median(cpu))), flush=True)
         del problem
 
     pairs = [("childtune/dense", "torch/adamw_foreach"), ("childtune/dense", "torch/adamw_for_loop"),
@@ -268,12 +274,13 @@ def main(argv):
              ("childtune/ct_d", "torch/adamw_foreach")]
     pairs = [(a, b) for a, b in pairs if a in methods and b in methods]
     if pairs:
-        print("\n## Speedup of childtune (peer time / childtune time)\n")
-        print("| shape | " + " | ".join("%s vs `%s`" % (a.split("/")[1], b) for a, b in pairs) + " |")
-        print("|---|" + "---|" * len(pairs))
+        print("\n## Speedup of childtune (peer time / childtune time; wall, then CPU time)\n")
+        print("| shape | time | " + " | ".join("%s vs `%s`" % (a.split("/")[1], b) for a, b in pairs) + " |")
+        print("|---|---|" + "---|" * len(pairs))
         for label, _ in shapes:
-            print("| %s | " % label + " | ".join("%.2f×" % (results[(label, b)] / results[(label, a)])
-                                                 for a, b in pairs) + " |")
+            for kind, key in (("wall", ()), ("CPU", ("cpu",))):
+                print("| %s | %s | " % (label, kind) + " | ".join(
+                    "%.2f×" % (results[(label, b) + key] / results[(label, a) + key]) for a, b in pairs) + " |")
     print("\n- load average after: %.2f %.2f %.2f" % os.getloadavg())
     return 0
 

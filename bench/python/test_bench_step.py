@@ -18,7 +18,7 @@ def test_smoke():
     for method in METHODS:
         assert p.stdout.count("| `%s` |" % method) == 2, method
     assert "## Speedup of childtune" in p.stdout
-    assert p.stdout.count("×") == 2 * 7  # 2 shapes x 7 ratios
+    assert p.stdout.count("×") == 2 * 2 * 7  # 2 shapes x (wall, CPU) x 7 ratios
 
 
 def test_unknown_method_is_an_error():
