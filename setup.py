@@ -34,7 +34,7 @@ def want_cuda():
 
 
 def extension():
-    sources = ["python/csrc/module.cpp"]
+    sources = ["python/csrc/module.cpp", "python/csrc/rules.cpp"]
     if not want_cuda():
         return cpp_extension.CppExtension("childtune._C", sources, include_dirs=INCLUDES,
                                           extra_compile_args={"cxx": CXX_FLAGS}, extra_link_args=["-fopenmp"])

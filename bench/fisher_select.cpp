@@ -1,6 +1,9 @@
 // Child-Tuning_D mask selection: the global top-p cut over N float Fisher scores,
 // beside what a user would otherwise write (nth_element or sort on a copy) and
 // what the published code does (concatenate every score, percentile on a copy).
+// Also the magnitude mask (SIFT, mask/magnitude.hpp): one step's selection of
+// the top p of |g| over the same N values taken as gradients, per tensor and
+// global, as the optimizer runs it (observe() on a gradient_reader).
 //
 // Besides time, every benchmark reports the peak memory it adds: `extra_heap`,
 // the peak of live operator-new bytes above those live at its start (this binary
@@ -11,6 +14,7 @@
 // CHILDTUNE_BENCH_SELECT_N to change it (CI smoke-tests with a small N).
 
 #include <childtune/exec/backend.hpp>
+#include <childtune/mask/magnitude.hpp>
 #include <childtune/select/order_statistic.hpp>
 #include <childtune/select/top_p.hpp>
 
@@ -189,6 +193,35 @@ void BM_select_kth(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(bench_n()));
 }
 
+// A magnitude mask's selection at one step: the top p of |g| of the 24 layers
+// (one cut per tensor, or one over all), masks written, as observe() does it.
+void magnitude_select(benchmark::State& state, childtune::selection_scope scope, childtune::selection_rule rule) {
+    const auto& in = layered_scores();
+    std::vector<childtune::tensor_info> infos;
+    for (std::size_t i = 0; i < layers; ++i) {
+        childtune::tensor_info t;
+        t.name = in.names[i];
+        t.group_name = "encoder";
+        t.size = t.elements = in.segments[i].size();
+        infos.push_back(t);
+    }
+    const childtune::gradient_reader reader(infos, in.segments);
+    const childtune::magnitude policy{.p = keep_fraction, .scope = scope, .rule = rule};
+    const memory_probe memory;
+    for (auto _ : state) {
+        auto next = policy.observe(reader, 0);
+        benchmark::DoNotOptimize(next.masks().tensor_count());
+    }
+    memory.report(state);
+    state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(bench_n()));
+}
+void BM_magnitude_per_tensor(benchmark::State& state) {
+    magnitude_select(state, childtune::selection_scope::per_tensor, childtune::selection_rule::exact_count);
+}
+void BM_magnitude_global(benchmark::State& state) {
+    magnitude_select(state, childtune::selection_scope::global, childtune::selection_rule::percentile);
+}
+
 // What numpy.percentile does: partition a concatenated copy (the copy is not timed).
 void BM_nth_element_on_copy(benchmark::State& state) {
     const auto& x = scores();
@@ -257,6 +290,8 @@ void BM_reference_cat_percentile(benchmark::State& state) {
 BENCHMARK(BM_top_p_percentile)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(3);
 BENCHMARK(BM_top_p_percentile_serial)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
 BENCHMARK(BM_top_p_exact_count)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(3);
+BENCHMARK(BM_magnitude_per_tensor)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(3);
+BENCHMARK(BM_magnitude_global)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(3);
 BENCHMARK(BM_select_kth)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(3);
 BENCHMARK(BM_reference_cat_percentile)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
 BENCHMARK(BM_nth_element_on_copy)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);

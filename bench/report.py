@@ -41,6 +41,9 @@ METHODS = [
     ("childtune/ct_d", "childtune core, Child-Tuning_D (1-bit mask)"),
     ("childtune/ct_d+compact_state", "the same with `compact_fixed_state` (moments for kept elements only; "
      "GB/s still counts 28 B/param: a dense-equivalent rate)"),
+    ("childtune/dense+8bit_state", "dense AdamW with 8-bit blockwise state (`state_storage::blockwise8`; GB/s "
+     "counts 28 B/param: the fp32-state equivalent, so it compares with `childtune/dense` directly)"),
+    ("childtune/ct_f+8bit_state", "Child-Tuning_F with 8-bit blockwise state (GB/s as above)"),
     ("philox/keep_bits", "Child-Tuning_F's Philox keep bits alone, as the fused step draws them (no tensor "
      "touched: the compute CT_F adds)"),
     ("childtune_torch/dense", "`childtune::torch::ChildTuningAdamW`, dense"),
@@ -61,6 +64,8 @@ SELECT = [
     ("BM_top_p_percentile", "childtune `select_top_p`, numpy-percentile rule (masks included)"),
     ("BM_top_p_percentile_serial", "the same on one thread"),
     ("BM_top_p_exact_count", "childtune `select_top_p`, exact-count rule"),
+    ("BM_magnitude_per_tensor", "magnitude mask (SIFT) selection: top p of \\|g\\| per tensor, exact count (masks included)"),
+    ("BM_magnitude_global", "magnitude mask selection: one global cut, numpy-percentile rule (masks included)"),
     ("BM_select_kth", "childtune `select_kth`: the order statistic alone"),
     ("BM_reference_cat_percentile", "the published code's path: concatenate, percentile on a copy, byte masks (all timed)"),
     ("BM_nth_element_on_copy", "`std::nth_element` on a copy (copy not timed)"),

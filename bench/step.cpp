@@ -160,6 +160,12 @@ void core_ct_d(benchmark::State& st, const bench::shape& s) { core_step(st, s, m
 // Child-Tuning_D with state for the kept elements only (opt-in): GB/s still
 // counts 28 B per parameter, so it is the dense-equivalent rate.
 void core_ct_d_compact(benchmark::State& st, const bench::shape& s) { core_step(st, s, mode::ct_d, compact); }
+// 8-bit blockwise state (optimizer_options::storage): GB/s still counts 28 B
+// per parameter (the fp32-state equivalent), so time ratios read directly.
+constexpr childtune::optimizer_options state8{.on_nonfinite = childtune::nonfinite_policy::unchecked,
+                                              .storage = childtune::state_storage::blockwise8};
+void core_dense_8bit(benchmark::State& st, const bench::shape& s) { core_step(st, s, mode::dense, state8); }
+void core_ct_f_8bit(benchmark::State& st, const bench::shape& s) { core_step(st, s, mode::ct_f, state8); }
 
 // 16-bit parameters and gradients with fp32 state (chosen automatically): one
 // flat tensor, its own memory (22 bytes per parameter).
@@ -194,6 +200,8 @@ const add_method m_dense_checked{{31, "childtune/dense+nan_check", &core_dense_c
 const add_method m_ct_f{{32, "childtune/ct_f", &core_ct_f, everywhere}};
 const add_method m_ct_d{{33, "childtune/ct_d", &core_ct_d, everywhere}};
 const add_method m_ct_d_compact{{34, "childtune/ct_d+compact_state", &core_ct_d_compact, everywhere}};
+const add_method m_dense_8bit{{37, "childtune/dense+8bit_state", &core_dense_8bit, everywhere}};
+const add_method m_ct_f_8bit{{38, "childtune/ct_f+8bit_state", &core_ct_f_8bit, everywhere}};
 const add_method m_philox{{36, "philox/keep_bits", &philox_keep_bits, everywhere}};
 const add_method m_bf16_dense{{50, "childtune/bf16/dense", &bf16_dense, bench::largest_flat}};
 const add_method m_bf16_ct_f{{51, "childtune/bf16/ct_f", &bf16_ct_f, bench::largest_flat}};

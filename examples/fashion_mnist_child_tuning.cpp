@@ -15,16 +15,18 @@
 //!     class, with vanilla AdamW, Child-Tuning_F (a fresh Bernoulli(p_F) mask
 //!     every step, kept gradients scaled by 1/p_F) and Child-Tuning_D (a fixed
 //!     mask of the top p_D of parameters by Fisher information on the K-shot
-//!     training set). As in the reference, the body ("layer*") is the masked
-//!     group and the head is trained densely; the three methods run the same
-//!     optimizer code, only the mask differs.
+//!     training set), and with --methods the later masks (SIFT, fresh
+//!     magnitude masks, DPS; the table methods()). As in the reference, the body
+//!     ("layer*") is the masked group and the head is trained densely; every
+//!     method runs the same optimizer code, only the mask differs.
 //!  3. Test accuracy on every test image of classes 5-9, over several seeds. A
 //!     seed fixes the K-shot sample, the head's initialisation, the batch order
 //!     and the Bernoulli masks, and every method sees the same ones, so the
 //!     differences to vanilla AdamW are paired.
 //!
 //! Output: the table (mean +- std per method, paired difference to vanilla), the
-//! per-seed accuracies, a CSV of every run and a PNG plot (gnuplot) in --out.
+//! per-seed accuracies, a CSV of every run and a PNG plot (gnuplot) in --out;
+//! with --runs-csv, a runs log that scripts/sweep.sh resumes from.
 //! The numbers are a function of the flags only.
 //!
 //! With --data-parallel, under mpirun, the ranks fine-tune together: every batch
@@ -39,6 +41,7 @@
 #include "common/stats.hpp"
 #include "fashion_mnist/idx.hpp"
 #include "fashion_mnist/report.hpp"
+#include "fashion_mnist/runs_log.hpp"
 
 #include <childtune/torch.hpp>
 #ifdef FASHION_MNIST_WITH_MPI
@@ -57,6 +60,7 @@
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <numeric>
 #include <optional>
@@ -81,45 +85,75 @@ struct settings {
     int shots = 20;   //!< labelled training images per target class
     int seeds = 10;
     int epochs = 30;  //!< fine-tuning epochs
-    double p_f = 0.3; //!< Child-Tuning_F keep probability
-    double p_d = 0.3; //!< Child-Tuning_D kept fraction
+    double p = 0.3;   //!< every masked method's p (keep probability or kept fraction)
+    std::optional<double> p_f, p_d; //!< Child-Tuning_F's and _D's own p, instead of p
     double lr = 1e-3; //!< fine-tuning learning rate, every method
+    std::vector<std::string> methods; //!< --methods (empty: every method of the table)
     int pretrain_epochs = 3;
     std::size_t pretrain_examples = 0; //!< 0: all 30000 training images of classes 0-4
     std::size_t test_examples = 0;     //!< 0: all 5000 test images of classes 5-9
     int threads = 2;
     bool data_parallel = false; //!< under mpirun: batches split over the ranks
     fs::path out = FASHION_MNIST_DEFAULT_OUT;
+    fs::path cache; //!< where the pretrained weights are cached (empty: out)
+    std::optional<fs::path> runs_csv; //!< the runs log a sweep resumes from
     fs::path data = "/usr/share/datasets/fashion-mnist";
 };
 
 constexpr const char* usage_text =
     "usage: fashion_mnist_child_tuning [options]\n"
     "  Pretrains a CNN on Fashion-MNIST classes 0-4, fine-tunes it on classes 5-9 from\n"
-    "  K images per class with vanilla AdamW, Child-Tuning_F and Child-Tuning_D, and\n"
+    "  K images per class with each method of --methods (vanilla AdamW, Child-Tuning_F,\n"
+    "  Child-Tuning_D, ...), and\n"
     "  prints the test accuracy per method (mean +- std over seeds, paired differences).\n"
     "options (a value follows the flag or '='):\n"
     "  --K N, --shots N      labelled training images per target class (default 20)\n"
     "  --seeds N             fine-tuning seeds per method (default 10)\n"
-    "  --pF P                Child-Tuning_F keep probability, in (0, 1] (default 0.3)\n"
-    "  --pD P                Child-Tuning_D kept fraction, in (0, 1] (default 0.3)\n"
+    "  --methods A,B,...     the methods to run, in this order, or 'all': vanilla,\n"
+    "                        Child-Tuning_F (or CT_F), Child-Tuning_D (or CT_D), SIFT,\n"
+    "                        Magnitude (or MAG), DPS (default: the first three)\n"
+    "  --p P                 every masked method's p, in (0, 1] (default 0.3): the keep\n"
+    "                        probability of Child-Tuning_F, the kept fraction of _D\n"
+    "  --pF P                Child-Tuning_F keep probability, in (0, 1] (default: --p)\n"
+    "  --pD P                Child-Tuning_D kept fraction, in (0, 1] (default: --p)\n"
     "  --epochs N            fine-tuning epochs (default 30)\n"
     "  --lr X                fine-tuning learning rate (default 1e-3)\n"
     "  --pretrain-epochs N   pretraining epochs (default 3; 0: no pretraining)\n"
     "  --pretrain-examples N pretraining images (default 0: all 30000)\n"
-    "  --test-examples N     test images of classes 5-9 (default 0: all 5000)\n"
+    "  --test-examples N     test images of classes 5-9, and of 0-4 for the pretrained\n"
+    "                        model's check (default 0: all 5000)\n"
     "  --threads N           LibTorch and optimizer threads (default 2; per rank)\n"
     "  --data-parallel       run under mpirun -np N: each batch split over the N ranks,\n"
     "                        gradients all-reduced, optimizer state sharded (ZeRO-1);\n"
     "                        rank 0 reports (needs a build with MPI)\n"
     "  --out DIR             results (CSV, PNG) and the pretrained-weights cache\n"
     "                        (default " FASHION_MNIST_DEFAULT_OUT ")\n"
+    "  --cache DIR           the pretrained-weights cache instead (default: --out)\n"
+    "  --runs-csv FILE       append one row per finished run to FILE (K, lr, epochs,\n"
+    "                        method, p, seed, ...), and read back instead of running\n"
+    "                        again every run FILE already has: a sweep resumes\n"
     "  --data DIR            the dataset (default /usr/share/datasets/fashion-mnist,\n"
     "                        from the Debian package dataset-fashion-mnist)\n"
     "  --smoke               a run of seconds for CI: 2000 pretraining images, 1 epoch,\n"
     "                        2 seeds, 5 shots, 3 epochs, 1000 test images; flags after\n"
     "                        it override its values\n"
     "  --help                this text\n";
+
+//! The items of a comma-separated list ("a,b" -> a, b; "" -> none; "a,,b" keeps the empty item).
+std::vector<std::string> split_list(const std::string& text) {
+    std::vector<std::string> out;
+    if (text.empty()) return out;
+    out.emplace_back();
+    for (const char c : text) {
+        if (c == ',') out.emplace_back();
+        else out.back() += c;
+    }
+    return out;
+}
+
+// The method table (below, after the model): its entry for a --methods name, and all names.
+std::optional<std::size_t> find_method(std::string_view name);
+std::string method_names();
 
 settings parse(int argc, char** argv) {
     settings s;
@@ -134,8 +168,13 @@ settings parse(int argc, char** argv) {
             s.epochs = 3;
         } else if (args.is("--K") || args.is("--shots")) s.shots = args.number<int>();
         else if (args.is("--seeds")) s.seeds = args.number<int>();
+        else if (args.is("--p")) s.p = args.number<double>();
         else if (args.is("--pF")) s.p_f = args.number<double>();
         else if (args.is("--pD")) s.p_d = args.number<double>();
+        else if (args.is("--methods")) {
+            s.methods = split_list(args.text());
+            if (s.methods.empty()) args.fail("--methods needs at least one method");
+        }
         else if (args.is("--epochs")) s.epochs = args.number<int>();
         else if (args.is("--lr")) s.lr = args.number<double>();
         else if (args.is("--pretrain-epochs")) s.pretrain_epochs = args.number<int>();
@@ -144,6 +183,8 @@ settings parse(int argc, char** argv) {
         else if (args.is("--threads")) s.threads = args.number<int>();
         else if (args.is("--data-parallel")) s.data_parallel = true;
         else if (args.is("--out")) s.out = args.text();
+        else if (args.is("--cache")) s.cache = args.text();
+        else if (args.is("--runs-csv")) s.runs_csv = fs::path(args.text());
         else if (args.is("--data")) s.data = args.text();
         else args.unknown();
     }
@@ -151,10 +192,21 @@ settings parse(int argc, char** argv) {
     if (s.seeds < 1) usage_error("--seeds must be >= 1");
     if (s.shots < 1) usage_error("--K must be >= 1");
     if (s.epochs < 1) usage_error("--epochs must be >= 1");
-    if (!(s.p_f > 0 && s.p_f <= 1) || !(s.p_d > 0 && s.p_d <= 1)) usage_error("--pF and --pD must be in (0, 1]");
+    if (!(s.p > 0 && s.p <= 1)) usage_error("--p must be in (0, 1]");
+    if ((s.p_f && !(*s.p_f > 0 && *s.p_f <= 1)) || (s.p_d && !(*s.p_d > 0 && *s.p_d <= 1)))
+        usage_error("--pF and --pD must be in (0, 1]");
+    const bool all_methods = s.methods == std::vector<std::string>{"all"};
+    for (const auto& m : s.methods)
+        if (!all_methods && !find_method(m)) usage_error("unknown method '" + m + "' in --methods (known: " + method_names() + ")");
+    for (std::size_t i = 0; i < s.methods.size(); ++i)
+        for (std::size_t j = 0; j < i; ++j)
+            if (find_method(s.methods[i]) == find_method(s.methods[j]))
+                usage_error("--methods names '" + s.methods[i] + "' twice");
     if (!(s.lr > 0) || !std::isfinite(s.lr)) usage_error("--lr must be > 0");
     if (s.threads < 1) usage_error("--threads must be >= 1");
     if (s.out.empty()) usage_error("--out must not be empty");
+    if (s.cache.empty()) s.cache = s.out;
+    if (s.runs_csv && s.data_parallel) usage_error("--runs-csv is for one-process runs, not --data-parallel");
 #ifndef FASHION_MNIST_WITH_MPI
     if (s.data_parallel) usage_error("--data-parallel needs a build with MPI (apt-get install libopenmpi-dev, reconfigure)");
 #endif
@@ -311,7 +363,7 @@ fs::path pretrain_cache(const settings& s, std::int64_t examples) {
                   cnn_impl::architecture, static_cast<long long>(examples), s.pretrain_epochs,
                   static_cast<long long>(pretrain_batch), pretrain_lr, static_cast<unsigned long long>(pretrain_seed),
                   s.threads);
-    return s.out / name;
+    return s.cache / name;
 }
 
 //! Dense AdamW on the source task, with a progress line every 100 batches.
@@ -422,7 +474,7 @@ torch::Tensor my_part(const rank_comm& comm, const torch::Tensor& batch_indices)
 //! ranks in one flat buffer, and the sharded optimizer steps each rank's slice
 //! and all-gathers the parameters. Every rank ends with the same model.
 //! `state_bytes`, when given, receives every rank's optimizer-state bytes.
-double fine_tune_data_parallel(cnn& m, const rank_comm& comm, childtune::mask_mode mode, const childtune::adamw::options& o,
+double fine_tune_data_parallel(cnn& m, const rank_comm& comm, childtune::any_mask mask, const childtune::adamw::options& o,
                                const task_data& train, int epochs, std::uint64_t order_seed,
                                std::vector<std::uint64_t>* state_bytes = nullptr) {
     std::vector<torch::Tensor> params;
@@ -432,7 +484,7 @@ double fine_tune_data_parallel(cnn& m, const rank_comm& comm, childtune::mask_mo
         total += static_cast<std::size_t>(p.value().numel());
     }
     std::vector<float> grads(total);
-    childtune::sharded_optimizer<childtune::adamw, rank_comm> opt(comm, std::move(mode));
+    childtune::sharded_optimizer<childtune::adamw, rank_comm> opt(comm, std::move(mask));
     const auto body = opt.add_group("body", o, /*masked=*/true);
     const auto head = opt.add_group("head", o, /*masked=*/false);
     std::size_t at = 0;
@@ -502,6 +554,118 @@ childtune::top_p_result fisher_mask_data_parallel(cnn& m, const rank_comm& comm,
 }
 #endif
 
+
+// ---- the methods --------------------------------------------------------------------
+
+//! What a method's mask policy is built from: the run's p, its seed, the model at
+//! the start of fine-tuning and the K-shot training set.
+struct mask_inputs {
+    double p;
+    std::uint64_t seed;
+    cnn& model;
+    const task_data& train;
+    bool describe; //!< print what the mask keeps (the first seed)
+#ifdef FASHION_MNIST_WITH_MPI
+    const rank_comm* comm = nullptr; //!< --data-parallel: the ranks build the mask together
+#endif
+};
+
+//! One method of the comparison. Every method runs the same optimizer on the
+//! same data, head and batch order; only the mask policy of the body differs,
+//! so adding a mask policy to the comparison is one entry of methods().
+struct method {
+    const char* name;    //!< for --methods and the runs log
+    const char* tag;     //!< also accepted by --methods; the short column title
+    const char* display; //!< the report's row title
+    bool in_default;     //!< run without --methods (the paper's three; --methods all: every one)
+    bool uses_p;         //!< takes the run's p (--p, or its own flag)
+    std::optional<double> settings::*own_p; //!< a flag of its own that overrides --p, or nullptr
+    std::function<childtune::any_mask(const mask_inputs&)> mask;
+};
+
+//! Optimizer steps per fine-tuning epoch: what the gradient-driven masks'
+//! windows and periods are counted in.
+std::uint64_t steps_per_epoch(const task_data& train) {
+    return static_cast<std::uint64_t>((train.size() + finetune_batch - 1) / finetune_batch);
+}
+
+//! Child-Tuning_D: the Fisher information of the start model (pretrained body,
+//! this seed's head) on the K-shot training set, each tensor's gradient clipped
+//! to norm 1 as in the reference, then the global top p of the body.
+childtune::any_mask child_tuning_d_mask(const mask_inputs& in) {
+    cnn& m = in.model;
+#ifdef FASHION_MNIST_WITH_MPI
+    if (in.comm) {
+        std::printf("   seed %llu  Child-Tuning_D: Fisher information over %lld training images on %zu ranks\n",
+                    static_cast<unsigned long long>(in.seed), static_cast<long long>(in.train.size()), in.comm->size());
+        const auto fisher = fisher_mask_data_parallel(m, *in.comm, in.train, in.p);
+        if (in.describe) std::printf("   Child-Tuning_D mask: %zu of %zu kept\n", fisher.kept, fisher.masks.total_size());
+        return childtune::fixed{fisher.masks};
+    }
+#endif
+    std::printf("   seed %llu  Child-Tuning_D: Fisher information over %lld training images\n",
+                static_cast<unsigned long long>(in.seed), static_cast<long long>(in.train.size()));
+    const auto fisher = childtune::torch::fisher_mask(
+        *m, in_batches(in.train),
+        [&](const batch& b) { return torch::nn::functional::cross_entropy(m->forward(b.x), b.y); },
+        {.keep = in.p, .max_grad_norm = 1.0, .masked_if = in_body, .progress = true});
+    if (in.describe) {
+        std::printf("   Child-Tuning_D mask of seed %llu, kept per tensor (%zu of %zu):\n",
+                    static_cast<unsigned long long>(in.seed), fisher.kept, fisher.masks.total_size());
+        for (const auto& t : fisher.summary)
+            std::printf("     %-14s %8zu of %8zu  %5.1f%%\n", t.name.c_str(), t.kept, t.size, 100 * t.kept_fraction());
+    }
+    return childtune::fixed{fisher.masks};
+}
+
+//! The methods the demo compares, in their default order. Vanilla comes first:
+//! the others are reported as paired differences to it.
+const std::vector<method>& methods() {
+    static const std::vector<method> table = {
+        {"vanilla", "vanilla", "vanilla AdamW", true, false, nullptr,
+         [](const mask_inputs&) { return childtune::any_mask(childtune::dense{}); }},
+        // A fresh Bernoulli(p) mask every step, kept gradients x 1/p.
+        {"Child-Tuning_F", "CT_F", "Child-Tuning_F", true, true, &settings::p_f,
+         [](const mask_inputs& in) { return childtune::any_mask(childtune::bernoulli{in.p, mask_seed_base + in.seed}); }},
+        {"Child-Tuning_D", "CT_D", "Child-Tuning_D", true, true, &settings::p_d, child_tuning_d_mask},
+        // SIFT: the top p of |gradient| per tensor, summed over the first epoch's
+        // steps (dense meanwhile), then fixed.
+        {"SIFT", "SIFT", "SIFT", false, true, nullptr,
+         [](const mask_inputs& in) {
+             return childtune::any_mask(childtune::magnitude{.p = in.p, .window = steps_per_epoch(in.train)});
+         }},
+        // The top p of |gradient| per tensor, fresh every step (no rescaling).
+        {"Magnitude", "MAG", "Magnitude", false, true, nullptr,
+         [](const mask_inputs& in) { return childtune::any_mask(childtune::magnitude{.p = in.p, .window = 0}); }},
+        // DPS: the top p per tensor of the squared gradients of the last epoch,
+        // reselected every epoch after a dense first epoch.
+        {"DPS", "DPS", "DPS", false, true, nullptr,
+         [](const mask_inputs& in) {
+             const auto epoch = steps_per_epoch(in.train);
+             return childtune::any_mask(childtune::refreshed_fisher{.p = in.p, .warmup = epoch, .period = epoch});
+         }},
+    };
+    return table;
+}
+
+std::optional<std::size_t> find_method(std::string_view name) {
+    for (std::size_t k = 0; k < methods().size(); ++k)
+        if (name == methods()[k].name || name == methods()[k].tag) return k;
+    return std::nullopt;
+}
+
+std::string method_names() {
+    std::string out;
+    for (const auto& m : methods()) out += (out.empty() ? "" : ", ") + std::string(m.name) + " (" + m.tag + ")";
+    return out;
+}
+
+//! The p a method runs with under settings `s`.
+double p_of(const method& m, const settings& s) {
+    if (m.own_p && (s.*m.own_p)) return *(s.*m.own_p);
+    return s.p;
+}
+
 } // namespace
 
 int main(int argc, char** argv) try {
@@ -535,10 +699,13 @@ int main(int argc, char** argv) try {
         return 2;
     }
     fs::create_directories(s.out);
+    fs::create_directories(s.cache);
 
     const task_data source = gather(train_split, task_indices(train_split, source_first_class, s.pretrain_examples),
                                     source_first_class);
-    const task_data source_test = gather(test_split, task_indices(test_split, source_first_class, 0), source_first_class);
+    // --test-examples limits both test sets (a smoke run checks the pretrained model on fewer images, too).
+    const task_data source_test =
+        gather(test_split, task_indices(test_split, source_first_class, s.test_examples), source_first_class);
     const task_data target_test =
         gather(test_split, task_indices(test_split, target_first_class, s.test_examples), target_first_class);
 
@@ -595,19 +762,34 @@ int main(int argc, char** argv) try {
                 cached ? "loaded in" : "pretrained in", pretrain_seconds);
 
     // ---- 2. fine-tuning ----
+    std::vector<std::size_t> chosen; // entries of methods(), in the order of --methods
+    if (s.methods.empty() || s.methods == std::vector<std::string>{"all"}) {
+        for (std::size_t k = 0; k < methods().size(); ++k)
+            if (!s.methods.empty() || methods()[k].in_default) chosen.push_back(k);
+    } else {
+        for (const auto& name : s.methods) chosen.push_back(*find_method(name));
+    }
+    std::string chosen_names;
+    for (const auto k : chosen) chosen_names += (chosen_names.empty() ? "" : ", ") + std::string(methods()[k].name);
     std::printf("2. fine-tuning on classes 5-9: K = %d images per class, %d epochs, batch %lld, lr %g, "
-                "weight decay %g, %d seed%s; test: %lld images\n",
+                "weight decay %g, %d seed%s; test: %lld images; methods: %s\n",
                 s.shots, s.epochs, static_cast<long long>(finetune_batch), s.lr, weight_decay, s.seeds,
-                s.seeds == 1 ? "" : "s", static_cast<long long>(target_test.size()));
-    char p_f_text[16], p_d_text[16];
-    std::snprintf(p_f_text, sizeof p_f_text, "%.2f", s.p_f);
-    std::snprintf(p_d_text, sizeof p_d_text, "%.2f", s.p_d);
-    std::vector<fashion_mnist::method_results> methods = {
-        {"vanilla AdamW", "vanilla", "-", {}, {}, {}, {}},
-        {"Child-Tuning_F", "CT_F", p_f_text, {}, {}, {}, {}},
-        {"Child-Tuning_D", "CT_D", p_d_text, {}, {}, {}, {}},
-    };
-    enum { vanilla, child_f, child_d };
+                s.seeds == 1 ? "" : "s", static_cast<long long>(target_test.size()), chosen_names.c_str());
+    std::vector<fashion_mnist::method_results> results;
+    for (const auto k : chosen) {
+        const method& m = methods()[k];
+        char p_text[16] = "-";
+        if (m.uses_p) std::snprintf(p_text, sizeof p_text, "%.2f", p_of(m, s));
+        results.push_back({m.display, m.tag, p_text, {}, {}, {}, {}});
+    }
+
+    // The runs log: every finished run is appended at once, and a run it already
+    // holds is read back instead of trained (a sweep resumes). Its setup is
+    // everything besides the key (K, lr, epochs, method, p, seed) that changes the
+    // numbers: the pretrained weights (the cache's name), the test set, the threads.
+    std::optional<fashion_mnist::runs_log> log;
+    if (s.runs_csv)
+        log.emplace(*s.runs_csv, cache.stem().string() + "-test" + std::to_string(target_test.size()));
 
     // The reference's optimizer: legacy (HF-style) AdamW; the "layer*" body is
     // the masked group, the head the dense one. Vanilla is the same optimizer
@@ -615,53 +797,49 @@ int main(int argc, char** argv) try {
     childtune::torch::ChildTuningAdamWOptions options(s.lr);
     options.weight_decay(weight_decay).flavour(childtune::adamw_flavour::legacy);
 
-    const int runs = s.seeds * static_cast<int>(methods.size());
+    const int runs = s.seeds * static_cast<int>(chosen.size());
     const int width = static_cast<int>(std::to_string(runs).size());
-    int run = 0;
+    int run = 0, trained = 0;
     const auto t_finetune = std::chrono::steady_clock::now();
     for (int seed = 0; seed < s.seeds; ++seed) {
         const auto seed64 = static_cast<std::uint64_t>(seed);
         const task_data train =
             gather(train_split, few_shot_indices(train_split, s.shots, sample_seed_base + seed64), target_first_class);
-        for (std::size_t k = 0; k < methods.size(); ++k) {
+        for (std::size_t j = 0; j < chosen.size(); ++j) {
+            const method& meth = methods()[chosen[j]];
+            auto& r = results[j];
+            const double p = p_of(meth, s);
+            fashion_mnist::run_row row;
+            row.shots = s.shots;
+            row.lr = fashion_mnist::key_number(s.lr);
+            row.epochs = s.epochs;
+            row.method = meth.name;
+            row.p = meth.uses_p ? fashion_mnist::key_number(p) : "";
+            row.seed = seed;
+            ++run;
+            if (const auto done = log ? log->find(row) : std::nullopt) {
+                r.seeds.push_back(seed);
+                r.accuracy.push_back(done->test_accuracy);
+                r.train_loss.push_back(done->train_loss);
+                r.seconds.push_back(done->seconds);
+                std::printf("   [%*d/%d] seed %d  %-15s test accuracy %6.2f%%  train loss %.4f  (runs log)\n", width,
+                            run, runs, seed, r.name.c_str(), 100 * done->test_accuracy, done->train_loss);
+                continue;
+            }
             const auto t0 = std::chrono::steady_clock::now();
             cnn m = fine_tuning_start(pretrained, head_seed_base + seed64);
-            childtune::mask_mode mode = childtune::dense{};
-            if (k == child_f) mode = childtune::bernoulli{s.p_f, mask_seed_base + seed64};
+            mask_inputs in{p, seed64, m, train, seed == 0};
 #ifdef FASHION_MNIST_WITH_MPI
-            if (k == child_d && comm) {
-                std::printf("   [%*d/%d] seed %d  Child-Tuning_D: Fisher information over %lld training images on %zu ranks\n",
-                            width, run + 1, runs, seed, static_cast<long long>(train.size()), comm->size());
-                const auto fisher = fisher_mask_data_parallel(m, *comm, train, s.p_d);
-                if (seed == 0) std::printf("   Child-Tuning_D mask of seed %d: %zu of %zu kept\n", seed, fisher.kept, fisher.masks.total_size());
-                mode = childtune::fixed{fisher.masks};
-            } else
+            in.comm = comm ? &*comm : nullptr;
 #endif
-            if (k == child_d) {
-                // Fisher information of the start (pretrained body, this seed's
-                // head) on the K-shot training set, clipped per tensor as in the reference.
-                std::printf("   [%*d/%d] seed %d  Child-Tuning_D: Fisher information over %lld training images\n",
-                            width, run + 1, runs, seed, static_cast<long long>(train.size()));
-                const auto fisher = childtune::torch::fisher_mask(
-                    *m, in_batches(train),
-                    [&](const batch& b) { return torch::nn::functional::cross_entropy(m->forward(b.x), b.y); },
-                    {.keep = s.p_d, .max_grad_norm = 1.0, .masked_if = in_body, .progress = true});
-                if (seed == 0) {
-                    std::printf("   Child-Tuning_D mask of seed %d, kept per tensor (%zu of %zu):\n", seed,
-                                fisher.kept, fisher.masks.total_size());
-                    for (const auto& t : fisher.summary)
-                        std::printf("     %-14s %8zu of %8zu  %5.1f%%\n", t.name.c_str(), t.kept, t.size,
-                                    100 * t.kept_fraction());
-                }
-                mode = childtune::fixed{fisher.masks};
-            }
+            childtune::any_mask mask = meth.mask(in);
             double loss = 0;
 #ifdef FASHION_MNIST_WITH_MPI
             if (comm) {
                 std::vector<std::uint64_t> state;
-                loss = fine_tune_data_parallel(m, *comm, std::move(mode), options.to_core(), train, s.epochs,
+                loss = fine_tune_data_parallel(m, *comm, std::move(mask), options.to_core(), train, s.epochs,
                                                order_seed_base + seed64, &state);
-                if (seed == 0 && k == vanilla) {
+                if (seed == 0 && !meth.uses_p) {
                     // AdamW with fp32 state: 8 bytes per parameter in all, 1/N of them per rank.
                     unsigned long long total = 0;
                     std::printf("   optimizer state per rank (bytes):");
@@ -675,31 +853,38 @@ int main(int argc, char** argv) try {
             } else
 #endif
             {
-                childtune::torch::ChildTuningAdamW opt(m->named_parameters(), options, std::move(mode), in_body);
+                childtune::torch::ChildTuningAdamW opt(m->named_parameters(), options, std::move(mask), in_body);
                 loss = fine_tune(m, opt, train, s.epochs, order_seed_base + seed64);
             }
             const double acc = accuracy(m, target_test);
-            auto& r = methods[k];
             r.seeds.push_back(seed);
             r.accuracy.push_back(acc);
             r.train_loss.push_back(loss);
             r.seconds.push_back(example_stats::seconds_since(t0));
-            std::printf("   [%*d/%d] seed %d  %-15s test accuracy %6.2f%%  train loss %.4f  (%.1f s)\n", width, run + 1,
+            ++trained;
+            std::printf("   [%*d/%d] seed %d  %-15s test accuracy %6.2f%%  train loss %.4f  (%.1f s)\n", width, run,
                         runs, seed, r.name.c_str(), 100 * acc, loss, r.seconds.back());
-            ++run;
+            if (log) {
+                row.test_accuracy = acc;
+                row.train_loss = loss;
+                row.seconds = r.seconds.back();
+                log->append(row);
+            }
         }
     }
     const double finetune_seconds = example_stats::seconds_since(t_finetune);
 
     // ---- 3. results ----
-    std::printf("\n%s", fashion_mnist::format_table(methods).c_str());
+    std::printf("\n%s", fashion_mnist::format_table(results).c_str());
     if (!reporter) return 0; // the files are rank 0's
     const fs::path csv = s.out / "fashion_mnist_results.csv";
-    fashion_mnist::write_csv(csv, methods);
+    fashion_mnist::write_csv(csv, results);
     std::printf("\nper-seed results: %s\n", csv.string().c_str());
     char title[160];
     std::snprintf(title, sizeof title, "Fashion-MNIST 5-9, K = %d per class, %d seeds", s.shots, s.seeds);
-    std::printf("%s\n", fashion_mnist::plot(s.out / "fashion_mnist_accuracy.png", methods, title).c_str());
+    std::printf("%s\n", fashion_mnist::plot(s.out / "fashion_mnist_accuracy.png", results, title).c_str());
+    if (log) std::printf("runs log: %s (%d of %d runs trained now, the others read back)\n", log->path().string().c_str(),
+                         trained, runs);
     std::printf("time: pretraining %.1f s%s, fine-tuning %.1f s (%.1f s per seed), total %.1f s\n", pretrain_seconds,
                 cached ? " (cache)" : "", finetune_seconds, finetune_seconds / s.seeds, example_stats::seconds_since(t_start));
     return 0;

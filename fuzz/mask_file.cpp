@@ -3,16 +3,21 @@
 //! The input's first byte picks the checksum fix-up (bit 0); the rest is the
 //! file. Oracle: a file is either rejected with childtune::error or loads into a
 //! set that is internally consistent (unique non-empty names, kept counts within
-//! sizes, no bit set past a tensor's end) and saves back to a file that loads to
-//! an equal set.
+//! sizes, no bit set past a tensor's end) that saves back to exactly the same
+//! bytes (the format is canonical) and loads to an equal set; as a fixed mask it
+//! serves tensors of its own names and sizes, and refuses, with
+//! childtune::error, a parameter set with one size changed or one name missing.
 #include "support/harness.hpp"
 
+#include <childtune/mask/fixed.hpp>
 #include <childtune/mask/mask_set.hpp>
+#include <childtune/mask/tensor_info.hpp>
 
 #include <cstdint>
 #include <set>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -22,6 +27,40 @@ std::string saved(const mask_set& set) {
     std::ostringstream out;
     set.save(out);
     return out.str();
+}
+
+//! The set, as a fixed mask, serves a parameter set of its own names and sizes;
+//! one size changed or one tensor missing is a childtune::error, never a crash.
+void check_against_models(const mask_set& set) {
+    std::vector<tensor_info> tensors;
+    for (const auto& e : set.entries()) {
+        tensor_info t;
+        t.name = e.name;
+        t.size = e.mask.size();
+        t.elements = e.mask.size();
+        tensors.push_back(t);
+    }
+    const fixed policy{set};
+    policy.check_tensors(tensors, tensors); // must not throw
+    if (tensors.empty()) return;
+    auto resized = tensors;
+    resized.back().size += 1;
+    resized.back().elements += 1;
+    bool refused = false;
+    try {
+        policy.check_tensors(resized, resized);
+    } catch (const childtune::error&) {
+        refused = true;
+    }
+    fuzz::require(refused, "a fixed mask served a tensor of another size");
+    const std::vector<tensor_info> fewer(tensors.begin(), tensors.end() - 1);
+    refused = false;
+    try {
+        policy.check_tensors(fewer, fewer);
+    } catch (const childtune::error&) {
+        refused = true;
+    }
+    fuzz::require(refused, "a fixed mask with an entry for a missing tensor was accepted");
 }
 
 bool load_and_check(const std::string& file) {
@@ -48,8 +87,10 @@ bool load_and_check(const std::string& file) {
     }
     fuzz::require(set.total_size() == size && set.total_kept() == kept, "totals disagree with the entries");
     const std::string again = saved(set);
+    fuzz::require(again == file, "an accepted mask file does not save back to the same bytes");
     std::istringstream in2(again);
     fuzz::require(mask_set::load(in2) == set, "a loaded mask set does not survive save/load unchanged");
+    check_against_models(set);
     return true;
 }
 

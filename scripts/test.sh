@@ -6,8 +6,11 @@
 #   g++      Release (-O2, the flags of a user's build): the LibTorch adapter, the
 #            Thrust adapter (OMP system), the demo and benchmark smoke runs,
 #            nvcc-compiled GPU programs, compile-fail checks, packaging consumers,
-#            the LibTorch loader's fuzz target (ASan + UBSan, time-boxed run), and
-#            the API reference (Doxygen, warnings as errors: the docs target).
+#            the LibTorch loader's fuzz target (ASan + UBSan, time-boxed run),
+#            the API reference (Doxygen, warnings as errors: the docs target),
+#            and the Python package (built into build/python-venv by
+#            scripts/python-env.sh; it runs the docs' python blocks, then pytest
+#            over tests/python).
 #   clang++  the core's and the Eigen adapter's tests under AddressSanitizer +
 #            LeakSanitizer + UndefinedBehaviorSanitizer (-O1), and the libFuzzer
 #            targets for the state and mask files (time-boxed runs from the
@@ -24,20 +27,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-./scripts/install-deps.sh cmake ninja-build g++ clang libomp-dev catch2 libeigen3-dev libbenchmark-dev libtorch-dev dataset-fashion-mnist gnuplot-nox zlib1g-dev libopenmpi-dev openmpi-bin libgloo-dev pkgconf git doxygen
+./scripts/install-deps.sh cmake ninja-build g++ clang libomp-dev catch2 libeigen3-dev libbenchmark-dev libtorch-dev dataset-fashion-mnist gnuplot-nox zlib1g-dev libopenmpi-dev openmpi-bin libgloo-dev pkgconf git doxygen \
+  python3-venv python3-torch python3-numpy python3-pytest pybind11-dev python3-setuptools python3-wheel
 
 jobs=$(nproc)
 fuzz_seconds=${FUZZ_SECONDS:-15}
 common=(-G Ninja -DCHILDTUNE_WARNINGS_AS_ERRORS=ON -DCMAKE_BUILD_TYPE=Release)
 
 stage_gxx() {
-  local build=build/test-g++
+  local build=build/test-g++ python
+  python=$(MAX_JOBS="$jobs" ./scripts/python-env.sh)   # the Python package, before configure: the docs' python blocks need it
   cmake -S . -B "$build" "${common[@]}" -DCMAKE_CXX_COMPILER=g++ -DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" \
         -DCHILDTUNE_SANITIZE= -DCHILDTUNE_BUILD_CORE_TESTS=OFF -DCHILDTUNE_BUILD_EXAMPLES=ON -DCHILDTUNE_BUILD_BENCHMARKS=ON \
-        -DCHILDTUNE_BUILD_FUZZERS=ON -DCHILDTUNE_FUZZ_SECONDS="$fuzz_seconds"
+        -DCHILDTUNE_BUILD_FUZZERS=ON -DCHILDTUNE_FUZZ_SECONDS="$fuzz_seconds" -DCHILDTUNE_PYTHON="$python"
   cmake --build "$build" -j "$jobs"
   cmake --build "$build" --target docs   # the API reference (Doxygen): any warning fails
   ctest --test-dir "$build" -j "$jobs" --output-on-failure --timeout 900
+  "$python" -m pytest -q -p no:cacheprovider tests/python
 }
 
 stage_clang() {

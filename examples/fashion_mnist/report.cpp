@@ -46,16 +46,17 @@ std::string gnuplot_quote(const std::string& s) {
 
 std::string format_table(const std::vector<method_results>& methods) {
     if (methods.empty()) return {};
-    const auto& base = methods.front();
-    const std::size_t seeds = base.accuracy.size();
+    // The paired differences are to vanilla, when it ran.
+    const auto vanilla = std::find_if(methods.begin(), methods.end(), [](const method_results& m) { return m.tag == "vanilla"; });
+    const method_results* base = vanilla == methods.end() ? nullptr : &*vanilla;
+    const std::size_t seeds = methods.front().accuracy.size();
     std::string out = format("%-15s %-5s %-19s %-21s %-7s %-10s %s\n", "method", "p", "test accuracy (%)",
                              "vs vanilla (paired)", "better", "train loss", "time/seed");
-    for (std::size_t k = 0; k < methods.size(); ++k) {
-        const auto& m = methods[k];
+    for (const auto& m : methods) {
         const mean_std a = summarize(m.accuracy);
         std::string delta, better;
-        if (k > 0) {
-            const auto d = paired_differences(m.accuracy, base.accuracy);
+        if (base && &m != base) {
+            const auto d = paired_differences(m.accuracy, base->accuracy);
             const mean_std ds = summarize(d);
             // The standard error of the mean paired difference: the few-shot
             // sample moves every method together, the pairing removes that.
@@ -71,14 +72,16 @@ std::string format_table(const std::vector<method_results>& methods) {
 
     out += format("%-6s", "seed");
     for (const auto& m : methods) out += format(" %14s", m.tag.c_str());
-    for (std::size_t k = 1; k < methods.size(); ++k)
-        out += format(" %14s", (methods[k].tag + "-" + base.tag).c_str());
+    if (base)
+        for (const auto& m : methods)
+            if (&m != base) out += format(" %14s", (m.tag + "-" + base->tag).c_str());
     out += "\n";
     for (std::size_t i = 0; i < seeds; ++i) {
-        out += format("%-6d", base.seeds[i]);
+        out += format("%-6d", methods.front().seeds[i]);
         for (const auto& m : methods) out += format(" %14.2f", 100 * m.accuracy[i]);
-        for (std::size_t k = 1; k < methods.size(); ++k)
-            out += format(" %+14.2f", 100 * (methods[k].accuracy[i] - base.accuracy[i]));
+        if (base)
+            for (const auto& m : methods)
+                if (&m != base) out += format(" %+14.2f", 100 * (m.accuracy[i] - base->accuracy[i]));
         out += "\n";
     }
     return out;

@@ -21,9 +21,10 @@ struct method_results {
     std::vector<double> seconds;    //!< fine-tuning time, including its Fisher pass
 };
 
-//! The summary table (mean +- std per method; for every method after the first,
-//! the paired difference to the first: mean +- standard error, and the seeds on
-//! which it is better), then the per-seed accuracies and differences.
+//! The summary table (mean +- std per method; when vanilla (tag "vanilla") is
+//! among them, every other method's paired difference to it: mean +- standard
+//! error, and the seeds on which it is better), then the per-seed accuracies and
+//! differences.
 std::string format_table(const std::vector<method_results>& methods);
 
 //! seed,method,p,test_accuracy,train_loss,seconds — one row per method and seed.

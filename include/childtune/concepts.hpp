@@ -5,6 +5,7 @@
 //! its comment, the semantic requirements a model must meet beyond the syntax
 //! checked here; tests/concepts.cpp checks the library's own models.
 
+#include <childtune/mask/gradient_reader.hpp>
 #include <childtune/mask/tensor_info.hpp>
 #include <childtune/numeric/half.hpp>
 #include <childtune/update/masking.hpp>
@@ -80,7 +81,24 @@ concept gradient_mask_view = mask_view<V>;
 //! - `static constexpr std::string_view policy_name`, `save(policy_writer&)
 //!   const` and `static M load(policy_reader&)` (io/policy_io.hpp): the policy
 //!   is written into optimizer state files and restored on load;
-//! - `operator==`: lets the optimizer see that a mask did not change.
+//! - `operator==`: lets the optimizer see that a mask did not change;
+//! - `M observe(const gradient_reader& g, std::uint64_t step) const`
+//!   (gradient_reading_policy): the policy's next value, chosen from this
+//!   step's gradients. See below.
+//!
+//! `observe`, for masks chosen from the gradients they mask (magnitude masks,
+//! refreshed Fisher masks). At every step, after the NaN/Inf scan and before
+//! any view of the step is taken, the optimizer calls `observe` once per policy
+//! in use, with the gradients of the tensors that use it and have one at this
+//! step (not at all when none has one) (mask/gradient_reader.hpp: whole logical tensors widened to float, in
+//! registration order, the same on every rank). The returned policy serves the
+//! views of `step` and of later steps; it replaces this one when, and only when,
+//! the step is applied: a step that is rejected or skipped (NaN/Inf, a failed
+//! allocation) changes nothing. The promise: the result is a pure function of
+//! (*this, the values shown, step), so every executor, thread count and rank
+//! computes the same next policy. Data it accumulates (scores of a window) is
+//! policy data, saved with save() when the policy is saveable. Policies with
+//! `observe` never get compact Child-Tuning_D state (their masks change).
 //!
 //! Views may be of the built-in types (dense_view, bernoulli_view, fixed_view),
 //! which every executor runs natively (on GPUs too), or of the policy's own
@@ -91,6 +109,13 @@ concept mask_policy = requires(const M m, const tensor_info& t, std::uint64_t st
     m.validate();
     { m.view(t, step) } -> mask_view;
 } && std::copyable<M>; // copyable last: a type converting from policies is not checked against itself
+
+//! A mask_policy whose next value is chosen from each step's gradients (see
+//! `observe` in mask_policy's comment for the semantic promise).
+template <class M>
+concept gradient_reading_policy = mask_policy<M> && requires(const M m, const gradient_reader& g, std::uint64_t step) {
+    { m.observe(g, step) } -> std::same_as<M>;
+};
 
 //! The policy concept before 0.2 (views by key or by name); the built-in
 //! policies model both.

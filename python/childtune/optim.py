@@ -53,6 +53,17 @@ def _betas(group, g):
     return out
 
 
+def _check_masking(mode, reserve_p, seed):
+    if mode not in _MODES:
+        raise ValueError(f"mode must be None, 'ChildTuning-F' or 'ChildTuning-D', not {mode!r}")
+    if isinstance(reserve_p, bool) or not isinstance(reserve_p, numbers.Real):
+        raise TypeError(f"reserve_p must be a real number, not {reserve_p!r}")
+    if not (0.0 < float(reserve_p) <= 1.0):
+        raise ValueError(f"reserve_p = {reserve_p!r} is outside (0, 1]")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
+        raise TypeError(f"seed must be an integer in [0, 2**64), not {seed!r}")
+
+
 class _ChildTuningOptimizer(torch.optim.Optimizer):
     """What every rule shares: groups, masks, steps, state_dict. A subclass names
     its C++ core and turns a group's dict into the rule's option values."""
@@ -60,14 +71,7 @@ class _ChildTuningOptimizer(torch.optim.Optimizer):
     _core_type = None
 
     def __init__(self, params, defaults, reserve_p, mode, seed):
-        if mode not in _MODES:
-            raise ValueError(f"mode must be None, 'ChildTuning-F' or 'ChildTuning-D', not {mode!r}")
-        if isinstance(reserve_p, bool) or not isinstance(reserve_p, numbers.Real):
-            raise TypeError(f"reserve_p must be a real number, not {reserve_p!r}")
-        if not (0.0 < float(reserve_p) <= 1.0):
-            raise ValueError(f"reserve_p = {reserve_p!r} is outside (0, 1]")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
-            raise TypeError(f"seed must be an integer in [0, 2**64), not {seed!r}")
+        _check_masking(mode, reserve_p, seed)
         defaults = dict(defaults, masked=True)
         self._core = None
         super().__init__(params, defaults)
@@ -76,14 +80,16 @@ class _ChildTuningOptimizer(torch.optim.Optimizer):
         self.seed = int(seed)
         self.gradient_mask = None
         self._pending_fixed = None
-        self._has_fixed_mask = False
+        self._applied = None
         groups = self.param_groups
+        self._named_groups = len(groups)
         self._core = self._core_type(
-            [[f"param_group{g}.{i}" for i in range(len(group["params"]))] for g, group in enumerate(groups)],
+            [[self._param_name(g, i) for i in range(len(group["params"]))] for g, group in enumerate(groups)],
             [list(group["params"]) for group in groups],
             [self._values(group, g) for g, group in enumerate(groups)],
             [group["masked"] for group in groups])
-        self._apply_mode()
+        if mode != "ChildTuning-D":
+            self._apply_mode()
 
     # ---- what subclasses define --------------------------------------------------------------
 
@@ -93,10 +99,40 @@ class _ChildTuningOptimizer(torch.optim.Optimizer):
 
     # ---- groups --------------------------------------------------------------------------------
 
+    def _param_name(self, g, i):
+        """The name that keys parameter i of group g (its Bernoulli masks, its
+        entry in the state file): the given name for groups built from
+        ``named_parameters()`` at construction, else ``param_group<g>.<i>``
+        (as the C++ optimizer names parameters given without names)."""
+        group = self.param_groups[g]
+        if g < getattr(self, "_named_groups", len(self.param_groups)) and "param_names" in group:
+            return group["param_names"][i]
+        return f"param_group{g}.{i}"
+
     def add_param_group(self, param_group):
         """torch's add_param_group, with the checks the fused step needs: float,
-        double, bfloat16 or half, contiguous, dense tensors on one device. On any
-        error the optimizer is unchanged."""
+        double, bfloat16 or half, contiguous, dense tensors on one device. The
+        parameters may be ``(name, tensor)`` pairs (``model.named_parameters()``):
+        the names key the Child-Tuning_F masks (so they do not depend on the
+        order of the parameters) for the groups given at construction; groups
+        added later are keyed by generated names. On any error the optimizer is
+        unchanged."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"a param group must be a dict, not {type(param_group).__name__}")
+        params = param_group.get("params")
+        if isinstance(params, torch.Tensor):
+            params = [params]
+        elif params is not None and not isinstance(params, (set, frozenset)):
+            params = list(params)
+        if params and any(isinstance(x, tuple) for x in params):
+            if not all(isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str) for x in params):
+                raise TypeError("a param group's params must be all tensors or all (name, tensor) pairs")
+            names = [x[0] for x in params]
+            if len(set(names)) != len(names):
+                raise ValueError(f"a param group names a parameter twice: {sorted(n for n in set(names) if names.count(n) > 1)}")
+            param_group = dict(param_group, params=[x[1] for x in params], param_names=names)
+        elif params is not None:
+            param_group = dict(param_group, params=params)
         super().add_param_group(param_group)
         g = len(self.param_groups) - 1
         group = self.param_groups[g]
@@ -105,7 +141,7 @@ class _ChildTuningOptimizer(torch.optim.Optimizer):
                 raise TypeError(f"param_group{g}: masked must be True or False, not {group['masked']!r}")
             first = self.param_groups[0]["params"][0] if self.param_groups[0]["params"] else None
             for i, p in enumerate(group["params"]):
-                where = f"param_group{g}, tensor 'param_group{g}.{i}'"
+                where = f"param_group{g}, tensor '{self._param_name(g, i)}'"
                 if p.layout != torch.strided:
                     raise ValueError(f"{where}: sparse or non-strided parameters are not supported")
                 if p.dtype not in _FLOATS:
@@ -126,16 +162,28 @@ class _ChildTuningOptimizer(torch.optim.Optimizer):
     # ---- masks ---------------------------------------------------------------------------------
 
     def _apply_mode(self):
+        """Gives the C++ optimizer the mask that mode, reserve_p and seed (plain
+        attributes, as in the published class, which users may change between
+        steps) and the last set_gradient_mask call say; checked first."""
+        _check_masking(self.mode, self.reserve_p, self.seed)
+        wanted = (self.mode, float(self.reserve_p), int(self.seed), id(self._pending_fixed))
+        if wanted == self._applied:
+            return
         if self.mode == "ChildTuning-F":
-            self._core.set_bernoulli(self.reserve_p, self.seed)
-        elif self.mode is None:
+            self._core.set_bernoulli(float(self.reserve_p), int(self.seed))
+        elif self.mode == "ChildTuning-D":
+            if self._pending_fixed is None:
+                raise ValueError("mode 'ChildTuning-D' needs set_gradient_mask(...) before the first step")
+            self._core.set_fixed(self._pending_fixed)
+        else:
             self._core.set_dense()
+        self._applied = wanted
 
     def _name_of(self):
         names = {}
         for g, group in enumerate(self.param_groups):
             for i, p in enumerate(group["params"]):
-                names[id(p)] = (f"param_group{g}.{i}", p, group["masked"])
+                names[id(p)] = (self._param_name(g, i), p, group["masked"])
         return names
 
     def set_gradient_mask(self, gradient_mask):
@@ -172,8 +220,8 @@ class _ChildTuningOptimizer(torch.optim.Optimizer):
             if masked:
                 full.append((name, given[name] if name in given else torch.ones(param.shape, dtype=torch.bool)))
         if self.mode == "ChildTuning-D":
-            self._core.set_fixed(full)
-            self._has_fixed_mask = True
+            self._core.set_fixed(full)          # checked by the library before it replaces the mask
+            self._applied = (self.mode, float(self.reserve_p), int(self.seed), id(full))
         self._pending_fixed = full
         self.gradient_mask = gradient_mask
 
@@ -193,11 +241,7 @@ class _ChildTuningOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        if self.mode == "ChildTuning-D" and not self._has_fixed_mask:
-            if self._pending_fixed is None:
-                raise ValueError("mode 'ChildTuning-D' needs set_gradient_mask(...) before the first step")
-            self._core.set_fixed(self._pending_fixed)
-            self._has_fixed_mask = True
+        self._apply_mode()
         self._sync()
         applied, bad = self._core.step()
         self.last_step_applied = applied
@@ -225,6 +269,8 @@ class _ChildTuningOptimizer(torch.optim.Optimizer):
         counters, Bernoulli seed, fixed masks, moments) as a uint8 tensor, and the
         mode. ``load_state_dict`` of it resumes bit-identically."""
         self._sync()
+        if self.mode != "ChildTuning-D" or self._pending_fixed is not None:
+            self._apply_mode()                  # mode, reserve_p or seed changed since the last step
         sd = super().state_dict()
         blob = self._core.save()
         sd["childtune"] = {
@@ -246,19 +292,24 @@ class _ChildTuningOptimizer(torch.optim.Optimizer):
             raise ValueError(f"load_state_dict: unknown childtune state format {extra.get('format') if isinstance(extra, dict) else extra!r}")
         if extra.get("mode") not in _MODES:
             raise ValueError(f"load_state_dict: unknown mode {extra.get('mode')!r}")
+        blob = extra.get("state")
+        if not isinstance(blob, torch.Tensor) or blob.dtype != torch.uint8 or blob.dim() != 1:
+            raise ValueError("load_state_dict: the childtune state is not a 1-d uint8 tensor")
         before = [dict(group) for group in self.param_groups]
         rest = {k: v for k, v in state_dict.items() if k != "childtune"}
         super().load_state_dict(rest)
         try:
             self._sync()
-            self._core.load(bytes(extra["state"].contiguous().numpy().tobytes()))
+            self._core.load(blob.detach().cpu().contiguous().numpy().tobytes())
         except Exception:
             self.param_groups = before
             self._sync()
             raise
         self.state.clear()
         self.mode, self.reserve_p, self.seed = extra["mode"], float(extra["reserve_p"]), int(extra["seed"])
-        self._has_fixed_mask = self.mode == "ChildTuning-D"
+        # the C++ optimizer now holds the checkpoint's mask (a fixed one included)
+        self._pending_fixed = None
+        self._applied = (self.mode, self.reserve_p, self.seed, id(None))
 
 
 class ChildTuningAdamW(_ChildTuningOptimizer):

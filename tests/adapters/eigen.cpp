@@ -414,3 +414,31 @@ TEST_CASE("bad input: an Eigen parameter aliasing its gradient is refused, and c
     CHECK(w == Eigen::MatrixXf::Ones(4, 4));
     CHECK(x == Eigen::MatrixXf::Zero(4, 4));
 }
+
+TEST_CASE("mask from: Eigen objects and expressions of 0/1 values, in memory order", "[eigen][mask_from]") {
+    Eigen::MatrixXf m(2, 3); // column-major: memory order m(0,0), m(1,0), m(0,1), ...
+    m << 1, 0, 0,
+         0, 0, 1;
+    const childtune::bit_mask a = childtune::eigen::mask_from("w", m);
+    CHECK(a.size() == 6);
+    CHECK(a.words()[0] == 0b100001u); // elements 0 (m(0,0)) and 5 (m(1,2))
+    Eigen::ArrayXXf scores(2, 3);
+    scores << 0.9f, 0.1f, 0.2f,
+              0.3f, 0.4f, 0.8f;
+    CHECK(childtune::eigen::mask_from("w", (scores > 0.5f)) == a); // a bool expression
+    Eigen::Matrix<int, 2, 3, Eigen::RowMajor> r; // row-major: memory order r(0,0), r(0,1), ...
+    r << 1, 0, 0,
+         0, 0, 1;
+    CHECK(childtune::eigen::mask_from("w", r).words()[0] == 0b100001u);
+    Eigen::Matrix<Eigen::half, 2, 1> h;
+    h << Eigen::half(1.0f), Eigen::half(0.0f);
+    CHECK(childtune::eigen::mask_from("h", h).words()[0] == 1u);
+    m(1, 1) = 2.0f; // memory element 3
+    try {
+        (void)childtune::eigen::mask_from("encoder.w", m);
+        FAIL("no error");
+    } catch (const childtune::error& e) {
+        CHECK(std::string(e.what()) ==
+              "childtune: mask from values: tensor 'encoder.w', element 3 is 2; a mask holds only 0 (masked out) and 1 (kept)");
+    }
+}

@@ -866,3 +866,60 @@ TEST_CASE("torch::optim after one step: AdamW and Adam within 2 ULP, SGD with Ne
                                              ::torch::optim::SGDOptions(0.05).momentum(0.9).nesterov(true).weight_decay(1e-3));
               }) <= 64);
 }
+
+TEST_CASE("mask from: LibTorch tensors of every 0/1 element type and layout give row-major bits", "[torch][mask_from]") {
+    const at::Tensor b = at::tensor({1, 0, 0, 1}).to(at::kBool).view({2, 2}); // row-major elements 0 and 3
+    const childtune::bit_mask m = mask_from("w", b);
+    CHECK(m.size() == 4);
+    CHECK(m.words()[0] == 0b1001u);
+    for (const auto type : {at::kByte, at::kChar, at::kShort, at::kInt, at::kLong, at::kFloat, at::kDouble, at::kHalf, at::kBFloat16})
+        CHECK(mask_from("w", b.to(type)) == m);
+    // A transposed (non-contiguous) view: its logical row-major order counts.
+    const at::Tensor t = at::tensor({1.0f, 1.0f, 0.0f, 0.0f}).view({2, 2}).t(); // [[1, 0], [1, 0]]
+    CHECK(mask_from("w", t).words()[0] == 0b101u);
+    at::Tensor bad = b.to(at::kFloat).clone();
+    bad[1][0] = 0.5f;
+    try {
+        (void)mask_from("layer1.weight", bad);
+        FAIL("no error");
+    } catch (const childtune::error& e) {
+        CHECK(std::string(e.what()) ==
+              "childtune: mask from values: tensor 'layer1.weight', element 2 is 0.5; a mask holds only 0 (masked out) and 1 (kept)");
+    }
+    CHECK_THROWS_WITH(mask_from("c", at::zeros({2}, at::kComplexFloat)), Catch::Contains("tensor 'c' is complex"));
+    CHECK_THROWS_WITH(mask_from("u", at::Tensor()), Catch::Contains("tensor 'u' is undefined"));
+}
+
+TEST_CASE("filter: name filters select a module's parameters and its masked group; a typo is an error", "[torch][name_filter]") {
+    auto m = make_net(3);
+    const auto weights = select_parameters(m->named_parameters(), childtune::name_filter().include_glob("layer?.weight"));
+    CHECK(weights.keys() == std::vector<std::string>{"layer1.weight", "layer2.weight"});
+    CHECK_THROWS_WITH(select_parameters(m->named_parameters(), childtune::name_filter().include_glob("layr*")),
+                      Catch::Contains("parameter filter (include glob 'layr*'): include pattern 'layr*' matches none of the 6 "
+                                      "names 'layer1.weight', 'layer1.bias', 'layer2.weight', 'layer2.bias' and 2 more"));
+
+    // A mask_set from a dict of 0/1 tensors for the filtered (masked) group; the head trains densely.
+    ::torch::OrderedDict<std::string, at::Tensor> dict;
+    for (const auto& item : m->named_parameters())
+        if (item.key().rfind("layer", 0) == 0) {
+            at::Tensor keep = at::zeros_like(item.value(), at::kBool);
+            keep.view({-1})[0] = true; // one element per tensor
+            dict.insert(item.key(), keep);
+        }
+    const childtune::mask_set masks = mask_set_from(dict);
+    CHECK(masks.total_kept() == 4);
+    ChildTuningAdamW opt(m->named_parameters(), ChildTuningAdamWOptions(1e-2).weight_decay(0), childtune::fixed{masks},
+                         childtune::name_filter().include_regex("layer\\d\\..*"));
+    const auto before = values(m->layer1->weight);
+    m->zero_grad();
+    backward(m, 0);
+    opt.step();
+    const auto after = values(m->layer1->weight);
+    for (std::size_t i = 1; i < after.size(); ++i) CHECK(after[i] == before[i]);
+    CHECK(after[0] != before[0]);
+    const childtune::optimizer_summary s = childtune::summarize(opt.core());
+    REQUIRE(s.groups.size() == 2);
+    CHECK(s.groups[0].elements == 16 * 8 + 16 + 16 * 16 + 16);
+    CHECK(*s.groups[0].kept == 4);
+    CHECK(*s.groups[1].kept == 3 * 16 + 3);
+}

@@ -149,6 +149,9 @@ TEST_CASE("sharded_optimizer: registration rules", "[distributed]") {
     CHECK_THROWS_MATCHES(opt.add_parameter(0, "late", extra, gextra), error, error_with("define the slices"));
     CHECK_THROWS_MATCHES((sharded_optimizer<adamw, single_process_communicator>(comm, dense{}, {.compact_fixed_state = true})),
                          error, error_with("compact_fixed_state"));
+    CHECK_THROWS_MATCHES((sharded_optimizer<adamw, single_process_communicator>(
+                             comm, dense{}, {.storage = state_storage::blockwise8})),
+                         error, error_with("8-bit blockwise state is not supported"));
     // A communicator that reports a rank outside its world.
     struct misnumbered : single_process_communicator {
         std::size_t rank() const { return 3; }

@@ -5,6 +5,7 @@
 #                        must parse (bash -n)
 #   build/.../name       a program the build makes: some CMakeLists.txt of the
 #                        tree declares add_executable(name
+#   /absolute/path       an executable file of this machine (/usr/bin/python3)
 #   anything else        found on PATH (or a shell builtin)
 # Every --flag given to a program of the tree must be handled somewhere in
 # scripts/, examples/ or bench/ (the text "--flag" appears there), and every
@@ -66,6 +67,11 @@ foreach(command IN LISTS commands)
       list(APPEND problems "'${program}': no CMakeLists.txt of the tree declares add_executable(${name}")
     endif()
     set(ours ON)
+  elseif(program MATCHES "^/")
+    execute_process(COMMAND test -x "${program}" RESULT_VARIABLE rc)
+    if(NOT rc EQUAL 0)
+      list(APPEND problems "'${program}' is not an executable file of this machine")
+    endif()
   elseif(program MATCHES "/")
     set(ours ON)
     if(NOT EXISTS "${SOURCE_DIR}/${program}")

@@ -344,3 +344,34 @@ TEST_CASE("no silent no-ops: select() after another number of batches than the d
     counted.end_batch();
     CHECK(counted.select(0.5).kept == 2);
 }
+
+TEST_CASE("fisher accumulator: per-tensor ratios and cuts (keep_ratio, selection_scope)", "[mask][fisher]") {
+    childtune::fisher_accumulator<float> f;
+    f.add_tensor("layer.0", 10);
+    f.add_tensor("layer.1", 6);
+    std::vector<float> g0(10), g1(6);
+    for (std::size_t i = 0; i < 10; ++i) g0[i] = static_cast<float>((i * 7) % 10) + 1.0f; // distinct
+    for (std::size_t i = 0; i < 6; ++i) g1[i] = 0.1f * static_cast<float>(i + 1);       // all below layer.0's
+    f.accumulate("layer.0", g0);
+    f.accumulate("layer.1", g1);
+    f.end_batch();
+    // A global cut at 0.5 keeps the 8 largest: all of them in layer.0.
+    const auto global = f.select(childtune::keep_ratio(0.5), childtune::selection_scope::global,
+                                 childtune::selection_rule::exact_count);
+    REQUIRE(global.find("layer.0")->count() == 8);
+    REQUIRE(global.find("layer.1")->count() == 0);
+    REQUIRE(global == f.select(0.5, childtune::selection_rule::exact_count).masks);
+    // Per tensor, with a ratio per layer: 0.3 of layer.0 (its 3 largest), 0.5 of layer.1 (its 3 largest).
+    const auto ratio = childtune::keep_ratio::by_tensor(
+        [](const childtune::tensor_info& t, std::size_t index) { return t.name == "layer.0" && index == 0 ? 0.3 : 0.5; });
+    const auto per = f.select(ratio, childtune::selection_scope::per_tensor, childtune::selection_rule::exact_count);
+    const auto& m0 = *per.find("layer.0");
+    const auto& m1 = *per.find("layer.1");
+    REQUIRE(m0.count() == 3);
+    for (std::size_t i = 0; i < 10; ++i) REQUIRE(m0.test(i) == (g0[i] >= 8.0f));
+    REQUIRE(m1.count() == 3);
+    for (std::size_t i = 0; i < 6; ++i) REQUIRE(m1.test(i) == (i >= 3));
+    REQUIRE_THROWS_WITH(f.select(ratio, childtune::selection_scope::global), Catch::Contains("needs selection_scope::per_tensor"));
+    REQUIRE_THROWS_WITH(f.select(childtune::keep_ratio(0.0), childtune::selection_scope::per_tensor),
+                        Catch::Contains("fisher_accumulator: p = 0 is outside (0, 1]"));
+}

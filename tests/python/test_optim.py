@@ -260,8 +260,9 @@ def test_dtypes_follow_the_float_reference(dtype):
         torch.testing.assert_close(x, y.to(dtype), rtol=1e-5 if dtype in (torch.float32, torch.float64) else 1e-2, atol=1e-6)
 
 
-def test_aten_executor_gives_the_fused_bits():
-    a, b = make_params(), make_params()
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+def test_aten_executor_gives_the_fused_bits(dtype):
+    a, b = make_params(dtype), make_params(dtype)
     fused = childtune.ChildTuningAdamW(a, lr=1e-2, weight_decay=0.01, reserve_p=0.3, mode="ChildTuning-F", seed=2)
     aten = childtune.ChildTuningAdamW(b, lr=1e-2, weight_decay=0.01, reserve_p=0.3, mode="ChildTuning-F", seed=2)
     aten.force_aten_path(True)
@@ -323,6 +324,25 @@ def test_bad_values_set_between_steps_change_nothing():
     assert_unchanged(opt, a, snap)
 
 
+def test_mode_and_reserve_p_changed_between_steps_take_effect():
+    w = torch.zeros(100_000, requires_grad=True)
+    opt = childtune.ChildTuningSGD([w], lr=1.0)
+    w.grad = torch.ones_like(w)
+    opt.step()
+    assert bool((w == -1).all())
+    opt.mode, opt.reserve_p = "ChildTuning-F", 0.25     # as users of the published class may do
+    before = w.detach().clone()
+    opt.step()
+    moved = (w.detach() != before).double().mean().item()
+    assert abs(moved - 0.25) < 0.01
+    snap = snapshot(opt, [w])
+    opt.reserve_p = 2.0
+    with pytest.raises(ValueError, match=r"reserve_p = 2\.0 is outside"):
+        opt.step()
+    opt.reserve_p = 0.25
+    assert_unchanged(opt, [w], snap)
+
+
 def test_sparse_gradient_is_rejected_and_changes_nothing():
     a = make_params()
     opt = childtune.ChildTuningAdamW(a, lr=1e-2)
@@ -377,3 +397,26 @@ def test_bad_parameters_and_state_dicts():
     with pytest.raises(ValueError, match="corrupt|archive"):
         opt.load_state_dict(bad)
     assert_unchanged(opt, a, snap)
+
+
+def test_named_parameters_resume_and_mask_by_parameter():
+    model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Linear(7, 2))
+    opt = childtune.ChildTuningAdamW(model.named_parameters(), lr=1e-2, mode="ChildTuning-D")
+    assert opt.param_groups[0]["param_names"] == ["0.weight", "0.bias", "1.weight", "1.bias"]
+    opt.set_gradient_mask({model[0].weight: model[0].weight.detach() > 0})
+    model(torch.randn(3, 5)).sum().backward()
+    opt.step()
+    other_model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Linear(7, 2))
+    other_model.load_state_dict(model.state_dict())
+    other = childtune.ChildTuningAdamW(other_model.named_parameters(), lr=1.0)
+    other.load_state_dict(opt.state_dict())
+    for m, o in ((model, opt), (other_model, other)):
+        torch.manual_seed(1)
+        o.zero_grad()
+        m(torch.randn(3, 5)).sum().backward()
+        o.step()
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), other_model.parameters()))
+    renamed = childtune.ChildTuningAdamW([(f"x{i}", p) for i, p in enumerate(torch.nn.Sequential(
+        torch.nn.Linear(5, 7), torch.nn.Linear(7, 2)).parameters())])
+    with pytest.raises(ValueError):
+        renamed.load_state_dict(opt.state_dict())

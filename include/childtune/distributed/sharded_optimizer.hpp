@@ -38,8 +38,10 @@
 #include <numeric>
 #include <optional>
 #include <ostream>
+#include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -63,16 +65,31 @@ public:
 
     //! `comm` must outlive the optimizer. Compact Child-Tuning_D state
     //! (optimizer_options::compact_fixed_state) is not offered here: sharding
-    //! already divides the state by the world size.
+    //! already divides the state by the world size. Neither is 8-bit state
+    //! (state_storage::blockwise8), whose blocks would follow the shards.
     explicit sharded_optimizer(const Comm& comm, mask_mode mode = dense{}, optimizer_options options = {})
-        : comm_(&comm), options_(options), core_(std::move(mode), options) {
+        : sharded_optimizer(comm, any_mask(std::move(mode)), options, 0) {}
+    //! The same with any mask_policy (gradient-driven ones see the whole
+    //! tensors' gradients, gathered from the ranks' slices through `comm`).
+    template <childtune::mask_policy M>
+        requires(!std::is_convertible_v<M, mask_mode>)
+    sharded_optimizer(const Comm& comm, M mask, optimizer_options options = {})
+        : sharded_optimizer(comm, any_mask(std::move(mask)), options, 0) {}
+
+private:
+    sharded_optimizer(const Comm& comm, any_mask mask, optimizer_options options, int)
+        : comm_(&comm), options_(options), core_(std::move(mask), options) {
         if (comm.size() == 0 || comm.rank() >= comm.size())
             detail::fail("sharded_optimizer: rank " + std::to_string(comm.rank()) + " of a world of " +
                          std::to_string(comm.size()));
         if (options.compact_fixed_state)
             detail::fail("sharded_optimizer: compact_fixed_state is not supported (the state is sharded instead)");
+        if (options.storage == state_storage::blockwise8)
+            detail::fail("sharded_optimizer: 8-bit blockwise state is not supported (its blocks would follow the shard "
+                         "boundaries, so results would depend on the world size)");
     }
 
+public:
     //! This process's rank in the communicator.
     std::size_t rank() const { return comm_->rank(); }
     //! Number of ranks.
@@ -158,6 +175,8 @@ public:
 
     //! The optimizer-wide mask.
     const mask_mode& mask() const { return core_.mask(); }
+    //! The optimizer-wide policy (any mask_policy), as this rank holds it.
+    const any_mask& mask_policy() const { return core_.mask_policy(); }
     //! Every rank sets the same mode (a Child-Tuning_D mask from
     //! distributed/fisher.hpp is identical on every rank by construction). A fixed
     //! mask must cover the masked tensors, whole (the core checks it).
@@ -202,6 +221,9 @@ public:
     //! Bytes of optimizer state this rank holds (its slice's moments):
     //! about 1/world_size of the single-process optimizer's.
     std::size_t state_bytes() const { return core_.state_bytes(); }
+    //! This rank's core optimizer over its slices (for summarize(): groups,
+    //! masks and the kept counts of this rank's slices).
+    const optimizer<Rule>& core() const { return core_; }
 
     // ---- per-rank state file ----------------------------------------------------------------------
 
@@ -285,7 +307,10 @@ private:
         optimizer_options o = core_.options();
         o.on_nonfinite = nonfinite_policy::unchecked;
         o.allow_empty = true; // a rank's slices may hold no element of a group, or none at all
-        optimizer<Rule> core(core_.mask(), o);
+        optimizer<Rule> core(core_.mask_policy(), o);
+        core.set_gradient_exchange({rank(), world_size(),
+                                    [c = comm_](std::span<const std::byte> mine, std::span<std::byte> all,
+                                                std::span<const std::size_t> counts) { c->all_gather(mine, all, counts); }});
         for (std::size_t g = 0; g < core_.group_count(); ++g)
             core.add_group(core_.group_name(g), core_.group_options(g), core_.group_masked(g));
         for (const auto& e : entries_) e.add_to(core, e, e.part(local_range()));

@@ -12,6 +12,7 @@
 #include <childtune/exec/memory_checks.hpp>
 #include <childtune/exec/nonfinite.hpp>
 #include <childtune/io/binary.hpp>
+#include <childtune/registry/gradient_step.hpp>
 #include <childtune/registry/registry.hpp>
 #include <childtune/registry/step_plan.hpp>
 #include <childtune/tensor_view.hpp>
@@ -31,6 +32,8 @@ class cpu_executor {
 public:
     //! Which state layouts it can step (registry/state_layout.hpp).
     static constexpr bool supports_compact = true;
+    //! It can keep 8-bit blockwise state (optimizer_options::storage).
+    static constexpr bool supports_blockwise8 = true;
     //! State allocated for a step or read from a file, not yet in use.
     struct allocation {
         std::vector<state_request> requests;
@@ -77,7 +80,9 @@ public:
                         const Context&...) const {
         allocation a{std::move(requests), std::move(from)};
         if (a.buffers.empty())
-            for (const auto& r : a.requests) a.buffers.emplace_back(r.elements * dtype_bytes(r.type));
+            for (const auto& r : a.requests)
+                a.buffers.emplace_back(r.quantised ? blockwise8_buffer_bytes(r.elements, r.tensor_elements)
+                                                   : r.elements * dtype_bytes(r.type));
         return a;
     }
     void adopt(allocation&& a) noexcept {
@@ -124,6 +129,17 @@ public:
         return std::nullopt;
     }
 
+    //! The gradients of `tensors` (registered views), widened to float on the
+    //! host, for gradient-driven mask policies (registry/gradient_step.hpp).
+    template <class... Context>
+    std::vector<std::vector<float>> read_gradients(const registry<Rule>&, std::span<const std::size_t> tensors,
+                                                   const Context&...) const {
+        std::vector<std::vector<float>> out;
+        out.reserve(tensors.size());
+        for (const auto i : tensors) out.push_back(widen_gradient(tensors_[i].grad.data, tensors_[i].grad.type, tensors_[i].grad.size));
+        return out;
+    }
+
     //! Runs a committed plan.
     template <execution_backend E>
     void run(const registry<Rule>& r, const step_plan<Rule>& plan, const E& backend) {
@@ -141,6 +157,8 @@ public:
             c.size = t.param.size;
             c.double_state = rec.state_type == dtype::float64;
             c.kept_before = j.compact ? rec.kept_before.data() : nullptr;
+            c.quantised = rec.quantised;
+            c.param_bytes = dtype_bytes(t.param.type);
             c.mask = &j.mask;
             c.constants_f = j.constants_f;
             c.constants_d = j.constants_d;

@@ -9,6 +9,7 @@
 #include <childtune/concepts.hpp>
 #include <childtune/exec/backend.hpp>
 #include <childtune/exec/kernel.hpp>
+#include <childtune/exec/quantised_state.hpp>
 #include <childtune/exec/tensor_sum.hpp>
 #include <childtune/mask/any_mask_view.hpp>
 #include <childtune/tensor_view.hpp>
@@ -71,6 +72,8 @@ struct cpu_job {
     std::size_t size = 0;
     bool double_state = false;
     const std::uint32_t* kept_before = nullptr; //!< compact layout
+    bool quantised = false;                     //!< 8-bit blockwise state (float steps)
+    std::size_t param_bytes = 0;                //!< bytes of one parameter (quantised windows)
     const any_mask_view* mask = nullptr;
     typename Rule::template step_constants<float> constants_f{};
     typename Rule::template step_constants<double> constants_d{};
@@ -131,10 +134,20 @@ void run_cpu_range(cpu_isa isa, const cpu_job<Rule>& j, masking_options masking,
             (Pass == element_pass::update ? j.kernels->update_d : j.kernels->reduce_d)(isa, a, j.param, j.grad, j.state,
                                                                                       j.buffers, first, last);
         } else {
-            const pass_arguments<Rule, float> a{&j.constants_f, masking, static_cast<float>(j.mask->keep_probability()),
-                                                words, j.kept_before, sums};
-            (Pass == element_pass::update ? j.kernels->update_f : j.kernels->reduce_f)(isa, a, j.param, j.grad, j.state,
-                                                                                      j.buffers, first, last);
+            pass_arguments<Rule, float> a{&j.constants_f, masking, static_cast<float>(j.mask->keep_probability()),
+                                          words, j.kept_before, sums};
+            const auto pass = Pass == element_pass::update ? j.kernels->update_f : j.kernels->reduce_f;
+            if (j.quantised) { // decode, the same pass on the window (from its element 0), encode
+                blockwise8_window<Rule>(j.state, j.buffers, j.size, j.kept_before, first, last,
+                                        [&](void* const* state, const std::uint32_t* kept) {
+                                            a.kept_before = kept;
+                                            pass(isa, a, static_cast<std::byte*>(j.param) + first * j.param_bytes,
+                                                 static_cast<const std::byte*>(j.grad) + first * j.param_bytes, state,
+                                                 j.buffers, 0, last - first);
+                                        });
+            } else {
+                pass(isa, a, j.param, j.grad, j.state, j.buffers, first, last);
+            }
         }
     }
 }

@@ -42,7 +42,10 @@ file_masks masks_of(const registry<Rule>& r) {
     return m;
 }
 
-inline std::uint32_t state_version_for(const file_masks& m) {
+template <class Rule>
+std::uint32_t state_version_for(const registry<Rule>& r, const file_masks& m) {
+    for (const auto& t : r.tensors())
+        if (t.quantised && t.buffers > 0) return 3;
     if (!is_builtin_mask(m.default_mask)) return 2;
     for (const auto& own : m.own)
         if (own) return 2;
@@ -51,15 +54,15 @@ inline std::uint32_t state_version_for(const file_masks& m) {
 
 template <class Rule>
 state_tensor_record state_record(const typename registry<Rule>::tensor_record& t, std::uint64_t steps,
-                                 std::size_t buffers, bool compact) {
-    return {t.name, t.group, t.key, t.type, t.elements, t.state_type, steps, buffers, compact};
+                                 std::size_t buffers, bool compact, bool quantised = false) {
+    return {t.name, t.group, t.key, t.type, t.elements, t.state_type, steps, buffers, compact, quantised};
 }
 
 //! Writes the file; `buffer(i, b)` gives state buffer b of tensor i as host bytes.
 template <class Rule, class BufferBytes>
 void write_state_file(std::ostream& out, const registry<Rule>& r, const file_masks& masks, BufferBytes&& buffer) {
     binary_writer w(out);
-    const std::uint32_t version = state_version_for(masks);
+    const std::uint32_t version = state_version_for(r, masks);
     write_state_preamble(w, Rule::name, {version, r.step_count(), masks.default_mask, r.options().masking});
     auto groups = r.groups();
     for (std::size_t g = 0; g < groups.size(); ++g) groups[g].own = masks.own[g];
@@ -67,10 +70,13 @@ void write_state_file(std::ostream& out, const registry<Rule>& r, const file_mas
     w.value<std::uint64_t>(r.tensor_count());
     for (std::size_t i = 0; i < r.tensor_count(); ++i) {
         const auto& t = r.tensors()[i];
-        write_state_tensor(w, state_record<Rule>(t, t.steps, t.buffers, t.compact && t.buffers > 0));
+        const bool quantised = t.quantised && t.buffers > 0;
+        write_state_tensor(w, state_record<Rule>(t, t.steps, t.buffers, t.compact && t.buffers > 0, quantised));
         for (std::size_t b = 0; b < t.buffers; ++b) {
             const auto bytes = buffer(i, b);
-            write_state_buffer(w, t.state_type, std::span<const std::byte>(bytes.data(), bytes.size()));
+            const std::span<const std::byte> s(bytes.data(), bytes.size());
+            if (quantised) write_quantised_state_buffer(w, s, t.state_elements(), t.elements);
+            else write_state_buffer(w, t.state_type, s);
         }
     }
     w.finish();
@@ -102,7 +108,7 @@ struct staged_state {
 //! on a truncated, corrupt, foreign or mismatched file; changes nothing.
 template <class Rule>
 staged_state<Rule> read_state_file(std::istream& in, const registry<Rule>& r, bool supports_compact,
-                                   const load_options& options = {}) {
+                                   const load_options& options = {}, bool supports_blockwise8 = false) {
     validate_load_options(options);
     verified_input verified(in, "optimizer state", optimizer_state_magic);
     binary_reader reader(verified.stream(), "optimizer state");
@@ -116,7 +122,10 @@ staged_state<Rule> read_state_file(std::istream& in, const registry<Rule>& r, bo
         const auto& t = r.tensors()[i];
         const std::string where = "optimizer state, " + r.describe(t.group, t.name);
         records[i] = read_state_tensor(reader, state_record<Rule>(t, 0, 0, false), Rule::max_state_buffers,
-                                       r.group(t.group).name);
+                                       r.group(t.group).name, preamble.version);
+        if (records[i].quantised && !supports_blockwise8)
+            fail(where + ": holds 8-bit blockwise state, which this optimizer does not keep (load it into the CPU "
+                         "optimizer)");
         if (records[i].compact) {
             if (!supports_compact_state<Rule>())
                 fail(where + ": compact state, which the '" + std::string(Rule::name) + "' rule cannot keep (corrupt file)");
@@ -139,8 +148,9 @@ staged_state<Rule> read_state_file(std::istream& in, const registry<Rule>& r, bo
             elements = rec.kept_before.back();
         }
         for (std::size_t b = 0; b < records[i].buffers; ++b) {
-            s.requests.push_back({i, b, elements, t.state_type});
-            s.buffers.push_back(read_state_buffer(reader, t.state_type, elements));
+            s.requests.push_back({i, b, elements, t.state_type, records[i].quantised, t.elements});
+            s.buffers.push_back(records[i].quantised ? read_quantised_state_buffer(reader, elements, t.elements)
+                                                     : read_state_buffer(reader, t.state_type, elements));
         }
     }
     reader.finish();
@@ -152,6 +162,7 @@ staged_state<Rule> read_state_file(std::istream& in, const registry<Rule>& r, bo
         t.steps = records[i].steps;
         t.buffers = records[i].buffers;
         t.compact = records[i].compact;
+        t.quantised = records[i].quantised;
         if (!t.compact) t.kept_before.clear();
     }
     // Every masked tensor must be served by the file's masks.

@@ -8,12 +8,16 @@
 //! count, the optimizer-wide mask, mask target, decay_masked, groups (name,
 //! masked, the rule's option values; version 2: the group's own mask), then per
 //! tensor: name, group, Bernoulli key, parameter dtype, size, state dtype, step
-//! count, state buffers, layout (0 full, 1 compact), and each buffer's elements.
+//! count, state buffers, layout (0 full, 1 compact; version 3: 2 and 3 are the
+//! same with 8-bit blockwise storage, followed by the block size as a u32), and
+//! each buffer: its elements as floats or doubles, or (8-bit) its codes as bytes
+//! followed by one float scale per block (exec/quantised_state.hpp).
 //!
 //! A mask is a u8 kind: 0 dense; 1 Bernoulli (p, seed); 2 fixed (the named bit
 //! masks); 3 (version 2) a mask policy of the user's (its name and record,
 //! io/policy_io.hpp). Version 1 is what childtune 0.1 wrote; files that need
-//! none of version 2's additions are still written as version 1.
+//! none of version 2's additions are still written as version 1, and version 3
+//! (8-bit state) only for optimizers that hold some.
 
 #include <childtune/error.hpp>
 #include <childtune/io/binary.hpp>
@@ -23,6 +27,7 @@
 #include <childtune/mask/fixed.hpp>
 #include <childtune/mask/mask_mode.hpp>
 #include <childtune/mask/mask_set.hpp>
+#include <childtune/numeric/blockwise8.hpp>
 #include <childtune/tensor_view.hpp>
 #include <childtune/update/masking.hpp>
 
@@ -36,7 +41,8 @@ namespace childtune::detail {
 
 inline constexpr std::string_view optimizer_state_magic{"CTSTATE\1", 8};
 //! Version 1: 0.1's format. Version 2: masks per group and user policies.
-inline constexpr std::uint32_t optimizer_state_version = 2;
+//! Version 3: 8-bit blockwise state.
+inline constexpr std::uint32_t optimizer_state_version = 3;
 
 //! Whether version 1 can hold the mask (a built-in policy).
 inline bool is_builtin_mask(const any_mask& m) {
@@ -169,6 +175,7 @@ struct state_tensor_record {
     std::uint64_t steps = 0;
     std::size_t buffers = 0;
     bool compact = false;
+    bool quantised = false; //!< version 3: 8-bit blockwise storage
 };
 
 inline void write_state_tensor(binary_writer& w, const state_tensor_record& t) {
@@ -180,14 +187,15 @@ inline void write_state_tensor(binary_writer& w, const state_tensor_record& t) {
     w.value<std::uint8_t>(static_cast<std::uint8_t>(t.state_type));
     w.value<std::uint64_t>(t.steps);
     w.value<std::uint8_t>(static_cast<std::uint8_t>(t.buffers));
-    w.value<std::uint8_t>(t.compact ? 1 : 0);
+    w.value<std::uint8_t>(static_cast<std::uint8_t>((t.compact ? 1 : 0) | (t.quantised ? 2 : 0)));
+    if (t.quantised) w.value<std::uint32_t>(static_cast<std::uint32_t>(blockwise8_block));
 }
 
 //! Reads a tensor record that must describe the registered tensor `expected`
 //! (name, group, key, types and size); returns its steps, buffers and compact flag
 //! in `expected`'s copy.
 inline state_tensor_record read_state_tensor(binary_reader& r, state_tensor_record expected, std::size_t max_buffers,
-                                             std::string_view group = {}) {
+                                             std::string_view group = {}, std::uint32_t version = 2) {
     const std::string where = "optimizer state, " + (group.empty() ? std::string() : "group '" + std::string(group) + "', ") +
                               "tensor '" + expected.name + "'";
     const std::string name = r.string();
@@ -205,8 +213,16 @@ inline state_tensor_record read_state_tensor(binary_reader& r, state_tensor_reco
     expected.buffers = r.value<std::uint8_t>();
     if (expected.buffers > max_buffers) fail(where + ": is corrupt (too many state buffers)");
     const auto layout = r.value<std::uint8_t>();
-    if (layout > 1) fail(where + ": is corrupt (unknown state layout)");
-    expected.compact = layout != 0;
+    if (layout > (version >= 3 ? 3 : 1)) fail(where + ": is corrupt (unknown state layout)");
+    expected.compact = (layout & 1) != 0;
+    expected.quantised = (layout & 2) != 0;
+    if (expected.quantised) {
+        const auto block = r.value<std::uint32_t>();
+        if (block != blockwise8_block)
+            fail(where + ": 8-bit state in blocks of " + std::to_string(block) + " elements; this version reads blocks of " +
+                 std::to_string(blockwise8_block));
+        if (expected.state_type != dtype::float32) fail(where + ": is corrupt (8-bit state that decodes to double)");
+    }
     return expected;
 }
 
@@ -214,6 +230,18 @@ inline state_tensor_record read_state_tensor(binary_reader& r, state_tensor_reco
 inline void write_state_buffer(binary_writer& w, dtype type, std::span<const std::byte> s) {
     if (type == dtype::float64) w.array(std::span<const double>(reinterpret_cast<const double*>(s.data()), s.size() / 8));
     else w.array(std::span<const float>(reinterpret_cast<const float*>(s.data()), s.size() / 4));
+}
+//! An 8-bit buffer of `codes` codes for a tensor of n elements: codes, then scales.
+inline void write_quantised_state_buffer(binary_writer& w, std::span<const std::byte> s, std::size_t codes, std::size_t n) {
+    w.array(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(s.data()), codes));
+    w.array(std::span<const float>(reinterpret_cast<const float*>(s.data() + blockwise8_scales_offset(codes)),
+                                   blockwise8_blocks(n)));
+}
+inline std::vector<std::byte> read_quantised_state_buffer(binary_reader& r, std::size_t codes, std::size_t n) {
+    std::vector<std::byte> s(blockwise8_buffer_bytes(codes, n));
+    r.array_into(std::span<std::uint8_t>(reinterpret_cast<std::uint8_t*>(s.data()), codes));
+    r.array_into(std::span<float>(reinterpret_cast<float*>(s.data() + blockwise8_scales_offset(codes)), blockwise8_blocks(n)));
+    return s;
 }
 inline std::vector<std::byte> read_state_buffer(binary_reader& r, dtype type, std::size_t elements) {
     std::vector<std::byte> s(elements * (type == dtype::float64 ? 8 : 4));

@@ -59,6 +59,18 @@ public:
         self_->check_tensors(users, registered);
     }
 
+    //! Whether the policy chooses its masks from each step's gradients
+    //! (gradient_reading_policy): the optimizer then calls observe() every step.
+    bool reads_gradients() const { return self_->reads_gradients(); }
+    //! The policy's next value from this step's gradients (gradient_reading_policy);
+    //! a policy that does not read gradients returns itself.
+    any_mask observe(const gradient_reader& g, std::uint64_t step) const {
+        any_mask out;
+        out.self_ = self_->observe(g, step);
+        if (!out.self_) out.self_ = self_;
+        return out;
+    }
+
     //! Whether state files can hold the policy, and under which name.
     bool saveable() const { return !self_->policy_name().empty(); }
     //! The policy's name in state files (empty when it cannot be saved).
@@ -115,6 +127,8 @@ private:
         virtual const std::type_info& type() const = 0;
         virtual const void* target(const std::type_info&) const = 0;
         virtual bool equals(const concept_t&) const = 0;
+        virtual bool reads_gradients() const { return false; }
+        virtual std::shared_ptr<const concept_t> observe(const gradient_reader&, std::uint64_t) const { return nullptr; }
     };
     template <class M>
     struct model final : concept_t {
@@ -139,6 +153,11 @@ private:
         }
         std::shared_ptr<const concept_t> load(policy_reader& r) const override {
             if constexpr (can_save) return std::make_shared<const model>(M::load(r));
+            else return nullptr;
+        }
+        bool reads_gradients() const override { return gradient_reading_policy<M>; }
+        std::shared_ptr<const concept_t> observe(const gradient_reader& g, std::uint64_t step) const override {
+            if constexpr (gradient_reading_policy<M>) return std::make_shared<const model>(m.observe(g, step));
             else return nullptr;
         }
         const std::type_info& type() const override { return typeid(M); }

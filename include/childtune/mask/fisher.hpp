@@ -26,6 +26,8 @@
 
 #include <childtune/error.hpp>
 #include <childtune/exec/backend.hpp>
+#include <childtune/mask/keep_ratio.hpp>
+#include <childtune/mask/tensor_info.hpp>
 #include <childtune/numeric/half.hpp>
 #include <childtune/numeric/rounding.hpp>
 #include <childtune/select/order_statistic.hpp>
@@ -293,6 +295,31 @@ public:
             return detail::select_top_p<Score>(names, spans, p, rule, detail::identity_projection{}, backend);
         const Score d = static_cast<Score>(batches_);
         return detail::select_top_p<Score>(names, spans, p, rule, [d](Score v) { return v / d; }, backend);
+    }
+
+    //! The mask under a keep ratio that may differ per tensor (a number, or
+    //! keep_ratio::by_tensor of the tensor's name and registration index) and a
+    //! per-tensor or global cut (mask/keep_ratio.hpp); same checks as select(p).
+    template <class Backend = default_backend>
+    mask_set select(const keep_ratio& p, selection_scope scope, selection_rule rule = selection_rule::percentile,
+                    const Backend& backend = {}) const {
+        if (tensors_.empty()) detail::fail("fisher_accumulator: select() without any tensor");
+        if (batches_ == 0) detail::fail("fisher_accumulator: select() before any batch ended");
+        if (batch_open()) detail::fail("fisher_accumulator: select() in the middle of a batch; call end_batch() first");
+        detail::check_fisher_batches("fisher_accumulator", options_.num_batches, batches_);
+        p.validate("fisher_accumulator");
+        std::vector<tensor_info> infos;
+        std::vector<std::span<const Score>> spans;
+        for (const auto& t : tensors_) {
+            tensor_info i;
+            i.name = t.name;
+            i.size = i.elements = t.scores.size();
+            infos.push_back(i);
+            spans.emplace_back(t.scores);
+        }
+        const Score d = options_.num_batches != 0 ? Score{1} : static_cast<Score>(batches_);
+        return detail::select_by_ratio<Score>("fisher_accumulator", infos, std::span<const std::span<const Score>>(spans), p,
+                                              scope, rule, [d](Score v) { return v / d; }, backend);
     }
 
     //! Zeroes every score and the batch count; tensors stay registered.

@@ -14,10 +14,12 @@
 //! encoder layers and trains embeddings and the task head densely; any mask
 //! policy (concepts.hpp) may serve any group.
 //!
-//! An Executor provides: `supports_compact`; `allocation` (with `bytes()`),
+//! An Executor provides: `supports_compact` (and `supports_blockwise8` if true); `allocation` (with `bytes()`),
 //! `allocate(requests[, host buffers][, context])`, `adopt(allocation&&)`
 //! noexcept, `release(tensor, from_buffer)` noexcept, `state_bytes()`;
-//! `first_nonfinite(registry, context)`; `run(registry, plan, context)`; and a
+//! `first_nonfinite(registry, context)`; `run(registry, plan, context)`;
+//! `read_gradients(registry, tensors, context)` (the listed tensors' gradients
+//! on the host, widened to float, for gradient-driven mask policies); and a
 //! way to read a state buffer on the host for save(). See docs/design.md.
 //!
 //! Every public member either succeeds or throws childtune::error and leaves
@@ -28,6 +30,7 @@
 #include <childtune/io/state_file.hpp>
 #include <childtune/mask/any_mask.hpp>
 #include <childtune/mask/mask_mode.hpp>
+#include <childtune/registry/gradient_step.hpp>
 #include <childtune/registry/options.hpp>
 #include <childtune/registry/registry.hpp>
 #include <childtune/registry/step_plan.hpp>
@@ -35,6 +38,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -65,6 +69,9 @@ public:
                          "' rule cannot keep compact Child-Tuning_D state (its masked entries' state need not stay zero)");
         if (options.compact_fixed_state && !Executor::supports_compact)
             detail::fail("optimizer options: this optimizer's executor does not keep compact Child-Tuning_D state");
+        if (options.storage == state_storage::blockwise8 && !detail::keeps_blockwise8_state<Executor>())
+            detail::fail("optimizer options: this optimizer's executor does not keep 8-bit blockwise state "
+                         "(state_storage::blockwise8 is for the CPU optimizer)");
         mask.validate();
         registry_.set_default_mask_unchecked(std::move(mask));
     }
@@ -196,6 +203,9 @@ public:
     const Executor& executor() const { return executor_; }
     //! The bookkeeping (groups, tensors, masks, counters); internal, for adapters and tests.
     const detail::registry<Rule>& registry() const { return registry_; }
+    //! Internal, for sharded_optimizer: how gradient-driven mask policies gather
+    //! the other ranks' slices of each tensor (registry/gradient_step.hpp).
+    void set_gradient_exchange(detail::gradient_exchange x) { exchange_ = std::move(x); }
 
 protected:
     //! One step: plan (validates), NaN/Inf scan, state allocation, commit, run.
@@ -209,12 +219,21 @@ protected:
                     detail::fail(registry_.describe(t.group, t.name) + ": gradient holds NaN or Inf (step skipped)");
                 return {false, t.name};
             }
+        // Gradient-driven policies choose this step's masks on the side (committed below).
+        std::vector<detail::policy_update> updates;
+        if (detail::uses_gradient_policies(registry_)) {
+            updates = detail::observe_gradients(
+                registry_, [&](std::span<const std::size_t> t) { return executor_.read_gradients(registry_, t, context); },
+                exchange_ ? &*exchange_ : nullptr);
+            plan = detail::plan_step(registry_, &updates);
+        }
         auto state = reserved_ && reserved_->requests == plan.requests
                          ? std::move(reserved_->state)
                          : executor_.allocate(plan.requests, {}, context);
         reserved_.reset();
         executor_.adopt(std::move(state));
         detail::commit_plan(registry_, plan);
+        detail::commit_policies(registry_, updates);
         executor_.run(registry_, plan, context);
         detail::finish_step(registry_, plan);
         return {};
@@ -235,7 +254,8 @@ protected:
     //! The same, with the file's or this optimizer's hyperparameters as `options` says.
     template <class Adapt, class... Context>
     void load_with(std::istream& in, const load_options& options, Adapt&& adapt, const Context&... context) {
-        auto staged = detail::read_state_file(in, registry_, Executor::supports_compact, options);
+        auto staged = detail::read_state_file(in, registry_, Executor::supports_compact, options,
+                                               detail::keeps_blockwise8_state<Executor>());
         adapt(staged);
         auto state = executor_.allocate(staged.requests, std::move(staged.buffers), context...);
         // Commit: nothing below throws.
@@ -281,6 +301,8 @@ protected:
     Executor executor_;
     //! State reserved by reserve_state(), until a step adopts it or a mask change drops it.
     std::optional<reservation> reserved_;
+    //! Set by sharded_optimizer: the ranks' gradient slices for gradient-driven policies.
+    std::optional<detail::gradient_exchange> exchange_;
 };
 
 } // namespace childtune

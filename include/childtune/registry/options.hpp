@@ -25,6 +25,17 @@ enum class state_precision : std::uint8_t {
     float64,
 };
 
+//! How the optimizer state (moments, momentum) is stored.
+enum class state_storage : std::uint8_t {
+    full,       //!< one float (or double) per element and buffer
+    //! One byte per element and buffer plus a float scale per block of 256
+    //! elements: blockwise dynamic quantisation (Dettmers et al., 2022,
+    //! numeric/blockwise8.hpp); about 2.03 bytes per parameter for AdamW
+    //! instead of 8. Steps decode, run the rule's element pass in float and
+    //! encode again; CPU optimizer only.
+    blockwise8,
+};
+
 //! Optimizer-wide options, fixed at construction (`optimizer(mask, options)`).
 struct optimizer_options {
     //! Where the mask applies and whether masked entries decay (update/masking.hpp).
@@ -39,6 +50,10 @@ struct optimizer_options {
     //! masked moments provably stay zero (AdamW with mask_target::gradient and
     //! eps > 0), and the mask may not change once such state exists.
     bool compact_fixed_state = false;
+    //! Full or 8-bit blockwise state (combines with compact_fixed_state). Needs
+    //! float state (not state_precision::float64) and the CPU executor; a tensor
+    //! keeps the storage it was given at its first step (or by a file).
+    state_storage storage = state_storage::full;
     //! Let step() run with no tensor registered, or with a masked group that
     //! holds no tensor. Off by default, because both usually mean a mistake (a
     //! name filter with a typo leaves the masked group empty, and the run is then
@@ -83,6 +98,10 @@ inline void validate_optimizer_options(const optimizer_options& o) {
         fail("optimizer options: unknown mask target");
     if (o.on_nonfinite > nonfinite_policy::unchecked) fail("optimizer options: unknown nonfinite policy");
     if (o.precision > state_precision::float64) fail("optimizer options: unknown state precision");
+    if (o.storage > state_storage::blockwise8) fail("optimizer options: unknown state storage");
+    if (o.storage == state_storage::blockwise8 && o.precision == state_precision::float64)
+        fail("optimizer options: 8-bit blockwise state (state_storage::blockwise8) decodes to float; it cannot be "
+             "combined with state_precision::float64");
 }
 inline void validate_load_options(const load_options& o) {
     if (o.hyperparameters > hyperparameter_source::current) fail("load options: unknown hyperparameter source");

@@ -59,6 +59,8 @@ public:
         std::vector<std::uint32_t> kept_before;
         const std::uint64_t* compact_words = nullptr;
         std::uint64_t compact_hash = 0;
+        //! 8-bit blockwise state (exec/quantised_state.hpp) instead of float.
+        bool quantised = false;
         //! Elements each state buffer holds.
         std::size_t state_elements() const { return compact ? kept_before.back() : elements; }
     };
@@ -204,6 +206,13 @@ public:
             throw;
         }
     }
+    //! Puts `next` where the registry holds `old` (the optimizer-wide policy or
+    //! a group's own): a gradient-driven policy's value for an applied step.
+    void replace_policy(const any_mask* old, any_mask& next) noexcept {
+        if (old == &default_) std::swap(default_, next);
+        for (auto& g : groups_)
+            if (g.own && old == &*g.own) std::swap(*g.own, next);
+    }
     //! Sets the optimizer-wide policy without checks (a file being staged,
     //! checked as a whole before it is committed).
     void set_default_mask_unchecked(any_mask m) { default_ = std::move(m); }
@@ -238,6 +247,7 @@ private:
         return std::nullopt;
     }
     dtype state_type_for(dtype param) const {
+        if (options_.storage == state_storage::blockwise8) return dtype::float32;
         switch (options_.precision) {
         case state_precision::float32: return dtype::float32;
         case state_precision::float64: return dtype::float64;

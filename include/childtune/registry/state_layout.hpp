@@ -58,4 +58,12 @@ inline bool same_compact_mask(const any_mask_view& v, std::size_t n, const std::
     return w && (w == words || mask_words_hash(w, n) == hash);
 }
 
+//! Whether an executor keeps 8-bit blockwise state (its `supports_blockwise8`;
+//! absent: no), the other storage policy (exec/quantised_state.hpp).
+template <class Executor>
+constexpr bool keeps_blockwise8_state() {
+    if constexpr (requires { Executor::supports_blockwise8; }) return Executor::supports_blockwise8;
+    else return false;
+}
+
 } // namespace childtune::detail

@@ -33,6 +33,7 @@ struct tensor_job {
     std::size_t buffers = 0;   //!< state buffers this step uses (the tensor may hold more)
     bool fresh = false;        //!< some of them are created by this step
     bool compact = false;      //!< its state is in the compact layout
+    bool quantised = false;    //!< its state is 8-bit blockwise (exec/quantised_state.hpp)
     //! When the tensor's state becomes compact at this step: its layout.
     std::vector<std::uint32_t> new_kept_before;
     const std::uint64_t* compact_words = nullptr;
@@ -46,6 +47,9 @@ struct state_request {
     std::size_t buffer = 0;
     std::size_t elements = 0;
     dtype type = dtype::float32;
+    //! 8-bit blockwise: `elements` codes, then the scales of a tensor of this many elements.
+    bool quantised = false;
+    std::size_t tensor_elements = 0;
     friend bool operator==(const state_request&, const state_request&) = default;
 };
 
@@ -74,13 +78,30 @@ inline void check_compact_kept(const std::string& where, const any_mask_view& v,
              "the mask cannot change (the moments of newly kept elements were never stored)");
 }
 
-//! The views of every tensor's mask at step `step`, and the compact layout checks.
+//! A policy's next value, chosen by its `observe` from this step's gradients
+//! (registry/gradient_step.hpp), not yet committed: `old` is the registry's.
+struct policy_update {
+    const any_mask* old = nullptr;
+    any_mask next;
+};
+
+//! The policy that serves a step: the update of `m` when there is one, else `m`.
+inline const any_mask* policy_for_step(const any_mask* m, const std::vector<policy_update>* updates) {
+    if (m && updates)
+        for (const auto& u : *updates)
+            if (u.old == m) return &u.next;
+    return m;
+}
+
+//! The views of every tensor's mask at step `step` (the policies replaced by
+//! `updates` where given), and the compact layout checks.
 template <class Rule>
-std::vector<any_mask_view> mask_views(const registry<Rule>& r, std::uint64_t step) {
+std::vector<any_mask_view> mask_views(const registry<Rule>& r, std::uint64_t step,
+                                      const std::vector<policy_update>* updates = nullptr) {
     std::vector<any_mask_view> views(r.tensor_count());
     for (std::size_t i = 0; i < r.tensor_count(); ++i) {
         const auto& t = r.tensors()[i];
-        if (const any_mask* m = r.mask_of(t.group)) views[i] = m->view(r.info(i), step);
+        if (const any_mask* m = policy_for_step(r.mask_of(t.group), updates)) views[i] = m->view(r.info(i), step);
         if (t.compact && t.buffers > 0) check_compact_kept(r.describe(t.group, t.name), views[i], t.elements, t.compact_words, t.compact_hash);
     }
     return views;
@@ -112,12 +133,13 @@ void check_not_empty(const registry<Rule>& r) {
                  "parameter?); add its tensors, or set optimizer_options::allow_empty");
 }
 
-//! Plans the next step; validates and changes nothing.
+//! Plans the next step (with the policies of `updates` in place of those they
+//! replace); validates and changes nothing.
 template <class Rule>
-step_plan<Rule> plan_step(const registry<Rule>& r) {
+step_plan<Rule> plan_step(const registry<Rule>& r, const std::vector<policy_update>* updates = nullptr) {
     r.check_masks();
     if (!r.options().allow_empty) check_not_empty(r);
-    std::vector<any_mask_view> views = mask_views(r, r.step_count());
+    std::vector<any_mask_view> views = mask_views(r, r.step_count(), updates);
     step_plan<Rule> plan;
     for (std::size_t i = 0; i < r.tensor_count(); ++i) {
         const auto& t = r.tensors()[i];
@@ -141,7 +163,8 @@ step_plan<Rule> plan_step(const registry<Rule>& r) {
             j.compact = true;
             j.compact_words = whole_fixed_words(j.mask, t.elements);
             elements = t.kept_before.back();
-        } else if (r.options().compact_fixed_state && t.buffers == 0 && r.mask_of(t.group)) {
+        } else if (r.options().compact_fixed_state && t.buffers == 0 && r.mask_of(t.group) &&
+                   !r.mask_of(t.group)->reads_gradients()) { // a gradient-driven mask changes
             if (const std::uint64_t* w = whole_fixed_words(j.mask, t.elements)) {
                 check_compact_exact(r, t.group);
                 j.compact = true;
@@ -150,7 +173,10 @@ step_plan<Rule> plan_step(const registry<Rule>& r) {
                 elements = j.new_kept_before.back();
             }
         }
-        for (std::size_t b = t.buffers; b < j.buffers; ++b) plan.requests.push_back({i, b, elements, t.state_type});
+        // Storage, like the layout, is chosen when a tensor's state is created.
+        j.quantised = t.buffers == 0 ? r.options().storage == state_storage::blockwise8 : t.quantised;
+        for (std::size_t b = t.buffers; b < j.buffers; ++b)
+            plan.requests.push_back({i, b, elements, t.state_type, j.quantised, t.elements});
         if (t.state_type == dtype::float64) j.constants_d = Rule::template prepare<double>(options, t.steps + 1, j.fresh);
         else j.constants_f = Rule::template prepare<float>(options, t.steps + 1, j.fresh);
         plan.jobs.push_back(std::move(j));
@@ -163,6 +189,7 @@ template <class Rule>
 void commit_plan(registry<Rule>& r, step_plan<Rule>& plan) noexcept {
     for (auto& j : plan.jobs) {
         auto& t = r.tensors()[j.tensor];
+        if (t.buffers == 0 && j.buffers > 0) t.quantised = j.quantised;
         t.buffers = std::max(t.buffers, j.buffers);
         if (!j.new_kept_before.empty()) {
             t.compact = true;

@@ -26,6 +26,8 @@ struct adam {
     static constexpr std::string_view name = "adam";
     //! m and v.
     static constexpr std::size_t max_state_buffers = 2;
+    //! v (buffer 1) is never negative: 8-bit state uses the unsigned map for it.
+    static constexpr unsigned nonnegative_state_buffers = 0b10;
 
     //! Per-group hyperparameters; defaults are torch's.
     struct options {

@@ -34,6 +34,8 @@ struct adamw {
     //! The rule's name in state files; a file written by another rule is refused.
     static constexpr std::string_view name = "adamw";
     static constexpr std::size_t max_state_buffers = 2; //!< exp_avg, exp_avg_sq
+    //! exp_avg_sq (buffer 1) is never negative: 8-bit state uses the unsigned map for it.
+    static constexpr unsigned nonnegative_state_buffers = 0b10;
 
     //! Per-group hyperparameters. Defaults are `torch.optim.AdamW`'s; the published
     //! Child-Tuning optimizer uses `flavour = legacy` (and its own eps, often 1e-6).

@@ -42,6 +42,8 @@ struct lamb {
     //! The rule's name in state files; a file written by another rule is refused.
     static constexpr std::string_view name = "lamb";
     static constexpr std::size_t max_state_buffers = 2; //!< exp_avg, exp_avg_sq
+    //! exp_avg_sq (buffer 1) is never negative: 8-bit state uses the unsigned map for it.
+    static constexpr unsigned nonnegative_state_buffers = 0b10;
     static constexpr std::size_t reduction_count = 2;   //!< ||p||², ||u||²
 
     //! Per-group hyperparameters.

@@ -281,3 +281,24 @@ TEST_CASE("bad input: device Fisher and mask sets refuse sizes that would wrap t
     REQUIRE_THROWS_WITH(ct::device_mask_set(shape{{"", 3}}), Catch::Contains("name must not be empty"));
     REQUIRE(ct::device_mask_set(shape{{"a", 0}, {"b", 65}}).word_count() == 2);
 }
+
+TEST_CASE("mask from: a Thrust vector of 0/1 values gives the host helper's mask", "[thrust][mask_from]") {
+    std::vector<float> host(70, 0.0f);
+    host[0] = host[64] = host[69] = 1.0f;
+    const thrust::device_vector<float> d(host.begin(), host.end());
+    const bit_mask m = childtune::thrust::mask_from("w", d);
+    CHECK(m == childtune::mask_from_values("w", host));
+    CHECK(m.words()[0] == 1u);
+    CHECK(m.words()[1] == 0b100001u);
+    const thrust::device_vector<bool> b(host.begin(), host.end());
+    CHECK(childtune::thrust::mask_from("w", b) == m);
+    thrust::device_vector<float> bad = d;
+    bad[65] = 0.25f;
+    try {
+        (void)childtune::thrust::mask_from("layer.w", bad);
+        FAIL("no error");
+    } catch (const childtune::error& e) {
+        CHECK(std::string(e.what()) ==
+              "childtune: mask from values: tensor 'layer.w', element 65 is 0.25; a mask holds only 0 (masked out) and 1 (kept)");
+    }
+}

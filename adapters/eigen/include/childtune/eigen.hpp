@@ -34,6 +34,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -325,6 +326,26 @@ void rebind(optimizer<Rule>& opt, std::string_view name, P&& param, G&& grad) {
         auto g = detail::make_view(grad, detail::concat({where, ": gradient"}));
         using E = typename decltype(p)::value_type;
         opt.template rebind<E>(name, p, tensor_view<const E>(g));
+    }
+}
+
+//! A bit_mask from an Eigen object or expression of 0/1 values (bool, integer,
+//! float, double, Eigen::half, Eigen::bfloat16 scalars; e.g. `(scores.array() > t)`):
+//! element i is element i of its memory order, which is how a parameter of the
+//! same storage order is registered (column-major unless RowMajor). Expressions
+//! are evaluated first (one copy). A value other than 0 or 1 throws
+//! childtune::error naming `name`, the element and the value.
+template <class Derived>
+bit_mask mask_from(std::string_view name, const Eigen::DenseBase<Derived>& x) {
+    using Scalar = typename Derived::Scalar;
+    const typename Derived::PlainObject plain = x.derived();
+    const auto n = static_cast<std::size_t>(plain.size());
+    if constexpr (!std::is_arithmetic_v<Scalar> && detail::scalar_map<Scalar>::supported) { // Eigen::half, Eigen::bfloat16
+        using T = typename detail::scalar_map<Scalar>::type;
+        return mask_from_values(name, std::span<const T>(reinterpret_cast<const T*>(plain.data()), n));
+    } else {
+        static_assert(mask_value<Scalar>, "childtune::eigen::mask_from: the scalar must be bool, an integer or floating point");
+        return mask_from_values(name, std::span<const Scalar>(plain.data(), n));
     }
 }
 

@@ -6,6 +6,7 @@
 //! link `childtune::thrust`.
 
 #include <childtune/thrust/fisher.hpp>
+#include <childtune/thrust/mask_from.hpp>
 #include <childtune/thrust/mask_set.hpp>
 #include <childtune/thrust/memory.hpp>
 #include <childtune/thrust/optimizer.hpp>

@@ -7,6 +7,7 @@
 #include <childtune/childtune.hpp>
 #include <childtune/torch/fisher.hpp>
 #include <childtune/torch/groups.hpp>
+#include <childtune/torch/mask_from.hpp>
 #include <childtune/torch/optimizer.hpp>
 #include <childtune/torch/options.hpp>
 #include <childtune/torch/tensor.hpp>

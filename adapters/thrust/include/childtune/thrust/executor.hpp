@@ -15,6 +15,7 @@
 #include <childtune/error.hpp>
 #include <childtune/exec/memory_checks.hpp>
 #include <childtune/mask/any_mask_view.hpp>
+#include <childtune/registry/gradient_step.hpp>
 #include <childtune/registry/registry.hpp>
 #include <childtune/registry/state_layout.hpp>
 #include <childtune/registry/step_plan.hpp>
@@ -32,6 +33,7 @@
 #include <iterator>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -132,6 +134,26 @@ public:
                 ::thrust::any_of(policy, tensors_[i].grad, tensors_[i].grad + tensors_[i].size, is_nonfinite<P>{}))
                 return i;
         return std::nullopt;
+    }
+
+    //! The gradients of `tensors`, copied to the host and widened to float, for
+    //! gradient-driven mask policies (registry/gradient_step.hpp). They select on
+    //! the host: a policy is a host value whose scores and bits are saved with
+    //! it and shared by every executor, so one copy per step (N·sizeof(P)
+    //! bytes) replaces a device selection per system and per policy.
+    template <class Policy>
+    std::vector<std::vector<float>> read_gradients(const childtune::detail::registry<Rule>&,
+                                                   std::span<const std::size_t> tensors, const Policy& policy) const {
+        std::vector<std::vector<float>> out;
+        out.reserve(tensors.size());
+        std::vector<P> host;
+        for (const auto i : tensors) {
+            const auto& t = tensors_[i];
+            host.resize(t.size);
+            copy_to_host(policy, t.grad, t.size, host.data());
+            out.push_back(childtune::detail::widen_gradient(host.data(), dtype_of<P>, t.size));
+        }
+        return out;
     }
 
     //! One batched launch per group and kind of mask view.

@@ -32,6 +32,7 @@
 #include <cstdint>
 #include <cstring>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -122,6 +123,22 @@ public:
                 return i;
         }
         return std::nullopt;
+    }
+
+    //! The gradients of `tensors`, widened to float on the host (one copy from a
+    //! device), for gradient-driven mask policies (registry/gradient_step.hpp).
+    template <class... Context>
+    std::vector<std::vector<float>> read_gradients(const childtune::detail::registry<Rule>&,
+                                                   std::span<const std::size_t> tensors, const Context&...) const {
+        std::vector<std::vector<float>> out;
+        out.reserve(tensors.size());
+        for (const auto i : tensors) {
+            const at::Tensor g = tensors_[i].grad.detach().reshape({-1}).to(at::kFloat).cpu().contiguous();
+            const auto n = static_cast<std::size_t>(g.numel());
+            out.emplace_back(n);
+            if (n) std::memcpy(out.back().data(), g.data_ptr<float>(), n * sizeof(float));
+        }
+        return out;
     }
 
     template <class Backend>

@@ -6,6 +6,7 @@
 //! (the encoder layers) and trains embeddings and the task head densely.
 
 #include <childtune/error.hpp>
+#include <childtune/mask/name_filter.hpp>
 
 #include <ATen/ATen.h>
 #include <torch/ordered_dict.h>
@@ -85,6 +86,20 @@ std::vector<named_param_group<Options>> split_by_name(const ::torch::OrderedDict
     if (!masked.params.empty()) groups.push_back(std::move(masked));
     if (!dense.params.empty()) groups.push_back(std::move(dense));
     return groups;
+}
+
+//! The parameters of `named` whose names `filter` selects (childtune::name_filter:
+//! include/exclude globs and regexes), in order. No silent no-op: a filter that
+//! selects none of them, or has a pattern that matches none, is an error naming
+//! the pattern. A name_filter also serves wherever a name_predicate is taken
+//! (split_by_name, the optimizer's `masked_if`).
+inline ::torch::OrderedDict<std::string, at::Tensor> select_parameters(
+    const ::torch::OrderedDict<std::string, at::Tensor>& named, const name_filter& filter) {
+    filter.check(named.keys(), "parameter filter");
+    ::torch::OrderedDict<std::string, at::Tensor> out;
+    for (const auto& item : named)
+        if (filter.matches(item.key())) out.insert(item.key(), item.value());
+    return out;
 }
 
 } // namespace childtune::torch

@@ -1,0 +1,173 @@
+#pragma once
+//! \file
+//! Blockwise 8-bit quantisation of optimizer state (Dettmers, Lewis, Shleifer &
+//! Zettlemoyer, 2022, "8-bit Optimizers via Block-wise Quantization"): a block
+//! of `blockwise8_block` values is stored as one float scale (the block's
+//! absolute maximum) and one byte per value, the index of the nearest entry of
+//! a 256-entry *dynamic* (tree) map applied to value / absmax.
+//!
+//! The dynamic map (the paper's section 2.2, bitsandbytes' `create_dynamic_map`
+//! with 7 exponent bits): for decade i = 0..6 (scale 10^(i-6)) it holds the
+//! midpoints of `linspace(0.1, 1, k + 1)` times the scale, k = 2^i for the
+//! signed map (both signs) and k = 2^(i+1) for the unsigned map, plus 0 and 1;
+//! 256 values, sorted. Small magnitudes get relative precision, which is what
+//! Adam's second moment (spanning many decades) needs. Values are computed in
+//! double and rounded once to float.
+//!
+//! Nearest code: the largest entry `lo` not above x and the next one compete;
+//! the farther one loses, an exact tie goes to `lo` (distances compared in
+//! double, where two different float entries are never at the same distance
+//! unless x is their exact midpoint). A table indexed by the upper 16 bits of
+//! x's float encoding gives `lo` up to one comparison, because no bucket of
+//! that table holds more than one map entry (checked when the map is built).
+//! A block whose absmax is 0 stores the code of 0 and decodes to +0.
+//!
+//! One departure from nearest, for the unsigned map only: a positive value
+//! whose nearest code is 0 gets the smallest positive code. The unsigned map
+//! stores second moments v, and a v rounded to 0 under a first moment m that
+//! the signed map still resolves (its smallest code is 2.75e-7 of the block's
+//! absmax, the unsigned map's 1.6e-7 of v's, i.e. 4e-4 of the gradient scale)
+//! would turn Adam's m / (sqrt(v) + eps) into m / eps, a step of many orders
+//! of magnitude (seen on a noisy quadratic within the first step). Rounded up,
+//! sqrt(v) never shrinks below the smallest code, and the step stays bounded.
+
+#include <childtune/error.hpp>
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+namespace childtune::detail {
+
+//! Values per quantisation block (one float scale each): 256, so a 4-byte scale
+//! adds 1/64 byte per value and a block is four of the kernels' 64-element words.
+inline constexpr std::size_t blockwise8_block = 256;
+
+//! Blocks of a quantised state buffer for a tensor (view) of n elements.
+inline std::size_t blockwise8_blocks(std::size_t n) { return (n + blockwise8_block - 1) / blockwise8_block; }
+//! Where the scales start in a buffer of `codes` codes (4-byte aligned).
+inline std::size_t blockwise8_scales_offset(std::size_t codes) { return (codes + 3) / 4 * 4; }
+//! Bytes of a quantised state buffer holding `codes` codes for a tensor of n elements.
+inline std::size_t blockwise8_buffer_bytes(std::size_t codes, std::size_t n) {
+    return blockwise8_scales_offset(codes) + 4 * blockwise8_blocks(n);
+}
+
+//! The sorted 256 values of the dynamic map, signed or unsigned.
+inline std::array<float, 256> dynamic_map_values(bool is_signed) {
+    static constexpr double decade[7] = {1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1e0};
+    std::vector<double> data;
+    for (int i = 0; i < 7; ++i) {
+        const int k = is_signed ? 1 << i : 2 << i;
+        for (int j = 0; j < k; ++j) {
+            const double lo = 0.1 + 0.9 * j / k, hi = 0.1 + 0.9 * (j + 1) / k;
+            const double mean = (lo + hi) / 2.0;
+            data.push_back(decade[i] * mean);
+            if (is_signed) data.push_back(-decade[i] * mean);
+        }
+    }
+    data.push_back(0.0);
+    data.push_back(1.0);
+    std::sort(data.begin(), data.end());
+    std::array<float, 256> out{};
+    for (std::size_t c = 0; c < 256; ++c) out[c] = static_cast<float>(data[c]);
+    return out;
+}
+
+//! A dynamic map with its encoder's lookup table.
+class dynamic_map {
+public:
+    //! The signed map (first moments, momentum) or the unsigned one (second moments).
+    explicit dynamic_map(bool is_signed) : values_(dynamic_map_values(is_signed)), signed_(is_signed) {
+        bounded_[0] = -std::numeric_limits<double>::infinity();
+        for (std::size_t c = 0; c < 256; ++c) bounded_[c + 1] = values_[c];
+        bounded_[257] = std::numeric_limits<double>::infinity();
+        zero_ = static_cast<std::uint8_t>(std::find(values_.begin(), values_.end(), 0.0f) - values_.begin());
+        for (std::size_t m = 0; m < buckets; ++m) {
+            // Bucket m holds magnitudes [a, b).
+            const float a = m == 0 ? 0.0f : std::bit_cast<float>(static_cast<std::uint32_t>((first_key + m - 1) << 16));
+            const float b = std::bit_cast<float>(static_cast<std::uint32_t>((first_key + m) << 16));
+            lo_[m] = count_not_above(a);
+            lo_[buckets + m] = count_not_above(-b);
+            // At most one entry in [a, b) and in (-b, -a]: lo is the table's or the next.
+            if (count_not_above(std::nextafter(b, 0.0f)) > lo_[m] + 1 || count_not_above(-a) > lo_[buckets + m] + 1)
+                fail("dynamic map: a lookup bucket holds two entries"); // cannot happen for the published maps
+        }
+    }
+
+    //! The 256 values, ascending.
+    const std::array<float, 256>& values() const { return values_; }
+    //! The code of 0.
+    std::uint8_t zero_code() const { return zero_; }
+
+    //! The nearest code of x in [-1, 1] (the file comment gives the rule).
+    //! Branch-free: the comparisons are added as integers, since a data-dependent
+    //! branch here mispredicts about half the time.
+    std::uint8_t encode(float x) const {
+        const std::uint32_t u = std::bit_cast<std::uint32_t>(x);
+        const std::uint32_t key = (u >> 16) & 0x7fffu;
+        const std::size_t m = key < first_key ? 0 : std::min<std::size_t>(key - first_key + 1, buckets - 1);
+        std::size_t lo = lo_[(u >> 31) * buckets + m]; // lo + 1, an index into bounded_
+        const double d = static_cast<double>(x);
+        lo += static_cast<std::size_t>(d >= bounded_[lo + 1]);
+        lo += static_cast<std::size_t>(bounded_[lo + 1] - d < d - bounded_[lo]);
+        lo += static_cast<std::size_t>(!signed_ & (lo == 1) & (x > 0.0f)); // a positive v never becomes 0
+        return static_cast<std::uint8_t>(lo - 1);
+    }
+
+private:
+    // Magnitudes below 2^-24 share bucket 0; then one bucket per upper 16 bits
+    // of the float up to 1.0 (1/128 of an octave each).
+    static constexpr std::uint32_t first_key = (127u - 24u) << 7;
+    static constexpr std::size_t buckets = ((127u << 7) - first_key) + 2;
+
+    std::uint16_t count_not_above(float x) const {
+        return static_cast<std::uint16_t>(std::upper_bound(values_.begin(), values_.end(), x) - values_.begin());
+    }
+
+    std::array<float, 256> values_;
+    double bounded_[258];
+    std::uint8_t zero_ = 0;
+    bool signed_ = true;
+    //! lo + 1 at the start of each bucket: positive magnitudes, then negative ones.
+    std::array<std::uint16_t, 2 * buckets> lo_{};
+};
+
+//! The signed dynamic map, built once.
+inline const dynamic_map& signed_dynamic_map() {
+    static const dynamic_map m(true);
+    return m;
+}
+//! The unsigned dynamic map, built once.
+inline const dynamic_map& unsigned_dynamic_map() {
+    static const dynamic_map m(false);
+    return m;
+}
+
+//! Quantises n values (one block) into codes, returning the block's scale (its
+//! absolute maximum; NaN values do not count).
+inline float quantise_block(const dynamic_map& map, const float* x, std::size_t n, std::uint8_t* codes) {
+    float absmax = 0.0f;
+    for (std::size_t i = 0; i < n; ++i) absmax = std::max(absmax, std::fabs(x[i]));
+    if (absmax == 0.0f) {
+        std::fill_n(codes, n, map.zero_code());
+        return 0.0f;
+    }
+    for (std::size_t i = 0; i < n; ++i) codes[i] = map.encode(x[i] / absmax);
+    return absmax;
+}
+
+//! The inverse of quantise_block, up to the map's resolution.
+inline void dequantise_block(const dynamic_map& map, const std::uint8_t* codes, std::size_t n, float absmax, float* x) {
+    if (absmax == 0.0f) {
+        std::fill_n(x, n, 0.0f);
+        return;
+    }
+    for (std::size_t i = 0; i < n; ++i) x[i] = map.values()[codes[i]] * absmax;
+}
+
+} // namespace childtune::detail

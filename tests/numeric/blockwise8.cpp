@@ -1,0 +1,150 @@
+#include <childtune/numeric/blockwise8.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <vector>
+
+using namespace childtune::detail;
+
+namespace {
+// A naive transcription of bitsandbytes' create_dynamic_map(signed, 7, 8) as
+// the paper describes it: per decade i, linspace(0.1, 1, k + 1), its
+// midpoints times 10^(i - 6) (and their negatives when signed), then 0 and 1.
+std::vector<float> naive_map(bool is_signed) {
+    std::vector<double> data;
+    for (int i = 0; i < 7; ++i) {
+        const int k = is_signed ? (1 << i) : (1 << (i + 1));
+        std::vector<double> boundaries(static_cast<std::size_t>(k) + 1);
+        for (int j = 0; j <= k; ++j) boundaries[static_cast<std::size_t>(j)] = 0.1 + (1.0 - 0.1) * j / k;
+        for (int j = 0; j < k; ++j) {
+            const double mean = (boundaries[static_cast<std::size_t>(j)] + boundaries[static_cast<std::size_t>(j) + 1]) / 2.0;
+            data.push_back(std::pow(10.0, i - 6) * mean);
+            if (is_signed) data.push_back(-std::pow(10.0, i - 6) * mean);
+        }
+    }
+    data.push_back(0.0);
+    data.push_back(1.0);
+    std::sort(data.begin(), data.end());
+    return std::vector<float>(data.begin(), data.end());
+}
+
+// Nearest map entry by linear scan, distances in double, ties to the lower
+// index; in the unsigned map (no negative entry) a positive x never gets code 0.
+std::uint8_t naive_encode(const std::vector<float>& map, float x) {
+    std::size_t best = 0;
+    double best_d = std::numeric_limits<double>::infinity();
+    for (std::size_t c = 0; c < map.size(); ++c) {
+        const double d = std::fabs(static_cast<double>(map[c]) - static_cast<double>(x));
+        if (d < best_d) {
+            best_d = d;
+            best = c;
+        }
+    }
+    if (map[0] == 0.0f && best == 0 && x > 0.0f) best = 1;
+    return static_cast<std::uint8_t>(best);
+}
+} // namespace
+
+TEST_CASE("the dynamic maps hold the published values", "[numeric][blockwise8]") {
+    const auto& s = signed_dynamic_map().values();
+    const auto& u = unsigned_dynamic_map().values();
+    // Hand-checked: decade 0 of the signed map has one midpoint, (0.1 + 1)/2 = 0.55,
+    // times 1e-6; its top decade has 64 midpoints of steps 0.9/64, the last one
+    // 1 - 0.9/128 = 0.99296875; 0 is code 127 and 1 code 255.
+    CHECK(s[0] == static_cast<float>(-0.99296875));
+    CHECK(s[126] == static_cast<float>(-5.5e-7));
+    CHECK(s[127] == 0.0f);
+    CHECK(s[128] == static_cast<float>(5.5e-7));
+    CHECK(s[129] == static_cast<float>(3.25e-6)); // decade 1: midpoints of linspace(0.1, 1, 3), 0.325 and 0.775, x 1e-5
+    CHECK(s[254] == static_cast<float>(0.99296875));
+    CHECK(s[255] == 1.0f);
+    // The unsigned map: decade 0 has midpoints of linspace(0.1, 1, 3): 0.325, 0.775.
+    CHECK(u[0] == 0.0f);
+    CHECK(u[1] == static_cast<float>(3.25e-7));
+    CHECK(u[2] == static_cast<float>(7.75e-7));
+    CHECK(u[3] == static_cast<float>(2.125e-6)); // decade 1: 0.2125 x 1e-5
+    CHECK(u[254] == static_cast<float>(0.996484375)); // top decade: 128 midpoints, the last 1 - 0.9/256
+    CHECK(u[255] == 1.0f);
+    CHECK(signed_dynamic_map().zero_code() == 127);
+    CHECK(unsigned_dynamic_map().zero_code() == 0);
+    for (bool is_signed : {true, false}) {
+        const auto naive = naive_map(is_signed);
+        const auto& m = (is_signed ? signed_dynamic_map() : unsigned_dynamic_map()).values();
+        for (std::size_t c = 0; c < 256; ++c) REQUIRE(m[c] == naive[c]);
+        REQUIRE(std::is_sorted(m.begin(), m.end()));
+        REQUIRE(std::adjacent_find(m.begin(), m.end()) == m.end()); // 256 distinct codes
+    }
+}
+
+TEST_CASE("encoding picks the nearest code, as a linear scan does", "[numeric][blockwise8]") {
+    for (bool is_signed : {true, false}) {
+        CAPTURE(is_signed);
+        const dynamic_map& map = is_signed ? signed_dynamic_map() : unsigned_dynamic_map();
+        const auto naive = naive_map(is_signed);
+        std::vector<float> xs;
+        // Every entry, every midpoint between neighbours, and their float neighbours.
+        for (std::size_t c = 0; c < 256; ++c) {
+            xs.push_back(naive[c]);
+            if (c + 1 < 256) xs.push_back(static_cast<float>((static_cast<double>(naive[c]) + naive[c + 1]) / 2.0));
+        }
+        const std::size_t base = xs.size();
+        for (std::size_t i = 0; i < base; ++i) {
+            xs.push_back(std::nextafter(xs[i], 2.0f));
+            xs.push_back(std::nextafter(xs[i], -2.0f));
+        }
+        std::mt19937 rng(11);
+        std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+        std::uniform_real_distribution<float> exponent(-30.0f, 0.0f);
+        for (int i = 0; i < 200000; ++i) xs.push_back(uniform(rng));
+        for (int i = 0; i < 200000; ++i) xs.push_back((i % 2 ? -1.0f : 1.0f) * std::pow(2.0f, exponent(rng)));
+        xs.push_back(0.0f);
+        xs.push_back(-0.0f);
+        xs.push_back(std::numeric_limits<float>::denorm_min());
+        for (float x : xs) {
+            if (std::fabs(x) > 1.0f) continue;
+            CAPTURE(x);
+            REQUIRE(map.encode(x) == naive_encode(naive, x));
+        }
+    }
+}
+
+TEST_CASE("a block is scaled by its absolute maximum and decodes within half a code step", "[numeric][blockwise8]") {
+    const dynamic_map& map = signed_dynamic_map();
+    std::vector<float> x = {0.5f, -2.0f, 1e-3f, 0.0f, 1.5f};
+    std::vector<std::uint8_t> codes(x.size());
+    const float absmax = quantise_block(map, x.data(), x.size(), codes.data());
+    REQUIRE(absmax == 2.0f);
+    // -2 is -1 after scaling: the nearest entry is the most negative one.
+    REQUIRE(codes[1] == 0);
+    REQUIRE(codes[3] == map.zero_code());
+    for (std::size_t i = 0; i < x.size(); ++i) REQUIRE(codes[i] == naive_encode(naive_map(true), x[i] / 2.0f));
+    std::vector<float> back(x.size());
+    dequantise_block(map, codes.data(), codes.size(), absmax, back.data());
+    REQUIRE(back[3] == 0.0f);
+    REQUIRE(back[4] == map.values()[codes[4]] * 2.0f);
+    // Relative error bound: in decade i the entries are 0.9/2^i * 10^(i-6) apart,
+    // at least 0.1 * 10^(i-6): half a step is at most 0.9/2^(i+1) / 0.1 of the
+    // value, 12.5 % in decade 2 (where 1e-3/2 falls), 0.7 % near 1.
+    REQUIRE(std::fabs(back[2] - x[2]) <= 0.125f * x[2]);
+    REQUIRE(std::fabs(back[0] - x[0]) <= 0.00703125f * 2.0f);
+
+    std::vector<float> zeros(7, 0.0f), out(7, 1.0f);
+    std::vector<std::uint8_t> zc(7);
+    REQUIRE(quantise_block(map, zeros.data(), 7, zc.data()) == 0.0f);
+    dequantise_block(map, zc.data(), 7, 0.0f, out.data());
+    for (float v : out) REQUIRE(std::signbit(v) == false);
+    for (float v : out) REQUIRE(v == 0.0f);
+}
+
+TEST_CASE("buffer sizes of 8-bit state", "[numeric][blockwise8]") {
+    REQUIRE(blockwise8_blocks(0) == 0);
+    REQUIRE(blockwise8_blocks(256) == 1);
+    REQUIRE(blockwise8_blocks(257) == 2);
+    REQUIRE(blockwise8_buffer_bytes(1000, 1000) == 1000 + 4 * 4);
+    REQUIRE(blockwise8_buffer_bytes(301, 1000) == 304 + 4 * 4); // compact: codes of the kept, scales of the tensor
+}
