@@ -7,19 +7,34 @@
 # --ranks N (this script's own flag): run it data-parallel on N MPI ranks on this host
 # (mpirun -np N ... --data-parallel), one LibTorch thread per rank unless
 # --threads says otherwise.
+#
+# --python (this script's own flag): run the Python twin of the demo instead,
+# examples/python/fashion_mnist.py, with the childtune package in the venv that
+# scripts/python-env.sh creates (build/python-venv); results and its cache go to
+# build/demo/python-output.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ranks=0
+python=0
 args=()
 while (($#)); do
   case "$1" in
+    --python) python=1; shift ;;
     --ranks) ranks="${2:?--ranks needs a number}"; shift 2 ;;
     --ranks=*) ranks="${1#*=}"; shift ;;
     *) args+=("$1"); shift ;;
   esac
 done
 [[ "$ranks" =~ ^[0-9]+$ ]] || { echo "demo.sh: --ranks needs a number, not '$ranks'" >&2; exit 2; }
+
+if ((python)); then
+  ((ranks == 0)) || { echo "demo.sh: --ranks is for the C++ demo; the Python demo runs in one process" >&2; exit 2; }
+  ./scripts/install-deps.sh g++ python3-dev python3-venv python3-torch libtorch-dev python3-numpy \
+                            python3-setuptools python3-wheel pybind11-dev dataset-fashion-mnist
+  py=$(./scripts/python-env.sh)
+  exec "$py" examples/python/fashion_mnist.py --out build/demo/python-output "${args[@]}"
+fi
 
 ./scripts/install-deps.sh cmake ninja-build g++ libomp-dev libtorch-dev dataset-fashion-mnist gnuplot-nox \
                           zlib1g-dev libeigen3-dev libopenmpi-dev openmpi-bin
