@@ -43,7 +43,7 @@ stage_gxx() {
   cmake --build "$build" -j "$jobs"
   cmake --build "$build" --target docs   # the API reference (Doxygen): any warning fails
   ctest --test-dir "$build" -j "$jobs" --output-on-failure --timeout 900
-  "$python" -m pytest -q -p no:cacheprovider tests/python
+  "$python" -m pytest -q -p no:cacheprovider tests/python examples/python bench/python
 }
 
 stage_clang() {

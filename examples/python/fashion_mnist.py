@@ -329,8 +329,12 @@ class Stepper:
         head = [p for n, p in model.named_parameters() if not in_body(n)]
         common = dict(lr=lr, eps=EPS, weight_decay=WEIGHT_DECAY, reserve_p=reserve_p, mode=mode)
         if impl.__name__ == "childtune":
-            self._opts = [impl.ChildTuningAdamW([{"params": body, "masked": True},
-                                                 {"params": head, "masked": False}],
+            # (name, tensor) pairs: the names key the Child-Tuning_F masks, as the
+            # module's names do in the C++ demo.
+            named = list(model.named_parameters())
+            self._opts = [impl.ChildTuningAdamW([{"params": [(n, p) for n, p in named if in_body(n)], "masked": True},
+                                                 {"params": [(n, p) for n, p in named if not in_body(n)],
+                                                  "masked": False}],
                                                 seed=seed, flavour="legacy", **common)]
             self._opts[0].set_threads(threads)
         else:
