@@ -786,10 +786,16 @@ int main(int argc, char** argv) try {
     // The runs log: every finished run is appended at once, and a run it already
     // holds is read back instead of trained (a sweep resumes). Its setup is
     // everything besides the key (K, lr, epochs, method, p, seed) that changes the
-    // numbers: the pretrained weights (the cache's name), the test set, the threads.
+    // numbers: the pretrained weights (the cache's name), the test set, the threads,
+    // and the Bernoulli mask definition (a log of definition 1 runs, written before
+    // definition 2 became the default, names none and is not continued by them).
     std::optional<fashion_mnist::runs_log> log;
-    if (s.runs_csv)
-        log.emplace(*s.runs_csv, cache.stem().string() + "-test" + std::to_string(target_test.size()));
+    if (s.runs_csv) {
+        std::string setup = cache.stem().string() + "-test" + std::to_string(target_test.size());
+        if (childtune::bernoulli_default_version != 1)
+            setup += "-bernoulli" + std::to_string(childtune::bernoulli_default_version);
+        log.emplace(*s.runs_csv, setup);
+    }
 
     // The reference's optimizer: legacy (HF-style) AdamW; the "layer*" body is
     // the masked group, the head the dense one. Vanilla is the same optimizer
