@@ -12,6 +12,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "support/error_matcher.hpp"
+
 namespace ce = childtune::eigen;
 
 namespace {
@@ -34,15 +36,6 @@ void check_aliases(X&& x) {
     REQUIRE(v.size() == static_cast<std::size_t>(x.size()));
     for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<typename decltype(v)::value_type>(100 + i);
     for (Eigen::Index i = 0; i < x.size(); ++i) REQUIRE(x.data()[i] == static_cast<double>(100 + i));
-}
-
-std::string error_of(auto&& f) {
-    try {
-        f();
-    } catch (const childtune::error& e) {
-        return e.what();
-    }
-    return "(no error)";
 }
 
 } // namespace
@@ -166,7 +159,7 @@ TEST_CASE("non-contiguous Eigen objects are rejected with the tensor named", "[e
     std::vector<float> buffer(64);
     const auto rejects = [](auto&& x, const std::string& why) {
         CHECK_FALSE(ce::is_contiguous(x));
-        const std::string message = error_of([&] { (void)ce::view(x, "layer.3.weight"); });
+        const std::string message = test_support::message_of([&] { (void)ce::view(x, "layer.3.weight"); });
         CHECK_THAT(message, Catch::Contains("'layer.3.weight'") && Catch::Contains("not contiguous") &&
                                 Catch::Contains(why));
     };
@@ -197,9 +190,9 @@ TEST_CASE("non-contiguous Eigen objects are rejected with the tensor named", "[e
         childtune::optimizer<childtune::adamw> opt;
         const auto g = opt.add_group("encoder", {});
         Eigen::MatrixXf w(2, 3), grad(4, 3);
-        CHECK_THAT(error_of([&] { ce::add_parameter(opt, g, "w", w, grad.topRows(2)); }),
+        CHECK_THAT(test_support::message_of([&] { ce::add_parameter(opt, g, "w", w, grad.topRows(2)); }),
                    Catch::Contains("group 'encoder', tensor 'w': gradient is not contiguous"));
-        CHECK_THAT(error_of([&] { ce::add_parameter(opt, g, "w", m.topLeftCorner(2, 3), w); }),
+        CHECK_THAT(test_support::message_of([&] { ce::add_parameter(opt, g, "w", m.topLeftCorner(2, 3), w); }),
                    Catch::Contains("group 'encoder', tensor 'w': parameter is not contiguous"));
         CHECK(opt.tensor_count() == 0);
     }
@@ -212,17 +205,17 @@ TEST_CASE("add_parameter pairs a parameter and its gradient element by element",
 
     SECTION("sizes must agree") {
         Eigen::MatrixXf grad(3, 5);
-        CHECK_THAT(error_of([&] { ce::add_parameter(opt, g, "layer.0.weight", w, grad); }),
+        CHECK_THAT(test_support::message_of([&] { ce::add_parameter(opt, g, "layer.0.weight", w, grad); }),
                    Catch::Contains("tensor 'layer.0.weight': gradient has 15 elements, parameter has 12"));
     }
     SECTION("two matrices must agree in shape") {
         Eigen::MatrixXf grad(4, 3);
-        CHECK_THAT(error_of([&] { ce::add_parameter(opt, g, "w", w, grad); }),
+        CHECK_THAT(test_support::message_of([&] { ce::add_parameter(opt, g, "w", w, grad); }),
                    Catch::Contains("tensor 'w': gradient is 4x3 column-major, parameter is 3x4 column-major"));
     }
     SECTION("two matrices must agree in storage order") {
         row_major<float> grad(3, 4);
-        CHECK_THAT(error_of([&] { ce::add_parameter(opt, g, "w", w, grad); }),
+        CHECK_THAT(test_support::message_of([&] { ce::add_parameter(opt, g, "w", w, grad); }),
                    Catch::Contains("gradient is 3x4 row-major, parameter is 3x4 column-major"));
     }
     SECTION("a flat gradient buffer pairs in memory order") {
@@ -236,8 +229,8 @@ TEST_CASE("add_parameter pairs a parameter and its gradient element by element",
     SECTION("the core's checks still apply") {
         Eigen::MatrixXf grad(3, 4);
         ce::add_parameter(opt, g, "w", w, grad);
-        CHECK_THAT(error_of([&] { ce::add_parameter(opt, g, "w2", w, grad); }), Catch::Contains("overlaps"));
-        CHECK_THAT(error_of([&] { ce::add_parameter(opt, 7, "w3", w, grad); }), Catch::Contains("out of range"));
+        CHECK_THAT(test_support::message_of([&] { ce::add_parameter(opt, g, "w2", w, grad); }), Catch::Contains("overlaps"));
+        CHECK_THAT(test_support::message_of([&] { ce::add_parameter(opt, 7, "w3", w, grad); }), Catch::Contains("out of range"));
     }
 }
 
@@ -381,7 +374,7 @@ TEST_CASE("rebind points a tensor at new Eigen memory and keeps its state", "[ei
     opt.step();
     CHECK(w == before);
     Eigen::MatrixXd small(2, 2);
-    CHECK_THAT(error_of([&] { ce::rebind(opt, "w", small, small); }), Catch::Contains("cannot rebind"));
+    CHECK_THAT(test_support::message_of([&] { ce::rebind(opt, "w", small, small); }), Catch::Contains("cannot rebind"));
 }
 
 TEST_CASE("bad input: an Eigen parameter aliasing its gradient is refused, and changes nothing", "[eigen][bad_input]") {
@@ -393,14 +386,14 @@ TEST_CASE("bad input: an Eigen parameter aliasing its gradient is refused, and c
     opt.save(before);
     Eigen::MatrixXf x = Eigen::MatrixXf::Zero(4, 4);
     // The same object as its own gradient, and a gradient overlapping its parameter.
-    CHECK_THAT(error_of([&] { ce::add_parameter(opt, g, "x", x, x); }),
+    CHECK_THAT(test_support::message_of([&] { ce::add_parameter(opt, g, "x", x, x); }),
                Catch::Contains("tensor 'x'") && Catch::Contains("parameter and gradient memory overlap"));
     Eigen::VectorXf buf = Eigen::VectorXf::Zero(24);
-    CHECK_THAT(error_of([&] { ce::add_parameter(opt, g, "half", buf.head(16), buf.tail(16)); }),
+    CHECK_THAT(test_support::message_of([&] { ce::add_parameter(opt, g, "half", buf.head(16), buf.tail(16)); }),
                Catch::Contains("tensor 'half'") && Catch::Contains("parameter and gradient memory overlap"));
-    CHECK_THAT(error_of([&] { ce::add_parameter(opt, g, "reads_w", x, w); }),
+    CHECK_THAT(test_support::message_of([&] { ce::add_parameter(opt, g, "reads_w", x, w); }),
                Catch::Contains("gradient memory overlaps the parameter of tensor 'w'"));
-    CHECK_THAT(error_of([&] { ce::rebind(opt, "w", w, w); }), Catch::Contains("parameter and gradient memory overlap"));
+    CHECK_THAT(test_support::message_of([&] { ce::rebind(opt, "w", w, w); }), Catch::Contains("parameter and gradient memory overlap"));
     // Empty objects register and step (nothing to do).
     Eigen::VectorXf empty_p, empty_g;
     ce::add_parameter(opt, g, "empty", empty_p, empty_g);

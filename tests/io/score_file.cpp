@@ -11,17 +11,12 @@
 #include <string>
 #include <vector>
 
+#include "support/error_matcher.hpp"
+
 using namespace childtune;
 
 namespace {
-std::string message_of(auto&& f) {
-    try {
-        f();
-    } catch (const childtune::error& e) {
-        return e.what();
-    }
-    return "(no error)";
-}
+using test_support::message_of;
 std::uint64_t le64(const std::string& s, std::size_t at) {
     std::uint64_t v = 0;
     for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(s[at + static_cast<std::size_t>(i)]);

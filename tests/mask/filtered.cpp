@@ -8,17 +8,12 @@
 #include <string>
 #include <vector>
 
+#include "support/error_matcher.hpp"
+
 using namespace childtune;
 
 namespace {
-std::string message_of(auto&& f) {
-    try {
-        f();
-    } catch (const childtune::error& e) {
-        return e.what();
-    }
-    return "(no error)";
-}
+using test_support::message_of;
 // Three tensors in one masked group; SGD with lr 0.5 and gradients of 1 moves a
 // kept element from 0 to -0.5 and leaves a masked-out one at 0.
 struct model {

@@ -9,17 +9,12 @@
 #include <string>
 #include <vector>
 
+#include "support/error_matcher.hpp"
+
 using namespace childtune;
 
 namespace {
-std::string message_of(auto&& f) {
-    try {
-        f();
-    } catch (const childtune::error& e) {
-        return e.what();
-    }
-    return "(no error)";
-}
+using test_support::message_of;
 } // namespace
 
 TEST_CASE("mask from: bool, 0/1 integers and 0/1 floats give the same bits", "[mask][mask_from]") {

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "support/error_matcher.hpp"
+
 using namespace childtune;
 
 #ifndef CHILDTUNE_TEST_DATA_DIR
@@ -21,14 +23,7 @@ using namespace childtune;
 #endif
 
 namespace {
-std::string message_of(auto&& f) {
-    try {
-        f();
-    } catch (const childtune::error& e) {
-        return e.what();
-    }
-    return "(no error)";
-}
+using test_support::message_of;
 // The set of tests/data/masks/golden_v1.ctmask (docs/guides/mask-files.md reads it from Python).
 mask_set golden_set() {
     bit_mask w(70), b(5);

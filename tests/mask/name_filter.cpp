@@ -5,17 +5,12 @@
 #include <string>
 #include <vector>
 
+#include "support/error_matcher.hpp"
+
 using namespace childtune;
 
 namespace {
-std::string message_of(auto&& f) {
-    try {
-        f();
-    } catch (const childtune::error& e) {
-        return e.what();
-    }
-    return "(no error)";
-}
+using test_support::message_of;
 const std::vector<std::string> bert_names{"embeddings.word.weight", "encoder.layer.0.query.weight",
                                           "encoder.layer.0.query.bias", "encoder.layer.11.output.weight",
                                           "classifier.weight"};
