@@ -63,10 +63,8 @@ distributed_fisher_result distributed_fisher_select(const C& comm, const fisher_
     // Same tensors and options everywhere (a checksum), and the batch counts.
     detail::checksum64 h;
     for (const auto& name : names) {
-        const std::uint64_t n = name.size(), size = local.raw_scores(name).size();
-        h.update(&n, sizeof n);
-        h.update(name.data(), name.size());
-        h.update(&size, sizeof size);
+        h.update_string(name);
+        h.update_number(local.raw_scores(name).size());
     }
     const std::uint64_t options[3] = {local.options().num_batches, sizeof(Score), 0};
     h.update(options, sizeof options);

@@ -63,10 +63,9 @@ public:
     //! The rule's per-group hyperparameters.
     using options_type = typename Rule::options;
 
-    //! `comm` must outlive the optimizer. Compact Child-Tuning_D state
-    //! (optimizer_options::compact_fixed_state) is not offered here: sharding
-    //! already divides the state by the world size. Neither is 8-bit state
-    //! (state_storage::blockwise8), whose blocks would follow the shards.
+    //! `comm` must outlive the optimizer. Neither compact Child-Tuning_D state
+    //! (sharding already divides the state by the world size) nor 8-bit state
+    //! (its blocks would follow the shards) is offered here.
     explicit sharded_optimizer(const Comm& comm, mask_mode mode = dense{}, optimizer_options options = {})
         : sharded_optimizer(comm, any_mask(std::move(mode)), options, 0) {}
     //! The same with any mask_policy (gradient-driven ones see the whole
@@ -76,20 +75,6 @@ public:
     sharded_optimizer(const Comm& comm, M mask, optimizer_options options = {})
         : sharded_optimizer(comm, any_mask(std::move(mask)), options, 0) {}
 
-private:
-    sharded_optimizer(const Comm& comm, any_mask mask, optimizer_options options, int)
-        : comm_(&comm), options_(options), core_(std::move(mask), options) {
-        if (comm.size() == 0 || comm.rank() >= comm.size())
-            detail::fail("sharded_optimizer: rank " + std::to_string(comm.rank()) + " of a world of " +
-                         std::to_string(comm.size()));
-        if (options.compact_fixed_state)
-            detail::fail("sharded_optimizer: compact_fixed_state is not supported (the state is sharded instead)");
-        if (options.storage == state_storage::blockwise8)
-            detail::fail("sharded_optimizer: 8-bit blockwise state is not supported (its blocks would follow the shard "
-                         "boundaries, so results would depend on the world size)");
-    }
-
-public:
     //! This process's rank in the communicator.
     std::size_t rank() const { return comm_->rank(); }
     //! Number of ranks.
@@ -149,24 +134,17 @@ public:
     //! flags, tensor names, groups, keys, element types and sizes, in order.
     std::uint64_t parameter_checksum() const {
         detail::checksum64 h;
-        const auto num = [&](std::uint64_t v) { h.update(&v, sizeof v); };
-        const auto str = [&](std::string_view s) {
-            num(s.size());
-            h.update(s.data(), s.size());
-        };
-        str(Rule::name);
-        num(core_.group_count());
+        h.update_string(Rule::name);
+        h.update_number(core_.group_count());
         for (std::size_t g = 0; g < core_.group_count(); ++g) {
-            str(core_.group_name(g));
-            num(core_.group_masked(g) ? 1 : 0);
+            h.update_string(core_.group_name(g));
+            h.update_number(core_.group_masked(g) ? 1 : 0);
         }
-        num(entries_.size());
+        h.update_number(entries_.size());
         for (const auto& e : entries_) {
-            str(e.name);
-            num(e.group);
-            num(e.key);
-            num(static_cast<std::uint64_t>(e.param.type));
-            num(e.param.size);
+            h.update_string(e.name);
+            for (const std::uint64_t v : {std::uint64_t{e.group}, std::uint64_t{e.key}, std::uint64_t(e.param.type), e.param.size})
+                h.update_number(v);
         }
         return h.value();
     }
@@ -263,6 +241,19 @@ public:
     }
 
 private:
+    //! The constructors' common part: the checks, then the core optimizer.
+    sharded_optimizer(const Comm& comm, any_mask mask, optimizer_options options, int)
+        : comm_(&comm), options_(options), core_(std::move(mask), options) {
+        if (comm.size() == 0 || comm.rank() >= comm.size())
+            detail::fail("sharded_optimizer: rank " + std::to_string(comm.rank()) + " of a world of " +
+                         std::to_string(comm.size()));
+        if (options.compact_fixed_state)
+            detail::fail("sharded_optimizer: compact_fixed_state is not supported (the state is sharded instead)");
+        if (options.storage == state_storage::blockwise8)
+            detail::fail("sharded_optimizer: 8-bit blockwise state is not supported (its blocks would follow the shard "
+                         "boundaries, so results would depend on the world size)");
+    }
+
     static constexpr std::string_view shard_magic{"CTSHARD\1", 8};
     //! 2: the header, checksummed on its own, then the core's state file.
     static constexpr std::uint32_t shard_version = 2;

@@ -46,6 +46,13 @@ public:
         }
         while (n-- > 0) feed_byte(*p++);
     }
+    //! Adds a number as its 8 bytes in memory order (a field of a fingerprint).
+    void update_number(std::uint64_t v) { update(&v, sizeof v); }
+    //! Adds a string as its length, then its bytes: ("ab", "c") and ("a", "bc") differ.
+    void update_string(std::string_view s) {
+        update_number(s.size());
+        update(s.data(), s.size());
+    }
     std::uint64_t value() const {
         std::uint64_t h = hash_;
         for (std::size_t i = 0; i < pending_; ++i) h = (h ^ buffer_[i]) * prime;
