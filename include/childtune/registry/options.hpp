@@ -50,16 +50,17 @@ struct optimizer_options {
     //! masked moments provably stay zero (AdamW with mask_target::gradient and
     //! eps > 0), and the mask may not change once such state exists.
     bool compact_fixed_state = false;
-    //! Full or 8-bit blockwise state (combines with compact_fixed_state). Needs
-    //! float state (not state_precision::float64) and the CPU executor; a tensor
-    //! keeps the storage it was given at its first step (or by a file).
-    state_storage storage = state_storage::full;
     //! Let step() run with no tensor registered, or with a masked group that
     //! holds no tensor. Off by default, because both usually mean a mistake (a
     //! name filter with a typo leaves the masked group empty, and the run is then
     //! plain fine-tuning without a word); code that registers tensors
     //! conditionally (a rank's shard of a model) opts in.
     bool allow_empty = false;
+    //! Full or 8-bit blockwise state (combines with compact_fixed_state). Needs
+    //! float state (not state_precision::float64) and the CPU executor; a tensor
+    //! keeps the storage it was given at its first step (or by a file). Last, so
+    //! that options written as positional braces before it existed still compile.
+    state_storage storage = state_storage::full;
 };
 
 //! Where a loaded optimizer takes its hyperparameters from.
