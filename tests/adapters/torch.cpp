@@ -892,7 +892,7 @@ TEST_CASE("mask from: LibTorch tensors of every 0/1 element type and layout give
     CHECK_THROWS_WITH(mask_from("u", at::Tensor()), Catch::Contains("tensor 'u' is undefined"));
 }
 
-TEST_CASE("filter: name filters select a module's parameters and its masked group; a typo is an error", "[torch][name_filter]") {
+TEST_CASE("filter: name filters select a module's parameters and its masked group, and a typo is an error", "[torch][name_filter]") {
     auto m = make_net(3);
     const auto weights = select_parameters(m->named_parameters(), childtune::name_filter().include_glob("layer?.weight"));
     CHECK(weights.keys() == std::vector<std::string>{"layer1.weight", "layer2.weight"});

@@ -131,7 +131,7 @@ struct fp32_only_executor : detail::cpu_executor<adamw> {
 
 } // namespace
 
-TEST_CASE("8-bit state takes 2 bytes and 1/64 per parameter and buffer; 0.3 of that with compact Child-Tuning_D",
+TEST_CASE("8-bit state takes 2 bytes and 1/64 per parameter and buffer, 0.3 of that with compact Child-Tuning_D",
           "[exec][blockwise8]") {
     const std::size_t size = std::size_t{1} << 16; // 256 blocks
     std::vector<float> p(size, 1.0f), g(size, 0.5f);

@@ -38,7 +38,7 @@ fixed weight_mask() {
 }
 } // namespace
 
-TEST_CASE("filter: a filtered policy masks the selected tensors only; the others train densely", "[mask][filtered]") {
+TEST_CASE("filter: a filtered policy masks the selected tensors only, the others train densely", "[mask][filtered]") {
     model m;
     optimizer<sgd> opt(dense{});
     m.attach(opt);

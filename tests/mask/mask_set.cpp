@@ -84,7 +84,7 @@ TEST_CASE("mask file: save() writes exactly the committed golden file, byte by b
           "childtune: mask file is corrupt: the byte at offset 60 of 136 was changed after it was written (checksum mismatch)");
 }
 
-TEST_CASE("mask file: save and load by path round-trip; a missing file names its path", "[mask][mask_file]") {
+TEST_CASE("mask file: save and load by path round-trip, and a missing file names its path", "[mask][mask_file]") {
     const auto path = (std::filesystem::temp_directory_path() / "childtune_mask_file_test.ctmask").string();
     golden_set().save(path);
     CHECK(mask_set::load(path) == golden_set());
