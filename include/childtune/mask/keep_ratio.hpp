@@ -194,6 +194,26 @@ mask_set select_by_ratio(std::string_view who, std::span<const tensor_info> info
     return out;
 }
 
+//! Writes the head of a selecting policy's state record (mask/magnitude.hpp,
+//! mask/refreshed_fisher.hpp): record version 1, then the policy's keep ratio
+//! `p`, `scope` and `rule`; `who` names the policy in errors.
+template <class Policy>
+void save_selection_head(policy_writer& w, std::string_view who, const Policy& m) {
+    w.value<std::uint32_t>(1);
+    m.p.save(w, who);
+    w.value<std::uint8_t>(static_cast<std::uint8_t>(m.scope));
+    w.value<std::uint8_t>(static_cast<std::uint8_t>(m.rule));
+}
+//! Reads what save_selection_head wrote into `m`.
+template <class Policy>
+void load_selection_head(policy_reader& r, Policy& m) {
+    if (const auto v = r.value<std::uint32_t>(); v != 1)
+        fail(r.what() + ": record version " + std::to_string(v) + " is not 1 (written by a newer childtune?)");
+    m.p = keep_ratio::load(r);
+    m.scope = static_cast<selection_scope>(r.value<std::uint8_t>());
+    m.rule = static_cast<selection_rule>(r.value<std::uint8_t>());
+}
+
 } // namespace detail
 
 } // namespace childtune

@@ -104,21 +104,14 @@ struct magnitude {
 
     //! Writes hyperparameters, step count, masks and window sums.
     void save(policy_writer& w) const {
-        w.value<std::uint32_t>(1);
-        p.save(w, "magnitude mask");
-        w.value<std::uint8_t>(static_cast<std::uint8_t>(scope));
-        w.value<std::uint8_t>(static_cast<std::uint8_t>(rule));
+        detail::save_selection_head(w, "magnitude mask", *this);
         w.value(window);
         carried.save(w);
     }
     //! Reads what save() wrote.
     static magnitude load(policy_reader& r) {
-        if (const auto v = r.value<std::uint32_t>(); v != 1)
-            detail::fail(r.what() + ": record version " + std::to_string(v) + " is not 1 (written by a newer childtune?)");
         magnitude m;
-        m.p = keep_ratio::load(r);
-        m.scope = static_cast<selection_scope>(r.value<std::uint8_t>());
-        m.rule = static_cast<selection_rule>(r.value<std::uint8_t>());
+        detail::load_selection_head(r, m);
         m.window = r.value<std::uint64_t>();
         m.carried = detail::scored_mask_state::load(r);
         return m;

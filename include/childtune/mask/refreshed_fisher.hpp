@@ -115,10 +115,7 @@ struct refreshed_fisher {
 
     //! Writes hyperparameters, counters, masks and window scores.
     void save(policy_writer& w) const {
-        w.value<std::uint32_t>(1);
-        p.save(w, "refreshed Fisher mask");
-        w.value<std::uint8_t>(static_cast<std::uint8_t>(scope));
-        w.value<std::uint8_t>(static_cast<std::uint8_t>(rule));
+        detail::save_selection_head(w, "refreshed Fisher mask", *this);
         w.value(warmup);
         w.value(period);
         w.value(dense_steps);
@@ -126,12 +123,8 @@ struct refreshed_fisher {
     }
     //! Reads what save() wrote.
     static refreshed_fisher load(policy_reader& r) {
-        if (const auto v = r.value<std::uint32_t>(); v != 1)
-            detail::fail(r.what() + ": record version " + std::to_string(v) + " is not 1 (written by a newer childtune?)");
         refreshed_fisher m;
-        m.p = keep_ratio::load(r);
-        m.scope = static_cast<selection_scope>(r.value<std::uint8_t>());
-        m.rule = static_cast<selection_rule>(r.value<std::uint8_t>());
+        detail::load_selection_head(r, m);
         m.warmup = r.value<std::uint64_t>();
         m.period = r.value<std::uint64_t>();
         m.dense_steps = r.value<std::uint64_t>();
