@@ -44,9 +44,10 @@ struct openmp_backend {
     template <class F>
     void parallel_for(std::size_t n, F&& f) const {
 #if defined(_OPENMP)
-        if (n > 1 && concurrency() > 1) {
+        // The team size is chosen once per loop (it reads the environment).
+        if (const std::size_t team = n > 1 ? concurrency() : 1; team > 1) {
             const auto count = static_cast<long long>(n);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(static_cast<int>(concurrency()))
+#pragma omp parallel for schedule(dynamic, 1) num_threads(static_cast<int>(team))
             for (long long i = 0; i < count; ++i) f(static_cast<std::size_t>(i));
             return;
         }
