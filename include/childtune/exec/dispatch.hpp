@@ -7,7 +7,8 @@
 //! are as wide as I's registers), and a `static constexpr cpu_isa max_isa`: the
 //! widest instruction set it is allowed to use. `dispatch<K>(isa, args...)` runs
 //! the variant for `min(isa, K::max_isa)` through an entry function compiled for
-//! that instruction set: a per-function target attribute plus `flatten`, which
+//! that instruction set (with F16C, which every AVX2 CPU has: float16 loads and
+//! stores, exec/detail/half_f16c.hpp): a per-function target attribute plus `flatten`, which
 //! inlines the kernel and everything it calls into the entry, so the generic
 //! vector code becomes SSE2, AVX2 or AVX-512 instructions while the user's
 //! translation unit keeps its ordinary flags (no `-march`). This is the shape of
@@ -42,11 +43,11 @@ decltype(auto) run_sse2(Args... args) {
 #endif
 #if CHILDTUNE_HAS_AVX2_DISPATCH
 template <class K, class... Args>
-__attribute__((target("avx2"), flatten)) decltype(auto) run_avx2(Args... args) {
+__attribute__((target("avx2,f16c"), flatten)) decltype(auto) run_avx2(Args... args) {
     return K::template run<cpu_isa::avx2>(args...);
 }
 template <class K, class... Args>
-__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"), flatten)) decltype(auto) run_avx512(Args... args) {
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,f16c"), flatten)) decltype(auto) run_avx512(Args... args) {
     return K::template run<cpu_isa::avx512>(args...);
 }
 #endif

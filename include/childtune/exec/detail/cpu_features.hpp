@@ -8,24 +8,35 @@
 
 #include <childtune/config.hpp>
 
+#if CHILDTUNE_HAS_AVX2_DISPATCH
+#include <cpuid.h>
+#endif
+
 namespace childtune::detail {
 
 //! Instruction sets the CPU kernels come in, narrowest first.
 enum class cpu_isa { scalar, sse2, avx2, avx512 };
 
 #if CHILDTUNE_HAS_AVX2_DISPATCH
+//! F16C (CPUID leaf 1, ECX bit 29): clang 14's __builtin_cpu_supports does not know it.
+inline bool cpu_has_f16c() {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    return __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & (1u << 29)) != 0;
+}
+//! AVX2 with F16C: what the AVX2 entries are compiled for (every AVX2 CPU has
+//! F16C; the float16 loads and stores use it, exec/detail/half_f16c.hpp).
 inline bool cpu_has_avx2() {
     static const bool has = [] {
         __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") != 0;
+        return __builtin_cpu_supports("avx2") != 0 && cpu_has_f16c();
     }();
     return has;
 }
-//! F, BW, DQ and VL: what the AVX-512 kernels are compiled for.
+//! F, BW, DQ and VL (and F16C): what the AVX-512 kernels are compiled for.
 inline bool cpu_has_avx512() {
     static const bool has = [] {
         __builtin_cpu_init();
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        return cpu_has_f16c() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
     }();
     return has;

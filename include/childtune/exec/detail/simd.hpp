@@ -19,6 +19,7 @@
 //! scalar definition give identical bits (tested).
 
 #include <childtune/config.hpp>
+#include <childtune/exec/detail/half_f16c.hpp>
 #include <childtune/numeric/half.hpp>
 #include <childtune/numeric/lanes.hpp>
 
@@ -204,6 +205,12 @@ template <int N>
 CHILDTUNE_ALWAYS_INLINE simd<float, N> floats_from_float16(const float16* p) {
     using u32 = native_vector_t<std::uint32_t, N>;
     using f32 = native_vector_t<float, N>;
+#if CHILDTUNE_HAS_AVX2_DISPATCH
+    if constexpr (N == 8) { // only the AVX2/AVX-512 kernels have 8 float lanes (half_f16c.hpp)
+        simd<float, N> fast;
+        if (widen_float16x8_f16c(fast.v, reinterpret_cast<const std::uint16_t*>(p))) return fast;
+    }
+#endif
     native_vector_t<std::uint16_t, N> raw;
     load_native<std::uint16_t, N>(reinterpret_cast<const std::uint16_t*>(p), raw);
     const u32 h = __builtin_convertvector(raw, u32);
@@ -232,6 +239,10 @@ CHILDTUNE_ALWAYS_INLINE boxed<U> round_shift(const U& value, const U& shift) {
 //! Round to nearest even, as float16_bits_from_float (integer arithmetic only).
 template <int N>
 CHILDTUNE_ALWAYS_INLINE void floats_to_float16(float16* p, const native_vector_t<float, N>& x) {
+#if CHILDTUNE_HAS_AVX2_DISPATCH
+    if constexpr (N == 8) // as floats_from_float16
+        if (narrow_float16x8_f16c(reinterpret_cast<std::uint16_t*>(p), x)) return;
+#endif
     using u32 = native_vector_t<std::uint32_t, N>;
     const u32 u = reinterpret_cast<u32>(x);
     const u32 sign = (u >> 16) & 0x8000u;
