@@ -164,11 +164,16 @@ inline void philox_keep_pair_sse2(const philox_keep_params& p, std::uint64_t gro
 struct avx2_mulhilo {
     __m256i lo, hi;
 };
+//! Lane-wise 32x32->64-bit products of `a` and the broadcast `m`, split into low
+//! and high words. The odd lanes move to even positions and the halves back with
+//! in-lane shuffles rather than 64-bit shifts: shifts share the multiplier's port
+//! on Intel cores (p0/p01), shuffles do not (p5), and that port bounds the round.
 __attribute__((target("avx2"))) CHILDTUNE_ALWAYS_INLINE avx2_mulhilo avx2_mul(__m256i a, __m256i m) {
+    constexpr int swap_halves = 0xB1; // 32-bit lanes 1,0,3,2 of every 128 bits
     const __m256i even = _mm256_mul_epu32(a, m);
-    const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);
-    return {_mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA),
-            _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA)};
+    const __m256i odd = _mm256_mul_epu32(_mm256_shuffle_epi32(a, swap_halves), m);
+    return {_mm256_blend_epi32(even, _mm256_shuffle_epi32(odd, swap_halves), 0xAA),
+            _mm256_blend_epi32(_mm256_shuffle_epi32(even, swap_halves), odd, 0xAA)};
 }
 
 //! The 16 blocks 16g .. 16g + 15 after ten rounds: x[word][half], lanes 8·half ..
@@ -248,12 +253,14 @@ struct avx512_mulhilo {
 };
 // The zero-masking forms with an all-ones mask are the plain instructions; GCC 12's
 // unmasked wrappers trip -Wuninitialized on their "undefined" pass-through operand.
+// Shuffles instead of shifts, as avx2_mul.
 __attribute__((target("avx512f"))) CHILDTUNE_ALWAYS_INLINE avx512_mulhilo avx512_mul(__m512i a, __m512i m) {
     constexpr __mmask8 all = 0xFF;
+    constexpr __mmask16 all32 = 0xFFFF;
     const __m512i even = _mm512_maskz_mul_epu32(all, a, m);
-    const __m512i odd = _mm512_maskz_mul_epu32(all, _mm512_maskz_srli_epi64(all, a, 32), m);
-    return {_mm512_mask_blend_epi32(0xAAAA, even, _mm512_maskz_slli_epi64(all, odd, 32)),
-            _mm512_mask_blend_epi32(0xAAAA, _mm512_maskz_srli_epi64(all, even, 32), odd)};
+    const __m512i odd = _mm512_maskz_mul_epu32(all, _mm512_maskz_shuffle_epi32(all32, a, _MM_PERM_CDAB), m);
+    return {_mm512_mask_blend_epi32(0xAAAA, even, _mm512_maskz_shuffle_epi32(all32, odd, _MM_PERM_CDAB)),
+            _mm512_mask_blend_epi32(0xAAAA, _mm512_maskz_shuffle_epi32(all32, even, _MM_PERM_CDAB), odd)};
 }
 
 //! One lane per block; three-way XORs in one instruction, unsigned compares into
