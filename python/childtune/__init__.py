@@ -8,14 +8,17 @@ C++ library.
   :class:`ChildTuningLion`, :class:`ChildTuningLAMB` under the same conventions.
 - :func:`calculate_fisher` — drop-in for ModelScope's helper: the
   Child-Tuning_D mask from Fisher scores.
+- :class:`Magnitude` (SIFT) and :class:`RefreshedFisher` (DPS) — mask policies
+  chosen from the training gradients inside the step (``mask=`` / ``set_mask``).
 
 Errors of the C++ library are :class:`childtune.Error`, a ValueError.
 """
 
 from ._C import Error
 from .fisher import calculate_fisher
+from .masks import Magnitude, RefreshedFisher
 from .optim import ChildTuningAdam, ChildTuningAdamW, ChildTuningLAMB, ChildTuningLion, ChildTuningSGD
 
 __version__ = "0.2.0"
 __all__ = ["ChildTuningAdamW", "ChildTuningAdam", "ChildTuningSGD", "ChildTuningLion", "ChildTuningLAMB",
-           "calculate_fisher", "Error"]
+           "calculate_fisher", "Magnitude", "RefreshedFisher", "Error"]

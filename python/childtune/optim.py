@@ -18,6 +18,7 @@ import numbers
 import torch
 
 from . import _C
+from . import masks as _masks
 
 __all__ = ["ChildTuningAdamW", "ChildTuningAdam", "ChildTuningSGD", "ChildTuningLion", "ChildTuningLAMB"]
 
@@ -64,14 +65,24 @@ def _check_masking(mode, reserve_p, seed):
         raise TypeError(f"seed must be an integer in [0, 2**64), not {seed!r}")
 
 
+def _check_policy(mask, mode):
+    if mask is None:
+        return
+    if not isinstance(mask, (_masks.Magnitude, _masks.RefreshedFisher)):
+        raise TypeError(f"mask must be None, childtune.Magnitude or childtune.RefreshedFisher, not {type(mask).__name__}")
+    if mode is not None:
+        raise ValueError(f"mask={mask!r} and mode={mode!r} are alternatives: set mode=None to use the mask policy")
+
+
 class _ChildTuningOptimizer(torch.optim.Optimizer):
     """What every rule shares: groups, masks, steps, state_dict. A subclass names
     its C++ core and turns a group's dict into the rule's option values."""
 
     _core_type = None
 
-    def __init__(self, params, defaults, reserve_p, mode, seed):
+    def __init__(self, params, defaults, reserve_p, mode, seed, mask=None):
         _check_masking(mode, reserve_p, seed)
+        _check_policy(mask, mode)
         defaults = dict(defaults, masked=True)
         self._core = None
         super().__init__(params, defaults)
@@ -79,8 +90,10 @@ class _ChildTuningOptimizer(torch.optim.Optimizer):
         self.mode = mode
         self.seed = int(seed)
         self.gradient_mask = None
+        self.mask = mask
         self._pending_fixed = None
         self._applied = None
+        self._applied_mask = None
         groups = self.param_groups
         self._named_groups = len(groups)
         self._core = self._core_type(
@@ -166,10 +179,13 @@ class _ChildTuningOptimizer(torch.optim.Optimizer):
         attributes, as in the published class, which users may change between
         steps) and the last set_gradient_mask call say; checked first."""
         _check_masking(self.mode, self.reserve_p, self.seed)
+        _check_policy(self.mask, self.mode)
         wanted = (self.mode, float(self.reserve_p), int(self.seed), id(self._pending_fixed))
-        if wanted == self._applied:
+        if wanted == self._applied and self.mask is self._applied_mask:   # a policy object is applied once
             return
-        if self.mode == "ChildTuning-F":
+        if self.mask is not None:
+            self.mask._apply(self._core, len(self.param_groups))
+        elif self.mode == "ChildTuning-F":
             self._core.set_bernoulli(float(self.reserve_p), int(self.seed))
         elif self.mode == "ChildTuning-D":
             if self._pending_fixed is None:
@@ -178,6 +194,7 @@ class _ChildTuningOptimizer(torch.optim.Optimizer):
         else:
             self._core.set_dense()
         self._applied = wanted
+        self._applied_mask = self.mask
 
     def _name_of(self):
         names = {}
@@ -224,6 +241,48 @@ class _ChildTuningOptimizer(torch.optim.Optimizer):
             self._applied = (self.mode, float(self.reserve_p), int(self.seed), id(full))
         self._pending_fixed = full
         self.gradient_mask = gradient_mask
+
+    def set_mask(self, mask):
+        """A mask policy of :mod:`childtune.masks` (:class:`~childtune.Magnitude`,
+        :class:`~childtune.RefreshedFisher`), or None for ``mode``'s mask again.
+        Checked before anything changes; the policy starts from scratch (its
+        window sums and masks are empty) and covers the groups with
+        ``masked=True``."""
+        _check_policy(mask, self.mode)
+        if mask is not None:
+            mask._ratio(len(self.param_groups))     # p against the groups, before anything changes
+        previous = self.mask
+        self.mask = mask
+        try:
+            self._apply_mode()
+        except Exception:
+            self.mask = previous                     # the C++ optimizer refused it and kept its mask
+            raise
+
+    def summary(self, count_kept=True):
+        """One line per group, then one per tensor: masked or not, the policy,
+        tensors, elements and, after a step, the elements the last step kept
+        (``count_kept=False``: the shape alone, at no cost per element)."""
+        self._apply_mode()
+        return self._core.summary(bool(count_kept))[0]
+
+    def kept_fraction(self):
+        """{group index: fraction of its elements the last step kept} (None
+        before the first step); a group with ``masked=False`` keeps 1.0."""
+        self._apply_mode()
+        _, steps, groups, _ = self._core.summary(True)
+        return {g: (None if kept is None else (kept / elements if elements else 0.0))
+                for g, (_, _, _, _, elements, kept) in enumerate(groups)}
+
+    def mask_overlap(self):
+        """For a :class:`~childtune.RefreshedFisher` mask: {tensor name: fraction
+        of the newest mask's kept elements that the mask before it kept too}, at
+        the last reselection (empty before the second); None for other masks."""
+        got = self._core.refresh_overlap()
+        if got is None:
+            return None
+        _, tensors = got
+        return {name: (both / now if now else 1.0) for name, _, now, both in tensors}
 
     # ---- steps ---------------------------------------------------------------------------------
 
@@ -279,6 +338,7 @@ class _ChildTuningOptimizer(torch.optim.Optimizer):
             "mode": self.mode,
             "reserve_p": self.reserve_p,
             "seed": self.seed,
+            "mask": None if self.mask is None else self.mask.to_dict(),
         }
         return sd
 
@@ -292,24 +352,39 @@ class _ChildTuningOptimizer(torch.optim.Optimizer):
             raise ValueError(f"load_state_dict: unknown childtune state format {extra.get('format') if isinstance(extra, dict) else extra!r}")
         if extra.get("mode") not in _MODES:
             raise ValueError(f"load_state_dict: unknown mode {extra.get('mode')!r}")
+        mask = _masks.from_dict(extra.get("mask"))     # absent in state dicts of childtune 0.2.0
         blob = extra.get("state")
         if not isinstance(blob, torch.Tensor) or blob.dtype != torch.uint8 or blob.dim() != 1:
             raise ValueError("load_state_dict: the childtune state is not a 1-d uint8 tensor")
         before = [dict(group) for group in self.param_groups]
         rest = {k: v for k, v in state_dict.items() if k != "childtune"}
         super().load_state_dict(rest)
+        # A policy's carried state loads into a policy of its type: install it
+        # first, keeping the current state to put back if the load fails.
+        backup = self._core.save() if mask is not None else None
         try:
             self._sync()
+            if mask is not None:
+                mask._apply(self._core, len(self.param_groups))
             self._core.load(blob.detach().cpu().contiguous().numpy().tobytes())
         except Exception:
             self.param_groups = before
             self._sync()
+            if backup is not None:
+                if self.mask is not None:
+                    self.mask._apply(self._core, len(self.param_groups))
+                else:
+                    self._core.set_dense()           # the file's own mode mask replaces it
+                self._core.load(backup)
             raise
         self.state.clear()
         self.mode, self.reserve_p, self.seed = extra["mode"], float(extra["reserve_p"]), int(extra["seed"])
-        # the C++ optimizer now holds the checkpoint's mask (a fixed one included)
+        self.mask = mask
+        # the C++ optimizer now holds the checkpoint's mask (a fixed one included,
+        # a policy with what it carried): applying it again would start it afresh
         self._pending_fixed = None
         self._applied = (self.mode, self.reserve_p, self.seed, id(None))
+        self._applied_mask = self.mask
 
 
 class ChildTuningAdamW(_ChildTuningOptimizer):
@@ -321,17 +396,19 @@ class ChildTuningAdamW(_ChildTuningOptimizer):
     or ``'ChildTuning-D'`` (the fixed mask of :meth:`set_gradient_mask`).
 
     Extra keyword arguments: ``seed`` keys the Bernoulli masks (the same on every
-    rank, device and thread count; independent of torch's RNG), ``flavour``, and
-    per group ``masked`` (False: the group trains densely).
+    rank, device and thread count; independent of torch's RNG), ``flavour``,
+    ``mask`` (a policy of :mod:`childtune.masks` instead of ``mode``: SIFT's
+    :class:`~childtune.Magnitude`, DPS's :class:`~childtune.RefreshedFisher`),
+    and per group ``masked`` (False: the group trains densely).
     """
 
     _core_type = _C.AdamWCore
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0, correct_bias=True,
-                 reserve_p=1.0, mode=None, *, seed=0, flavour="legacy"):
+                 reserve_p=1.0, mode=None, *, seed=0, flavour="legacy", mask=None):
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, correct_bias=correct_bias,
                         flavour=flavour)
-        super().__init__(params, defaults, reserve_p, mode, seed)
+        super().__init__(params, defaults, reserve_p, mode, seed, mask)
 
     def _values(self, group, g):
         flavour = group["flavour"]
@@ -350,8 +427,9 @@ class ChildTuningAdam(_ChildTuningOptimizer):
     _core_type = _C.AdamCore
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, reserve_p=1.0, mode=None,
-                 *, seed=0):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay), reserve_p, mode, seed)
+                 *, seed=0, mask=None):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay), reserve_p, mode, seed,
+                         mask)
 
     def _values(self, group, g):
         b1, b2 = _betas(group, g)
@@ -366,9 +444,9 @@ class ChildTuningSGD(_ChildTuningOptimizer):
     _core_type = _C.SGDCore
 
     def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, reserve_p=1.0,
-                 mode=None, *, seed=0):
+                 mode=None, *, seed=0, mask=None):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                                      nesterov=nesterov), reserve_p, mode, seed)
+                                      nesterov=nesterov), reserve_p, mode, seed, mask)
 
     def _values(self, group, g):
         return [_number(group, g, "lr"), _number(group, g, "momentum"), _number(group, g, "dampening"),
@@ -382,8 +460,9 @@ class ChildTuningLion(_ChildTuningOptimizer):
 
     _core_type = _C.LionCore
 
-    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, reserve_p=1.0, mode=None, *, seed=0):
-        super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay), reserve_p, mode, seed)
+    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, reserve_p=1.0, mode=None, *, seed=0,
+                 mask=None):
+        super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay), reserve_p, mode, seed, mask)
 
     def _values(self, group, g):
         b1, b2 = _betas(group, g)
@@ -398,9 +477,9 @@ class ChildTuningLAMB(_ChildTuningOptimizer):
     _core_type = _C.LAMBCore
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01, correct_bias=True,
-                 trust_clip=0.0, reserve_p=1.0, mode=None, *, seed=0):
+                 trust_clip=0.0, reserve_p=1.0, mode=None, *, seed=0, mask=None):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                                      correct_bias=correct_bias, trust_clip=trust_clip), reserve_p, mode, seed)
+                                      correct_bias=correct_bias, trust_clip=trust_clip), reserve_p, mode, seed, mask)
 
     def _values(self, group, g):
         b1, b2 = _betas(group, g)

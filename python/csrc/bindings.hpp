@@ -10,7 +10,10 @@
 #include <childtune/mask/bit_mask.hpp>
 #include <childtune/mask/dense.hpp>
 #include <childtune/mask/fixed.hpp>
+#include <childtune/mask/magnitude.hpp>
 #include <childtune/mask/mask_set.hpp>
+#include <childtune/mask/refreshed_fisher.hpp>
+#include <childtune/optimizer/summary.hpp>
 #include <childtune/torch/archive.hpp>
 #include <childtune/torch/optimizer.hpp>
 #include <childtune/torch/options.hpp>
@@ -20,6 +23,7 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <cstring>
 #include <memory>
 #include <sstream>
@@ -72,6 +76,21 @@ inline ct::bit_mask bits_of(const std::string& name, const at::Tensor& mask) {
     for (std::size_t i = 0; i < n; ++i)
         if (b[i]) words[i >> 6] |= std::uint64_t{1} << (i & 63);
     return out;
+}
+
+//! A keep ratio: one number, or (when `per_group` lists any) one per group name.
+inline ct::keep_ratio keep_ratio_of(double p, const std::map<std::string, double>& per_group) {
+    return per_group.empty() ? ct::keep_ratio(p) : ct::keep_ratio::per_group(per_group);
+}
+inline ct::selection_scope scope_of(const std::string& who, const std::string& scope) {
+    if (scope == "per_tensor") return ct::selection_scope::per_tensor;
+    if (scope == "global") return ct::selection_scope::global;
+    ct::detail::fail(who + ": scope '" + scope + "' is neither 'per_tensor' nor 'global'");
+}
+inline ct::selection_rule rule_of(const std::string& who, const std::string& rule) {
+    if (rule == "exact_count") return ct::selection_rule::exact_count;
+    if (rule == "percentile") return ct::selection_rule::percentile;
+    ct::detail::fail(who + ": rule '" + rule + "' is neither 'exact_count' nor 'percentile'");
 }
 
 inline at::Tensor bool_tensor_of(const ct::bit_mask& m) {
@@ -148,6 +167,49 @@ public:
         opt_->set_mask(ct::fixed{std::move(set)});
     }
 
+    //! SIFT's magnitude mask (mask/magnitude.hpp), validated before it replaces the mask.
+    void set_magnitude(double p, const std::map<std::string, double>& per_group, const std::string& scope,
+                       const std::string& rule, std::uint64_t window) {
+        const std::string who = "magnitude mask";
+        ct::magnitude m{.p = keep_ratio_of(p, per_group), .scope = scope_of(who, scope), .rule = rule_of(who, rule),
+                        .window = window};
+        m.validate();
+        opt_->set_mask(std::move(m));
+    }
+    //! DPS's refreshed Fisher mask (mask/refreshed_fisher.hpp), validated first.
+    void set_refreshed_fisher(double p, const std::map<std::string, double>& per_group, const std::string& scope,
+                              const std::string& rule, std::uint64_t warmup, std::uint64_t period,
+                              std::uint64_t dense_steps) {
+        const std::string who = "refreshed Fisher mask";
+        ct::refreshed_fisher m{.p = keep_ratio_of(p, per_group), .scope = scope_of(who, scope),
+                               .rule = rule_of(who, rule), .warmup = warmup, .period = period,
+                               .dense_steps = dense_steps};
+        m.validate();
+        opt_->set_mask(std::move(m));
+    }
+    //! optimizer/summary.hpp's summary: (text, steps, groups, tensors); a group is
+    //! (name, masked, policy, tensors, elements, kept or None), a tensor
+    //! (name, group, elements, masked, kept or None).
+    py::tuple summary(bool count_kept) const {
+        const ct::optimizer_summary s = ct::summarize(opt_->core(), count_kept);
+        std::ostringstream text;
+        text << s;
+        const auto kept = [](const std::optional<std::size_t>& k) { return k ? py::cast(*k) : py::none(); };
+        py::list groups, tensors;
+        for (const auto& g : s.groups) groups.append(py::make_tuple(g.name, g.masked, g.policy, g.tensors, g.elements, kept(g.kept)));
+        for (const auto& t : s.tensors) tensors.append(py::make_tuple(t.name, t.group, t.elements, t.masked, kept(t.kept)));
+        return py::make_tuple(text.str(), s.steps, groups, tensors);
+    }
+    //! A refreshed mask's last reselection: (selections, [(name, kept before,
+    //! kept now, kept by both)]); None for other masks.
+    py::object refresh_overlap() const {
+        const auto* r = opt_->mask_policy().template target<ct::refreshed_fisher>();
+        if (!r) return py::none();
+        py::list out;
+        for (const auto& o : r->last_overlap()) out.append(py::make_tuple(o.name, o.kept_before, o.kept_now, o.kept_both));
+        return py::make_tuple(r->selections(), out);
+    }
+
     //! The library's state file (step counters, masks, group options, state),
     //! in a LibTorch archive.
     py::bytes save() const {
@@ -194,6 +256,10 @@ void bind_optimizer(py::module_& m, const char* name) {
         .def("set_dense", &B::set_dense)
         .def("set_bernoulli", &B::set_bernoulli)
         .def("set_fixed", &B::set_fixed)
+        .def("set_magnitude", &B::set_magnitude)
+        .def("set_refreshed_fisher", &B::set_refreshed_fisher)
+        .def("summary", &B::summary)
+        .def("refresh_overlap", &B::refresh_overlap)
         .def("save", &B::save)
         .def("load", &B::load)
         .def("values", &B::values)
