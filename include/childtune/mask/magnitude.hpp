@@ -35,10 +35,9 @@
 namespace childtune {
 
 namespace detail {
-//! |x|, the score of a gradient component under a magnitude mask.
-struct magnitude_projection {
-    float operator()(float x) const { return std::fabs(x); }
-};
+//! |x|, the score of a gradient component under a magnitude mask (the selection's
+//! SSE2 kernels recognise it: select/detail/order_keys.hpp).
+using magnitude_projection = absolute_projection;
 } // namespace detail
 
 //! The magnitude mask policy (SIFT): hyperparameters, then the masks and window

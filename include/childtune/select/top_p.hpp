@@ -124,14 +124,17 @@ CHILDTUNE_ALWAYS_INLINE bool compare(T v, T t) {
 
 #if CHILDTUNE_HAS_SSE2
 //! One full word of float or double comparisons, 4 or 2 at a time (ordered
-//! comparisons: false for NaN, -0 == +0, as in scalar code).
-template <compare_op Op, class Score>
+//! comparisons: false for NaN, -0 == +0, as in scalar code), of the scores or,
+//! when Abs, of their magnitudes (sign bits cleared, as std::fabs).
+template <compare_op Op, bool Abs, class Score>
 CHILDTUNE_ALWAYS_INLINE std::uint64_t pack_word_sse2(const Score* x, Score t) {
     std::uint64_t bits = 0;
     if constexpr (std::is_same_v<Score, float>) {
         const __m128 tv = _mm_set1_ps(t);
+        const __m128 magnitude = _mm_castsi128_ps(_mm_set1_epi32(0x7FFFFFFF));
         for (std::size_t j = 0; j < 64; j += 4) {
-            const __m128 v = _mm_loadu_ps(x + j);
+            __m128 v = _mm_loadu_ps(x + j);
+            if constexpr (Abs) v = _mm_and_ps(v, magnitude);
             __m128 c;
             if constexpr (Op == compare_op::greater_equal) c = _mm_cmpge_ps(v, tv);
             else if constexpr (Op == compare_op::greater) c = _mm_cmpgt_ps(v, tv);
@@ -140,8 +143,10 @@ CHILDTUNE_ALWAYS_INLINE std::uint64_t pack_word_sse2(const Score* x, Score t) {
         }
     } else {
         const __m128d tv = _mm_set1_pd(t);
+        const __m128d magnitude = _mm_castsi128_pd(_mm_set1_epi64x(0x7FFFFFFFFFFFFFFF));
         for (std::size_t j = 0; j < 64; j += 2) {
-            const __m128d v = _mm_loadu_pd(x + j);
+            __m128d v = _mm_loadu_pd(x + j);
+            if constexpr (Abs) v = _mm_and_pd(v, magnitude);
             __m128d c;
             if constexpr (Op == compare_op::greater_equal) c = _mm_cmpge_pd(v, tv);
             else if constexpr (Op == compare_op::greater) c = _mm_cmpgt_pd(v, tv);
@@ -157,8 +162,8 @@ CHILDTUNE_ALWAYS_INLINE std::uint64_t pack_word_sse2(const Score* x, Score t) {
 template <compare_op Op, class Score, class Proj>
 CHILDTUNE_ALWAYS_INLINE std::uint64_t pack_bits(const Score* x, std::size_t n, const Proj& proj, Score t) {
 #if CHILDTUNE_HAS_SSE2
-    if constexpr (std::is_same_v<Proj, identity_projection>)
-        if (n == 64) return pack_word_sse2<Op>(x, t);
+    if constexpr (std::is_same_v<Proj, identity_projection> || std::is_same_v<Proj, absolute_projection>)
+        if (n == 64) return pack_word_sse2<Op, std::is_same_v<Proj, absolute_projection>>(x, t);
 #endif
     std::uint64_t bits = 0;
     for (std::size_t j = 0; j < n; ++j) bits |= static_cast<std::uint64_t>(compare<Op>(proj(x[j]), t)) << j;

@@ -1,8 +1,9 @@
 #pragma once
 //! \file
 //! SSE2 kernels of the radix select's histogram and gather passes for float
-//! scores (every x86-64 CPU has SSE2): keys, prefix tests and NaN tests eight
-//! scores at a time; the counting stays scalar.
+//! scores and for their magnitudes (magnitude masks; every x86-64 CPU has SSE2):
+//! keys, prefix tests and NaN tests eight scores at a time; the counting stays
+//! scalar.
 
 #include <childtune/config.hpp>
 #include <childtune/select/detail/order_keys.hpp>
@@ -32,9 +33,24 @@ CHILDTUNE_ALWAYS_INLINE unsigned prefix_matches_sse2(__m128i k0, __m128i k1, __m
     return static_cast<unsigned>(m0 | (m1 << 4));
 }
 
-//! histogram_piece for float scores, 8 keys per step: the keys, the prefix test
-//! and the NaN test in vectors, the counting in scalar code.
-template <bool Filter>
+//! The float bits of 4 scores, or of their magnitudes (sign bit cleared) when Abs.
+template <bool Abs>
+CHILDTUNE_ALWAYS_INLINE __m128i lane_bits_sse2(const float* x) {
+    const __m128i u = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x));
+    if constexpr (Abs) return _mm_and_si128(u, _mm_set1_epi32(0x7FFFFFFF));
+    else return u;
+}
+//! The same for one score.
+template <bool Abs>
+CHILDTUNE_ALWAYS_INLINE std::uint32_t lane_bits(float x) {
+    const auto u = std::bit_cast<std::uint32_t>(x);
+    return Abs ? u & 0x7FFFFFFFu : u;
+}
+
+//! histogram_piece for float scores (or their magnitudes when Abs), 8 keys per
+//! step: the keys, the prefix test and the NaN test in vectors, the counting in
+//! scalar code.
+template <bool Filter, bool Abs>
 void histogram_piece_sse2(const float* x, std::size_t n, std::uint32_t* lanes, int hi_shift, std::uint32_t prefix,
                           int lo_shift, std::uint32_t digit_mask, std::uint32_t& nan_seen) {
     constexpr std::size_t stride = std::size_t{1} << max_digit_bits;
@@ -45,8 +61,8 @@ void histogram_piece_sse2(const float* x, std::size_t n, std::uint32_t* lanes, i
     alignas(16) std::uint32_t d[8];
     std::size_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        const __m128i u0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i));
-        const __m128i u1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i + 4));
+        const __m128i u0 = lane_bits_sse2<Abs>(x + i);
+        const __m128i u1 = lane_bits_sse2<Abs>(x + i + 4);
         const __m128i k0 = order_keys_sse2(u0), k1 = order_keys_sse2(u1);
         if constexpr (!Filter) {
             nan = _mm_or_si128(nan, _mm_cmpgt_epi32(_mm_and_si128(u0, magnitude), infinity));
@@ -75,7 +91,7 @@ void histogram_piece_sse2(const float* x, std::size_t n, std::uint32_t* lanes, i
     }
     if (_mm_movemask_epi8(nan) != 0) nan_seen = 1;
     for (; i < n; ++i) {
-        const std::uint32_t u = std::bit_cast<std::uint32_t>(x[i]);
+        const std::uint32_t u = lane_bits<Abs>(x[i]);
         const std::uint32_t key = key_from_bits<float>(u);
         if constexpr (!Filter) {
             nan_seen |= static_cast<std::uint32_t>(is_nan_bits<float>(u));
@@ -86,16 +102,18 @@ void histogram_piece_sse2(const float* x, std::size_t n, std::uint32_t* lanes, i
     }
 }
 
-//! gather_piece for float scores and a prefix, 8 keys per step.
-inline std::uint32_t* gather_piece_sse2(const float* x, std::size_t n, std::uint32_t* out, int hi_shift,
+//! gather_piece for float scores (or their magnitudes when Abs) and a prefix,
+//! 8 keys per step.
+template <bool Abs>
+std::uint32_t* gather_piece_sse2(const float* x, std::size_t n, std::uint32_t* out, int hi_shift,
                                         std::uint32_t prefix) {
     const __m128i hi = _mm_cvtsi32_si128(hi_shift);
     const __m128i pre = _mm_set1_epi32(static_cast<int>(prefix));
     alignas(16) std::uint32_t k[8];
     std::size_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        const __m128i k0 = order_keys_sse2(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
-        const __m128i k1 = order_keys_sse2(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i + 4)));
+        const __m128i k0 = order_keys_sse2(lane_bits_sse2<Abs>(x + i));
+        const __m128i k1 = order_keys_sse2(lane_bits_sse2<Abs>(x + i + 4));
         unsigned hits = prefix_matches_sse2(k0, k1, hi, pre);
         if (hits != 0) {
             _mm_store_si128(reinterpret_cast<__m128i*>(k), k0);
@@ -104,7 +122,7 @@ inline std::uint32_t* gather_piece_sse2(const float* x, std::size_t n, std::uint
         }
     }
     for (; i < n; ++i) {
-        const std::uint32_t key = order_key(x[i]);
+        const std::uint32_t key = key_from_bits<float>(lane_bits<Abs>(x[i]));
         if ((key >> hi_shift) == prefix) *out++ = key;
     }
     return out;

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <array>
 #include <bit>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -102,6 +103,16 @@ struct identity_projection {
     template <class T>
     CHILDTUNE_HD_INLINE T operator()(T x) const {
         return x;
+    }
+};
+
+//! |x|: selection by magnitude (mask/magnitude.hpp). std::fabs clears the sign
+//! bit, NaNs included, which is how the SSE2 kernels apply it (one AND per
+//! vector). Host code only, as the gradient readers that use it.
+struct absolute_projection {
+    template <class T>
+    T operator()(T x) const {
+        return std::fabs(x);
     }
 };
 
