@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -105,11 +106,19 @@ TEST_CASE("encoding picks the nearest code, as a linear scan does", "[numeric][b
         xs.push_back(0.0f);
         xs.push_back(-0.0f);
         xs.push_back(std::numeric_limits<float>::denorm_min());
+        // And every 4099th float pattern in [-1, 1] (about 260 000 of them).
+        for (std::uint64_t u = 0; u < (std::uint64_t{1} << 32); u += 4099) {
+            const float x = std::bit_cast<float>(static_cast<std::uint32_t>(u));
+            if (std::fabs(x) <= 1.0f) xs.push_back(x);
+        }
         for (float x : xs) {
             if (std::fabs(x) > 1.0f) continue;
             CAPTURE(x);
             REQUIRE(map.encode(x) == naive_encode(naive, x));
         }
+        // A NaN (a state that overflowed) has no nearest code: it encodes as 255.
+        REQUIRE(map.encode(std::numeric_limits<float>::quiet_NaN()) == 255);
+        REQUIRE(map.encode(-std::numeric_limits<float>::quiet_NaN()) == 255);
     }
 }
 
@@ -147,4 +156,22 @@ TEST_CASE("buffer sizes of 8-bit state", "[numeric][blockwise8]") {
     REQUIRE(blockwise8_blocks(257) == 2);
     REQUIRE(blockwise8_buffer_bytes(1000, 1000) == 1000 + 4 * 4);
     REQUIRE(blockwise8_buffer_bytes(301, 1000) == 304 + 4 * 4); // compact: codes of the kept, scales of the tensor
+}
+
+TEST_CASE("a block's absmax is the plain loop's, NaNs not counted, at every length", "[numeric][blockwise8]") {
+    std::mt19937 rng(3);
+    std::normal_distribution<float> normal;
+    const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+    for (std::size_t n = 0; n <= 40; ++n)
+        for (int trial = 0; trial < 20; ++trial) {
+            std::vector<float> x(n);
+            for (auto& v : x) v = normal(rng);
+            if (n > 0 && trial % 4 == 1) x[rng() % n] = nan;                  // a NaN anywhere, even the largest lane
+            if (n > 0 && trial % 4 == 2) x[rng() % n] = -inf;
+            if (trial % 4 == 3) std::fill(x.begin(), x.end(), trial % 8 == 3 ? -0.0f : nan);
+            float plain = 0.0f;
+            for (float v : x) plain = std::max(plain, std::fabs(v));
+            CAPTURE(n, trial);
+            REQUIRE(std::bit_cast<std::uint32_t>(block_absmax(x.data(), n)) == std::bit_cast<std::uint32_t>(plain));
+        }
 }
