@@ -63,6 +63,14 @@ class _Policy:
             return 1.0, {f"param_group{g}": float(x) for g, x in enumerate(self.p)}
         return float(self.p), {}
 
+    def _check_selection(self):
+        """p, scope and rule, which both policies share (p kept as a tuple: frozen all the way down)."""
+        _check_p(self._who, self.p)
+        if isinstance(self.p, list):
+            object.__setattr__(self, "p", tuple(self.p))
+        _check_choice(self._who, "scope", self.scope, _SCOPES)
+        _check_choice(self._who, "rule", self.rule, _RULES)
+
     def to_dict(self):
         """The hyperparameters and the policy's name (what ``from_dict`` reads)."""
         d = dataclasses.asdict(self)
@@ -84,12 +92,8 @@ class Magnitude(_Policy):
     _who = "Magnitude"
 
     def __post_init__(self):
-        _check_p(self._who, self.p)
-        if isinstance(self.p, list):
-            object.__setattr__(self, "p", tuple(self.p))   # frozen all the way down
+        self._check_selection()
         _check_count(self._who, "window", self.window)
-        _check_choice(self._who, "scope", self.scope, _SCOPES)
-        _check_choice(self._who, "rule", self.rule, _RULES)
 
     def _apply(self, core, groups):
         p, per_group = self._ratio(groups)
@@ -112,17 +116,13 @@ class RefreshedFisher(_Policy):
     _who = "RefreshedFisher"
 
     def __post_init__(self):
-        _check_p(self._who, self.p)
-        if isinstance(self.p, list):
-            object.__setattr__(self, "p", tuple(self.p))
+        self._check_selection()
         _check_count(self._who, "period", self.period, minimum=1)
         _check_count(self._who, "warmup", self.warmup)
         _check_count(self._who, "dense_steps", self.dense_steps)
         if self.dense_steps >= self.period:
             raise ValueError(f"{self._who}: dense_steps = {self.dense_steps} is not below period = {self.period} "
                              "(no step would be masked)")
-        _check_choice(self._who, "scope", self.scope, _SCOPES)
-        _check_choice(self._who, "rule", self.rule, _RULES)
 
     def _apply(self, core, groups):
         p, per_group = self._ratio(groups)
