@@ -164,10 +164,9 @@ inline void philox_keep_pair_sse2(const philox_keep_params& p, std::uint64_t gro
 struct avx2_mulhilo {
     __m256i lo, hi;
 };
-//! Lane-wise 32x32->64-bit products of `a` and the broadcast `m`, split into low
-//! and high words. The odd lanes move to even positions and the halves back with
-//! in-lane shuffles rather than 64-bit shifts: shifts share the multiplier's port
-//! on Intel cores (p0/p01), shuffles do not (p5), and that port bounds the round.
+//! Lane-wise 32x32->64-bit products of `a` and the broadcast `m` as low and high
+//! words. In-lane shuffles, not 64-bit shifts, move the halves: shifts share the
+//! multiplier's port on Intel cores (p0/p01), which bounds the round; shuffles do not.
 __attribute__((target("avx2"))) CHILDTUNE_ALWAYS_INLINE avx2_mulhilo avx2_mul(__m256i a, __m256i m) {
     constexpr int swap_halves = 0xB1; // 32-bit lanes 1,0,3,2 of every 128 bits
     const __m256i even = _mm256_mul_epu32(a, m);
