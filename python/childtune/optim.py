@@ -68,7 +68,7 @@ def _check_masking(mode, reserve_p, seed):
 def _check_policy(mask, mode):
     if mask is None:
         return
-    if not isinstance(mask, (_masks.Magnitude, _masks.RefreshedFisher)):
+    if not isinstance(mask, _masks._Policy):
         raise TypeError(f"mask must be None, childtune.Magnitude or childtune.RefreshedFisher, not {type(mask).__name__}")
     if mode is not None:
         raise ValueError(f"mask={mask!r} and mode={mode!r} are alternatives: set mode=None to use the mask policy")
@@ -249,14 +249,12 @@ class _ChildTuningOptimizer(torch.optim.Optimizer):
         window sums and masks are empty) and covers the groups with
         ``masked=True``."""
         _check_policy(mask, self.mode)
-        if mask is not None:
-            mask._ratio(len(self.param_groups))     # p against the groups, before anything changes
         previous = self.mask
         self.mask = mask
         try:
             self._apply_mode()
         except Exception:
-            self.mask = previous                     # the C++ optimizer refused it and kept its mask
+            self.mask = previous                     # refused (p against the groups, or by the library): nothing changed
             raise
 
     def summary(self, count_kept=True):
@@ -270,7 +268,7 @@ class _ChildTuningOptimizer(torch.optim.Optimizer):
         """{group index: fraction of its elements the last step kept} (None
         before the first step); a group with ``masked=False`` keeps 1.0."""
         self._apply_mode()
-        _, steps, groups, _ = self._core.summary(True)
+        groups = self._core.summary(True)[2]
         return {g: (None if kept is None else (kept / elements if elements else 0.0))
                 for g, (_, _, _, _, elements, kept) in enumerate(groups)}
 

@@ -34,12 +34,6 @@
 
 namespace childtune {
 
-namespace detail {
-//! |x|, the score of a gradient component under a magnitude mask (the selection's
-//! SSE2 kernels recognise it: select/detail/order_keys.hpp).
-using magnitude_projection = absolute_projection;
-} // namespace detail
-
 //! The magnitude mask policy (SIFT): hyperparameters, then the masks and window
 //! sums it carries from step to step (policy data, saved with it).
 struct magnitude {
@@ -75,7 +69,7 @@ struct magnitude {
         magnitude next = *this;
         ++next.carried.observed;
         if (window == 0) {
-            next.carried.reselect(select(g, [&](std::size_t k) { return g.values(k); }, detail::magnitude_projection{}));
+            next.carried.reselect(select(g, [&](std::size_t k) { return g.values(k); }, detail::absolute_projection{}));
             next.carried.active = true;
             return next;
         }

@@ -81,12 +81,7 @@ struct select_outcome {
 
 //! True where the vector kernels apply: float scores read as stored or by magnitude.
 template <class Score, class Proj>
-inline constexpr bool use_sse2_keys =
-    CHILDTUNE_HAS_SSE2 && std::is_same_v<Score, float> &&
-    (std::is_same_v<Proj, identity_projection> || std::is_same_v<Proj, absolute_projection>);
-//! Whether the vector kernels clear the sign bit first (|x|).
-template <class Proj>
-inline constexpr bool sse2_absolute = std::is_same_v<Proj, absolute_projection>;
+inline constexpr bool use_sse2_keys = CHILDTUNE_HAS_SSE2 && std::is_same_v<Score, float> && vector_projection<Proj>;
 
 //! Counts the digit [lo_shift, lo_shift + bits) of every key whose bits above
 //! hi_shift equal `prefix` (every key when !Filter) into `lanes` sub-histograms.
@@ -96,7 +91,7 @@ void histogram_piece(const Score* x, std::size_t n, const Proj& proj, std::uint3
                      order_key_t<Score>& nan_seen) {
 #if CHILDTUNE_HAS_SSE2
     if constexpr (use_sse2_keys<Score, Proj>) {
-        return histogram_piece_sse2<Filter, sse2_absolute<Proj>>(x, n, lanes, hi_shift, prefix, lo_shift, digit_mask,
+        return histogram_piece_sse2<Filter, sign_clearing_projection<Proj>>(x, n, lanes, hi_shift, prefix, lo_shift, digit_mask,
                                                                  nan_seen);
     }
 #endif
@@ -130,7 +125,7 @@ order_key_t<Score>* gather_piece(const Score* x, std::size_t n, const Proj& proj
                                  int hi_shift, order_key_t<Score> prefix, order_key_t<Score>& nan_seen) {
 #if CHILDTUNE_HAS_SSE2
     if constexpr (use_sse2_keys<Score, Proj> && Filter) {
-        return gather_piece_sse2<sse2_absolute<Proj>>(x, n, out, hi_shift, prefix);
+        return gather_piece_sse2<sign_clearing_projection<Proj>>(x, n, out, hi_shift, prefix);
     }
 #endif
     using K = order_key_t<Score>;

@@ -162,8 +162,8 @@ CHILDTUNE_ALWAYS_INLINE std::uint64_t pack_word_sse2(const Score* x, Score t) {
 template <compare_op Op, class Score, class Proj>
 CHILDTUNE_ALWAYS_INLINE std::uint64_t pack_bits(const Score* x, std::size_t n, const Proj& proj, Score t) {
 #if CHILDTUNE_HAS_SSE2
-    if constexpr (std::is_same_v<Proj, identity_projection> || std::is_same_v<Proj, absolute_projection>)
-        if (n == 64) return pack_word_sse2<Op, std::is_same_v<Proj, absolute_projection>>(x, t);
+    if constexpr (vector_projection<Proj>)
+        if (n == 64) return pack_word_sse2<Op, sign_clearing_projection<Proj>>(x, t);
 #endif
     std::uint64_t bits = 0;
     for (std::size_t j = 0; j < n; ++j) bits |= static_cast<std::uint64_t>(compare<Op>(proj(x[j]), t)) << j;

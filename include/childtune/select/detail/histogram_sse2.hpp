@@ -105,8 +105,7 @@ void histogram_piece_sse2(const float* x, std::size_t n, std::uint32_t* lanes, i
 //! gather_piece for float scores (or their magnitudes when Abs) and a prefix,
 //! 8 keys per step.
 template <bool Abs>
-std::uint32_t* gather_piece_sse2(const float* x, std::size_t n, std::uint32_t* out, int hi_shift,
-                                        std::uint32_t prefix) {
+std::uint32_t* gather_piece_sse2(const float* x, std::size_t n, std::uint32_t* out, int hi_shift, std::uint32_t prefix) {
     const __m128i hi = _mm_cvtsi32_si128(hi_shift);
     const __m128i pre = _mm_set1_epi32(static_cast<int>(prefix));
     alignas(16) std::uint32_t k[8];

@@ -116,6 +116,13 @@ struct absolute_projection {
     }
 };
 
+//! Projections the SSE2 kernels apply themselves (select/detail/histogram_sse2.hpp,
+//! select/top_p.hpp), and whether they clear the sign bit.
+template <class Proj>
+inline constexpr bool sign_clearing_projection = std::is_same_v<Proj, absolute_projection>;
+template <class Proj>
+inline constexpr bool vector_projection = std::is_same_v<Proj, identity_projection> || sign_clearing_projection<Proj>;
+
 //! Segments seen as one flattened array (segment order, then index).
 template <score_element Score>
 class flat_segments {
