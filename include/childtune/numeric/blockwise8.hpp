@@ -37,6 +37,7 @@
 
 #include <childtune/config.hpp>
 #include <childtune/error.hpp>
+#include <childtune/numeric/detail/blockwise8_avx2.hpp>
 
 #include <algorithm>
 #include <array>
@@ -117,6 +118,10 @@ public:
     const std::array<float, 256>& values() const { return values_; }
     //! The code of 0.
     std::uint8_t zero_code() const { return zero_; }
+    //! The tables the vector encoder and decoder read (numeric/detail/blockwise8_avx2.hpp).
+    dynamic_map_tables tables() const {
+        return {base_.data(), thresholds_.data(), values_.data(), first_key, static_cast<std::uint32_t>(buckets), signed_};
+    }
 
     //! The nearest code of x in [-1, 1] (the file comment gives the rule).
     //! Branch-free: the comparisons are added as integers, since a data-dependent
@@ -150,8 +155,9 @@ private:
     std::array<float, 257> thresholds_{};
     std::uint8_t zero_ = 0;
     bool signed_ = true;
-    //! Thresholds below each bucket: positive magnitudes, then negative ones.
-    std::array<std::uint16_t, 2 * buckets> base_{};
+    //! Thresholds below each bucket: positive magnitudes, then negative ones;
+    //! one more entry, never used, so that a 32-bit gather of the last one stays inside.
+    std::array<std::uint16_t, 2 * buckets + 1> base_{};
 };
 
 //! The signed dynamic map, built once.
@@ -200,7 +206,7 @@ inline float quantise_block(const dynamic_map& map, const float* x, std::size_t 
     }
     // The quotients first, four at a time (each is the same IEEE division as
     // the scalar one; GCC 12 at -O2 leaves the plain loop scalar), then the
-    // encoder's lookups.
+    // encoder's lookups (eight at a time with AVX2 gathers).
     alignas(16) float ratio[blockwise8_block];
     for (std::size_t done = 0; done < n; done += blockwise8_block) {
         const std::size_t count = std::min(blockwise8_block, n - done);
@@ -210,7 +216,8 @@ inline float quantise_block(const dynamic_map& map, const float* x, std::size_t 
         for (; i + 4 <= count; i += 4) _mm_store_ps(ratio + i, _mm_div_ps(_mm_loadu_ps(x + done + i), scale));
 #endif
         for (; i < count; ++i) ratio[i] = x[done + i] / absmax;
-        for (i = 0; i < count; ++i) codes[done + i] = map.encode(ratio[i]);
+        for (i = encode_ratios_vector(map.tables(), ratio, count, codes + done); i < count; ++i)
+            codes[done + i] = map.encode(ratio[i]);
     }
     return absmax;
 }
@@ -221,7 +228,8 @@ inline void dequantise_block(const dynamic_map& map, const std::uint8_t* codes, 
         std::fill_n(x, n, 0.0f);
         return;
     }
-    for (std::size_t i = 0; i < n; ++i) x[i] = map.values()[codes[i]] * absmax;
+    for (std::size_t i = decode_codes_vector(map.values().data(), codes, n, absmax, x); i < n; ++i)
+        x[i] = map.values()[codes[i]] * absmax;
 }
 
 } // namespace childtune::detail
