@@ -186,7 +186,7 @@ TEST_CASE("the AVX2 encoder and decoder give the scalar codes and values bit for
         CAPTURE(is_signed);
         const dynamic_map& map = is_signed ? signed_dynamic_map() : unsigned_dynamic_map();
         std::vector<float> xs;
-        // Every float pattern in [-1, 1] with a stride (about 16 million), every
+        // Every 257th float pattern, those in [-1, 1] (about 8 million), every
         // threshold and value with its float neighbours, zeros, NaNs.
         for (std::uint64_t u = 0; u < (std::uint64_t{1} << 32); u += 257) {
             const float x = std::bit_cast<float>(static_cast<std::uint32_t>(u));

@@ -118,9 +118,9 @@ public:
     const std::array<float, 256>& values() const { return values_; }
     //! The code of 0.
     std::uint8_t zero_code() const { return zero_; }
-    //! The tables the vector encoder and decoder read (numeric/detail/blockwise8_avx2.hpp).
+    //! The tables the vector encoder reads (numeric/detail/blockwise8_avx2.hpp).
     dynamic_map_tables tables() const {
-        return {base_.data(), thresholds_.data(), values_.data(), first_key, static_cast<std::uint32_t>(buckets), signed_};
+        return {base_.data(), thresholds_.data(), first_key, static_cast<std::uint32_t>(buckets), signed_};
     }
 
     //! The nearest code of x in [-1, 1] (the file comment gives the rule).

@@ -28,7 +28,6 @@ struct dynamic_map_tables {
     //! 16-bit entry reads two bytes more).
     const std::uint16_t* bucket_base;
     const float* thresholds; //!< 257: the midpoints rounded down, then two +inf
-    const float* values;     //!< the 256 values, ascending
     std::uint32_t first_key; //!< upper 16 bits (sign cleared) of the first bucket's lower bound
     std::uint32_t buckets;   //!< buckets per sign
     bool is_signed;
