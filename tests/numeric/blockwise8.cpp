@@ -176,54 +176,83 @@ TEST_CASE("a block's absmax is the plain loop's, NaNs not counted, at every leng
         }
 }
 
-TEST_CASE("the AVX2 encoder and decoder give the scalar codes and values bit for bit", "[numeric][blockwise8][avx2]") {
 #if CHILDTUNE_HAS_AVX2_DISPATCH
-    if (!cpu_supports(cpu_isa::avx2)) {
-        WARN("this CPU has no AVX2: the vector loops are not exercised");
-        return;
-    }
-    for (bool is_signed : {true, false}) {
-        CAPTURE(is_signed);
-        const dynamic_map& map = is_signed ? signed_dynamic_map() : unsigned_dynamic_map();
-        std::vector<float> xs;
-        // Every 257th float pattern, those in [-1, 1] (about 8 million), every
-        // threshold and value with its float neighbours, zeros, NaNs.
-        for (std::uint64_t u = 0; u < (std::uint64_t{1} << 32); u += 257) {
-            const float x = std::bit_cast<float>(static_cast<std::uint32_t>(u));
-            if (std::fabs(x) <= 1.0f) xs.push_back(x);
-        }
-        for (const float v : map.values()) {
-            for (const float x : {v, std::nextafter(v, 2.0f), std::nextafter(v, -2.0f)}) xs.push_back(x);
-        }
-        const auto t = map.tables();
-        for (std::size_t c = 0; c < 255; ++c)
-            for (const float x : {t.thresholds[c], std::nextafter(t.thresholds[c], 2.0f), std::nextafter(t.thresholds[c], -2.0f)})
-                xs.push_back(x);
-        for (const float x : {0.0f, -0.0f, 1.0f, -1.0f, std::numeric_limits<float>::denorm_min(),
-                              -std::numeric_limits<float>::denorm_min(), std::numeric_limits<float>::quiet_NaN(),
-                              -std::numeric_limits<float>::quiet_NaN()})
-            xs.push_back(x);
-        while (xs.size() % 8 != 3) xs.push_back(0.5f); // a ragged end for the scalar tail
-        std::vector<std::uint8_t> codes(xs.size(), 0);
-        const std::size_t done = encode_ratios_avx2(t, xs.data(), xs.size(), codes.data());
-        REQUIRE(done == xs.size() - 3);
-        std::size_t mismatches = 0;
-        for (std::size_t i = 0; i < done; ++i)
-            if (codes[i] != map.encode(xs[i]) && mismatches++ < 5) {
-                CAPTURE(i, xs[i], int(codes[i]), int(map.encode(xs[i])));
-                CHECK(codes[i] == map.encode(xs[i]));
-            }
-        REQUIRE(mismatches == 0);
+namespace {
+//! One instruction set's vector loops.
+struct vector_loops {
+    const char* name;
+    cpu_isa isa;
+    std::size_t width;
+    std::size_t (*encode)(const dynamic_map_tables&, const float*, std::size_t, float, std::uint8_t*);
+    std::size_t (*decode)(const dynamic_map_tables&, const std::uint8_t*, std::size_t, float, float*);
+};
+} // namespace
+#endif
 
-        // Decoding every code with a few scales, against the scalar product.
-        std::vector<std::uint8_t> all(256 * 3 + 5);
-        for (std::size_t i = 0; i < all.size(); ++i) all[i] = static_cast<std::uint8_t>(i * 7);
-        for (const float absmax : {1.0f, 3.0e-7f, 12345.678f, std::numeric_limits<float>::max()}) {
-            std::vector<float> x(all.size(), -1.0f);
-            const std::size_t decoded = decode_codes_avx2(map.values().data(), all.data(), all.size(), absmax, x.data());
-            REQUIRE(decoded == all.size() / 8 * 8);
-            for (std::size_t i = 0; i < decoded; ++i)
-                REQUIRE(std::bit_cast<std::uint32_t>(x[i]) == std::bit_cast<std::uint32_t>(map.values()[all[i]] * absmax));
+TEST_CASE("the AVX2 and AVX-512 encoders and decoders give the scalar codes and values bit for bit",
+          "[numeric][blockwise8][avx2][avx512]") {
+#if CHILDTUNE_HAS_AVX2_DISPATCH
+    const vector_loops loops[] = {{"AVX2", cpu_isa::avx2, 8, encode_block_avx2, decode_block_avx2},
+                                  {"AVX-512", cpu_isa::avx512, 16, encode_block_avx512, decode_block_avx512}};
+    for (const vector_loops& loop : loops) {
+        CAPTURE(loop.name);
+        if (!cpu_supports(loop.isa)) {
+            WARN("this CPU has no " << loop.name << ": its loops are not exercised");
+            continue;
+        }
+        for (bool is_signed : {true, false}) {
+            CAPTURE(is_signed);
+            const dynamic_map& map = is_signed ? signed_dynamic_map() : unsigned_dynamic_map();
+            std::vector<float> xs;
+            // Every 257th float pattern, those in [-1, 1] (about 8 million), every
+            // threshold and value with its float neighbours, zeros, NaNs.
+            for (std::uint64_t u = 0; u < (std::uint64_t{1} << 32); u += 257) {
+                const float x = std::bit_cast<float>(static_cast<std::uint32_t>(u));
+                if (std::fabs(x) <= 1.0f) xs.push_back(x);
+            }
+            for (const float v : map.values()) {
+                for (const float x : {v, std::nextafter(v, 2.0f), std::nextafter(v, -2.0f)}) xs.push_back(x);
+            }
+            const auto& thresholds = map.thresholds();
+            for (std::size_t c = 0; c < 255; ++c)
+                for (const float x : {thresholds[c], std::nextafter(thresholds[c], 2.0f), std::nextafter(thresholds[c], -2.0f)})
+                    xs.push_back(x);
+            for (const float x : {0.0f, -0.0f, 1.0f, -1.0f, std::numeric_limits<float>::denorm_min(),
+                                  -std::numeric_limits<float>::denorm_min(), std::numeric_limits<float>::quiet_NaN(),
+                                  -std::numeric_limits<float>::quiet_NaN()})
+                xs.push_back(x);
+            while (xs.size() % loop.width != 3) xs.push_back(0.5f); // a ragged end for the scalar tail
+            // Scale 1 encodes the patterns themselves; for the other scales the
+            // patterns are first multiplied by 0.999 x the scale, so that every
+            // quotient stays in [-1, 1] and the loops' division is compared too.
+            for (const float absmax : {1.0f, 3.0f, 0.7f}) {
+                CAPTURE(absmax);
+                std::vector<std::uint8_t> codes(xs.size(), 0);
+                std::vector<float> scaled(xs.size());
+                for (std::size_t i = 0; i < xs.size(); ++i) scaled[i] = xs[i] * (absmax == 1.0f ? 1.0f : absmax * 0.999f);
+                const std::size_t done = loop.encode(map.tables(), scaled.data(), scaled.size(), absmax, codes.data());
+                REQUIRE(done == scaled.size() - 3);
+                std::size_t mismatches = 0;
+                for (std::size_t i = 0; i < done; ++i) {
+                    const std::uint8_t expected = map.encode(scaled[i] / absmax);
+                    if (codes[i] != expected && mismatches++ < 5) {
+                        CAPTURE(i, scaled[i], int(codes[i]), int(expected));
+                        CHECK(codes[i] == expected);
+                    }
+                }
+                REQUIRE(mismatches == 0);
+            }
+
+            // Decoding every code with a few scales, against the scalar product.
+            std::vector<std::uint8_t> all(256 * 3 + 5);
+            for (std::size_t i = 0; i < all.size(); ++i) all[i] = static_cast<std::uint8_t>(i * 7);
+            for (const float absmax : {1.0f, 3.0e-7f, 12345.678f, std::numeric_limits<float>::max()}) {
+                std::vector<float> x(all.size(), -1.0f);
+                const std::size_t decoded = loop.decode(map.tables(), all.data(), all.size(), absmax, x.data());
+                REQUIRE(decoded == all.size() / loop.width * loop.width);
+                for (std::size_t i = 0; i < decoded; ++i)
+                    REQUIRE(std::bit_cast<std::uint32_t>(x[i]) == std::bit_cast<std::uint32_t>(map.values()[all[i]] * absmax));
+            }
         }
     }
 #else

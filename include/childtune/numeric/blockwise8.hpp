@@ -24,6 +24,14 @@
 //! thresholds below x's bucket, and two comparisons finish it, because no bucket
 //! holds more than two thresholds (checked when the map is built). A NaN (a
 //! state that overflowed) encodes as code 255.
+//! The vector encoders (numeric/detail/blockwise8_avx2.hpp, _avx512.hpp) read
+//! one 32-bit word per bucket instead: the count below it in the upper half and,
+//! in the lower half, the lower 16 bits of the one threshold inside it (every
+//! bucket of the published maps holds at most one, also checked): within a
+//! bucket all floats share their upper 16 bits, so "threshold < x" is a
+//! comparison of the lower halves (reversed for negative x). One gather per
+//! value instead of three; the codes are the scalar encoder's, which stays the
+//! definition (tests/numeric/blockwise8.cpp compares them).
 //! A block whose absmax is 0 stores the code of 0 and decodes to +0.
 //!
 //! One departure from nearest, for the unsigned map only: a positive value
@@ -38,6 +46,7 @@
 #include <childtune/config.hpp>
 #include <childtune/error.hpp>
 #include <childtune/numeric/detail/blockwise8_avx2.hpp>
+#include <childtune/numeric/detail/blockwise8_avx512.hpp>
 
 #include <algorithm>
 #include <array>
@@ -109,8 +118,21 @@ public:
             const float b = std::bit_cast<float>(static_cast<std::uint32_t>((first_key + m) << 16));
             base_[m] = count_below(a);
             base_[buckets + m] = count_not_above(-b);
-            if (count_below(b) > base_[m] + 2u || count_below(-a) > base_[buckets + m] + 2u)
-                fail("dynamic map: a lookup bucket holds three thresholds"); // cannot happen for the published maps
+            // Thresholds inside the bucket: in [a, b) for x >= 0, in (-b, -a) for x < 0.
+            const unsigned inside[2] = {static_cast<unsigned>(count_below(b) - base_[m]),
+                                        static_cast<unsigned>(count_below(-a) - base_[buckets + m])};
+            const bool spans_keys = m == 0 || m == buckets - 1; // more than one upper half: no low-half comparison
+            for (std::size_t side = 0; side < 2; ++side) {
+                if (inside[side] > (spans_keys ? 0u : 1u))
+                    fail("dynamic map: a lookup bucket holds two thresholds"); // cannot happen for the published maps
+                const std::size_t at = side * buckets + m;
+                std::uint32_t low = 0xffffu; // no threshold: "x's lower half above 0xffff" never holds
+                if (inside[side] == 1) {
+                    const std::uint32_t bits = std::bit_cast<std::uint32_t>(thresholds_[base_[at]]) & 0xffffu;
+                    low = side == 0 ? bits : bits ^ 0xffffu; // a negative x is above it when its magnitude is below
+                }
+                bucket_words_[at] = static_cast<std::uint32_t>(base_[at]) << 16 | low;
+            }
         }
     }
 
@@ -118,9 +140,11 @@ public:
     const std::array<float, 256>& values() const { return values_; }
     //! The code of 0.
     std::uint8_t zero_code() const { return zero_; }
-    //! The tables the vector encoder reads (numeric/detail/blockwise8_avx2.hpp).
+    //! The encoder's thresholds: each midpoint rounded down to a float, then two +inf.
+    const std::array<float, 257>& thresholds() const { return thresholds_; }
+    //! The tables the vector encoders and decoders read (numeric/detail/blockwise8_avx2.hpp).
     dynamic_map_tables tables() const {
-        return {base_.data(), thresholds_.data(), first_key, static_cast<std::uint32_t>(buckets), signed_};
+        return {bucket_words_.data(), values_.data(), first_key, static_cast<std::uint32_t>(buckets), signed_};
     }
 
     //! The nearest code of x in [-1, 1] (the file comment gives the rule).
@@ -155,9 +179,11 @@ private:
     std::array<float, 257> thresholds_{};
     std::uint8_t zero_ = 0;
     bool signed_ = true;
-    //! Thresholds below each bucket: positive magnitudes, then negative ones;
-    //! one more entry, never used, so that a 32-bit gather of the last one stays inside.
-    std::array<std::uint16_t, 2 * buckets + 1> base_{};
+    //! Thresholds below each bucket: positive magnitudes, then negative ones.
+    std::array<std::uint16_t, 2 * buckets> base_{};
+    //! The vector encoders' words, in the same order: base_ << 16 | the lower
+    //! half of the bucket's one threshold (complemented for negative x), or 0xffff.
+    std::array<std::uint32_t, 2 * buckets> bucket_words_{};
 };
 
 //! The signed dynamic map, built once.
@@ -196,39 +222,51 @@ inline float block_absmax(const float* x, std::size_t n) {
     return absmax;
 }
 
+//! The widest vector encoder this CPU has: codes of x[0 .. k) / absmax for a
+//! k <= n it returns (a multiple of the vector width; 0 without AVX2).
+inline std::size_t encode_block_vector(const dynamic_map_tables& t, const float* x, std::size_t n, float absmax,
+                                       std::uint8_t* codes) {
+#if CHILDTUNE_HAS_AVX2_DISPATCH
+    const cpu_isa isa = best_cpu_isa();
+    if (isa >= cpu_isa::avx512) return encode_block_avx512(t, x, n, absmax, codes);
+    if (isa >= cpu_isa::avx2) return encode_block_avx2(t, x, n, absmax, codes);
+#endif
+    (void)t, (void)x, (void)n, (void)absmax, (void)codes;
+    return 0;
+}
+//! The widest vector decoder this CPU has: x[0 .. k) for a k <= n it returns.
+inline std::size_t decode_block_vector(const dynamic_map_tables& t, const std::uint8_t* codes, std::size_t n,
+                                       float absmax, float* x) {
+#if CHILDTUNE_HAS_AVX2_DISPATCH
+    const cpu_isa isa = best_cpu_isa();
+    if (isa >= cpu_isa::avx512) return decode_block_avx512(t, codes, n, absmax, x);
+    if (isa >= cpu_isa::avx2) return decode_block_avx2(t, codes, n, absmax, x);
+#endif
+    (void)t, (void)codes, (void)n, (void)absmax, (void)x;
+    return 0;
+}
+
 //! Quantises n values (one block) into codes, returning the block's scale (its
-//! absolute maximum; NaN values do not count).
+//! absolute maximum; NaN values do not count). Each code is map.encode(x / absmax);
+//! the vector loops divide and encode 16 (AVX-512) or 8 (AVX2) values at a time.
 inline float quantise_block(const dynamic_map& map, const float* x, std::size_t n, std::uint8_t* codes) {
     const float absmax = block_absmax(x, n);
     if (absmax == 0.0f) {
         std::fill_n(codes, n, map.zero_code());
         return 0.0f;
     }
-    // The quotients first, four at a time (each is the same IEEE division as
-    // the scalar one; GCC 12 at -O2 leaves the plain loop scalar), then the
-    // encoder's lookups (eight at a time with AVX2 gathers).
-    alignas(16) float ratio[blockwise8_block];
-    for (std::size_t done = 0; done < n; done += blockwise8_block) {
-        const std::size_t count = std::min(blockwise8_block, n - done);
-        std::size_t i = 0;
-#if CHILDTUNE_HAS_SSE2
-        const __m128 scale = _mm_set1_ps(absmax);
-        for (; i + 4 <= count; i += 4) _mm_store_ps(ratio + i, _mm_div_ps(_mm_loadu_ps(x + done + i), scale));
-#endif
-        for (; i < count; ++i) ratio[i] = x[done + i] / absmax;
-        for (i = encode_ratios_vector(map.tables(), ratio, count, codes + done); i < count; ++i)
-            codes[done + i] = map.encode(ratio[i]);
-    }
+    for (std::size_t i = encode_block_vector(map.tables(), x, n, absmax, codes); i < n; ++i)
+        codes[i] = map.encode(x[i] / absmax);
     return absmax;
 }
 
-//! The inverse of quantise_block, up to the map's resolution.
+//! The inverse of quantise_block, up to the map's resolution: values[code] * absmax.
 inline void dequantise_block(const dynamic_map& map, const std::uint8_t* codes, std::size_t n, float absmax, float* x) {
     if (absmax == 0.0f) {
         std::fill_n(x, n, 0.0f);
         return;
     }
-    for (std::size_t i = decode_codes_vector(map.values().data(), codes, n, absmax, x); i < n; ++i)
+    for (std::size_t i = decode_block_vector(map.tables(), codes, n, absmax, x); i < n; ++i)
         x[i] = map.values()[codes[i]] * absmax;
 }
 

@@ -1,0 +1,83 @@
+#pragma once
+//! \file
+//! AVX-512 loops of the 8-bit blockwise state (numeric/blockwise8.hpp), sixteen
+//! values at a time: the AVX2 loops (blockwise8_avx2.hpp) with mask registers
+//! for the comparisons and a narrowing store for the codes. Bit-identical to
+//! the scalar definition (tests/numeric/blockwise8.cpp compares them).
+
+#include <childtune/config.hpp>
+#include <childtune/numeric/detail/blockwise8_avx2.hpp>
+
+#include <cstddef>
+#include <cstdint>
+
+#if CHILDTUNE_HAS_AVX2_DISPATCH
+#include <immintrin.h>
+#endif
+
+// GCC 12's AVX-512 intrinsics fill their unused "undefined" operand with a
+// vector initialised from itself (`__m512i __Y = __Y;`), which its own
+// -Wmaybe-uninitialized then reports at every inlined call.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace childtune::detail {
+
+#if CHILDTUNE_HAS_AVX2_DISPATCH
+//! Codes of x[0 .. k) / absmax for the largest multiple k of 16 not above n; returns k.
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"))) inline std::size_t
+encode_block_avx512(const dynamic_map_tables& t, const float* x, std::size_t n, float absmax, std::uint8_t* codes) {
+    const __m512 scale = _mm512_set1_ps(absmax);
+    const __m512i low15 = _mm512_set1_epi32(0x7fff);
+    const __m512i low16 = _mm512_set1_epi32(0xffff);
+    const __m512i key_offset = _mm512_set1_epi32(static_cast<int>(t.first_key) - 1);
+    const __m512i last_bucket = _mm512_set1_epi32(static_cast<int>(t.buckets) - 1);
+    const __m512i negative_half = _mm512_set1_epi32(static_cast<int>(t.buckets));
+    const __m512i one = _mm512_set1_epi32(1);
+    const __m512i nan_code = _mm512_set1_epi32(255);
+    const int* words = reinterpret_cast<const int*>(t.bucket_words);
+    std::size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 ratio = _mm512_div_ps(_mm512_loadu_ps(x + i), scale);
+        const __m512i u = _mm512_castps_si512(ratio);
+        const __m512i sign = _mm512_srai_epi32(u, 31); // all ones for a negative ratio
+        // bucket m = 0 below first_key, else min(key - first_key + 1, buckets - 1)
+        const __m512i key = _mm512_and_si512(_mm512_srli_epi32(u, 16), low15);
+        const __m512i m = _mm512_min_epi32(_mm512_max_epi32(_mm512_sub_epi32(key, key_offset), _mm512_setzero_si512()),
+                                           last_bucket);
+        const __m512i word = _mm512_i32gather_epi32(_mm512_add_epi32(m, _mm512_and_si512(sign, negative_half)), words, 4);
+        // code = thresholds below the bucket + (the bucket's threshold < ratio)
+        const __m512i low = _mm512_and_si512(_mm512_xor_si512(u, sign), low16);
+        const __m512i below = _mm512_srli_epi32(word, 16);
+        __m512i code = _mm512_mask_add_epi32(below, _mm512_cmpgt_epi32_mask(low, _mm512_and_si512(word, low16)), below, one);
+        if (!t.is_signed) { // a positive v never becomes 0
+            const __mmask16 lift = _mm512_cmpeq_epi32_mask(code, _mm512_setzero_si512()) &
+                                   _mm512_cmp_ps_mask(ratio, _mm512_setzero_ps(), _CMP_GT_OQ);
+            code = _mm512_mask_mov_epi32(code, lift, one);
+        }
+        code = _mm512_mask_mov_epi32(code, _mm512_cmp_ps_mask(ratio, ratio, _CMP_UNORD_Q), nan_code);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + i), _mm512_cvtepi32_epi8(code));
+    }
+    return i;
+}
+
+//! x[j] = values[codes[j]] * absmax for the largest multiple k of 16 not above n; returns k.
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"))) inline std::size_t
+decode_block_avx512(const dynamic_map_tables& t, const std::uint8_t* codes, std::size_t n, float absmax, float* x) {
+    const __m512 scale = _mm512_set1_ps(absmax);
+    std::size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512i index = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + i)));
+        _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_i32gather_ps(index, t.values, 4), scale));
+    }
+    return i;
+}
+#endif
+
+} // namespace childtune::detail
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
