@@ -162,7 +162,10 @@ TEST_CASE("a block's absmax is the plain loop's, NaNs not counted, at every leng
     std::mt19937 rng(3);
     std::normal_distribution<float> normal;
     const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
-    for (std::size_t n = 0; n <= 40; ++n)
+    std::vector<std::size_t> lengths;
+    for (std::size_t n = 0; n <= 70; ++n) lengths.push_back(n); // every tail of the 4-, 8-, 32- and 64-value loops
+    for (const std::size_t n : {127, 128, 129, 200, 255, 256, 257}) lengths.push_back(n);
+    for (const std::size_t n : lengths)
         for (int trial = 0; trial < 20; ++trial) {
             std::vector<float> x(n);
             for (auto& v : x) v = normal(rng);
@@ -173,6 +176,23 @@ TEST_CASE("a block's absmax is the plain loop's, NaNs not counted, at every leng
             for (float v : x) plain = std::max(plain, std::fabs(v));
             CAPTURE(n, trial);
             REQUIRE(std::bit_cast<std::uint32_t>(block_absmax(x.data(), n)) == std::bit_cast<std::uint32_t>(plain));
+#if CHILDTUNE_HAS_AVX2_DISPATCH
+            // Each instruction set's loop on its own (block_absmax takes the widest).
+            auto vector_part = [&](std::size_t done, float m) {
+                for (std::size_t i = done; i < n; ++i) m = std::max(m, std::fabs(x[i]));
+                return std::bit_cast<std::uint32_t>(m);
+            };
+            float m = 0.0f;
+            if (cpu_supports(cpu_isa::avx2)) {
+                const std::size_t done = absmax_avx2(x.data(), n, m);
+                REQUIRE(vector_part(done, m) == std::bit_cast<std::uint32_t>(plain));
+            }
+            m = 0.0f;
+            if (cpu_supports(cpu_isa::avx512)) {
+                const std::size_t done = absmax_avx512(x.data(), n, m);
+                REQUIRE(vector_part(done, m) == std::bit_cast<std::uint32_t>(plain));
+            }
+#endif
         }
 }
 

@@ -197,26 +197,32 @@ inline const dynamic_map& unsigned_dynamic_map() {
     return m;
 }
 
-//! The largest |x[i]|, NaNs not counted (0 when there is none). Eight running
-//! maxima instead of one: a single chain of max instructions costs their
-//! latency per element. max(m, v) = (m < v ? v : m) keeps m for a NaN v in
-//! every form (SSE2's maxps(v, m) is `v > m ? v : m`), and the maximum of a set
-//! does not depend on the order it is taken in, so the result is the plain
-//! loop's.
+//! The largest |x[i]|, NaNs not counted (0 when there is none). Several
+//! running maxima instead of one (AVX-512: four of 16 lanes, AVX2: four of 8,
+//! then SSE2: two of 4, then the plain loop for the rest): a single chain of
+//! max instructions costs their latency per element. max(m, v) = (m < v ? v : m)
+//! keeps m for a NaN v in every form (maxps(v, m) is `v > m ? v : m`), and the
+//! maximum of a set does not depend on the order it is taken in, so the result
+//! is the plain loop's.
 inline float block_absmax(const float* x, std::size_t n) {
     std::size_t i = 0;
     float absmax = 0.0f;
+#if CHILDTUNE_HAS_AVX2_DISPATCH
+    const cpu_isa isa = best_cpu_isa();
+    if (isa >= cpu_isa::avx512) i = absmax_avx512(x, n, absmax);
+    else if (isa >= cpu_isa::avx2) i = absmax_avx2(x, n, absmax);
+#endif
 #if CHILDTUNE_HAS_SSE2
-    const __m128 magnitude = _mm_castsi128_ps(_mm_set1_epi32(0x7FFFFFFF));
-    __m128 m0 = _mm_setzero_ps(), m1 = _mm_setzero_ps();
-    for (; i + 8 <= n; i += 8) {
-        m0 = _mm_max_ps(_mm_and_ps(_mm_loadu_ps(x + i), magnitude), m0);
-        m1 = _mm_max_ps(_mm_and_ps(_mm_loadu_ps(x + i + 4), magnitude), m1);
+    if (i + 8 <= n) {
+        const __m128 magnitude = _mm_castsi128_ps(_mm_set1_epi32(0x7FFFFFFF));
+        __m128 m0 = _mm_set1_ps(absmax), m1 = m0;
+        for (; i + 8 <= n; i += 8) {
+            m0 = _mm_max_ps(_mm_and_ps(_mm_loadu_ps(x + i), magnitude), m0);
+            m1 = _mm_max_ps(_mm_and_ps(_mm_loadu_ps(x + i + 4), magnitude), m1);
+        }
+        const __m128 m = _mm_max_ps(m0, m1), half = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        absmax = _mm_cvtss_f32(_mm_max_ss(half, _mm_shuffle_ps(half, half, 1)));
     }
-    alignas(16) float lanes[8];
-    _mm_store_ps(lanes, m0);
-    _mm_store_ps(lanes + 4, m1);
-    for (const float v : lanes) absmax = std::max(absmax, v);
 #endif
     for (; i < n; ++i) absmax = std::max(absmax, std::fabs(x[i]));
     return absmax;

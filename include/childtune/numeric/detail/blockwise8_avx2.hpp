@@ -34,6 +34,27 @@ struct dynamic_map_tables {
 };
 
 #if CHILDTUNE_HAS_AVX2_DISPATCH
+//! The largest |x[j]|, NaNs not counted, over the largest multiple k of 32 not
+//! above n, folded into `absmax`; returns k. Four running maxima of eight lanes,
+//! each max(|x|, m), which keeps m for a NaN x (numeric/blockwise8.hpp's
+//! block_absmax gives the reasoning; the order of a maximum does not matter).
+__attribute__((target("avx2"))) inline std::size_t absmax_avx2(const float* x, std::size_t n, float& absmax) {
+    const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 m0 = _mm256_set1_ps(absmax), m1 = m0, m2 = m0, m3 = m0;
+    std::size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        m0 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i), magnitude), m0);
+        m1 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i + 8), magnitude), m1);
+        m2 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i + 16), magnitude), m2);
+        m3 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i + 24), magnitude), m3);
+    }
+    const __m256 m = _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3));
+    const __m128 half = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    const __m128 quarter = _mm_max_ps(half, _mm_movehl_ps(half, half));
+    absmax = _mm_cvtss_f32(_mm_max_ss(quarter, _mm_shuffle_ps(quarter, quarter, 1)));
+    return i;
+}
+
 //! Codes of x[0 .. k) / absmax for the largest multiple k of 8 not above n; returns k.
 __attribute__((target("avx2"))) inline std::size_t encode_block_avx2(const dynamic_map_tables& t, const float* x,
                                                                       std::size_t n, float absmax, std::uint8_t* codes) {

@@ -17,15 +17,40 @@
 
 // GCC 12's AVX-512 intrinsics fill their unused "undefined" operand with a
 // vector initialised from itself (`__m512i __Y = __Y;`), which its own
-// -Wmaybe-uninitialized then reports at every inlined call.
+// -Wmaybe-uninitialized and -Wuninitialized then report at inlined calls.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 namespace childtune::detail {
 
 #if CHILDTUNE_HAS_AVX2_DISPATCH
+//! The largest |x[j]|, NaNs not counted, over the largest multiple k of 64 not
+//! above n, folded into `absmax`; returns k. Four running maxima of sixteen
+//! lanes, each max(|x|, m), which keeps m for a NaN x (numeric/blockwise8.hpp's
+//! block_absmax gives the reasoning; the order of a maximum does not matter).
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"))) inline std::size_t
+absmax_avx512(const float* x, std::size_t n, float& absmax) {
+    const __m512i magnitude = _mm512_set1_epi32(0x7fffffff);
+    __m512 m0 = _mm512_set1_ps(absmax), m1 = m0, m2 = m0, m3 = m0;
+    std::size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        m0 = _mm512_max_ps(_mm512_castsi512_ps(_mm512_and_si512(_mm512_loadu_si512(x + i), magnitude)), m0);
+        m1 = _mm512_max_ps(_mm512_castsi512_ps(_mm512_and_si512(_mm512_loadu_si512(x + i + 16), magnitude)), m1);
+        m2 = _mm512_max_ps(_mm512_castsi512_ps(_mm512_and_si512(_mm512_loadu_si512(x + i + 32), magnitude)), m2);
+        m3 = _mm512_max_ps(_mm512_castsi512_ps(_mm512_and_si512(_mm512_loadu_si512(x + i + 48), magnitude)), m3);
+    }
+    // A tree of maxima across the lanes (a chain of sixteen scalar ones costs their latency).
+    const __m512 m = _mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3));
+    const __m256 half = _mm256_max_ps(_mm512_castps512_ps256(m), _mm512_extractf32x8_ps(m, 1));
+    const __m128 quarter = _mm_max_ps(_mm256_castps256_ps128(half), _mm256_extractf128_ps(half, 1));
+    const __m128 eighth = _mm_max_ps(quarter, _mm_movehl_ps(quarter, quarter));
+    absmax = _mm_cvtss_f32(_mm_max_ss(eighth, _mm_shuffle_ps(eighth, eighth, 1)));
+    return i;
+}
+
 //! Codes of x[0 .. k) / absmax for the largest multiple k of 16 not above n; returns k.
 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"))) inline std::size_t
 encode_block_avx512(const dynamic_map_tables& t, const float* x, std::size_t n, float absmax, std::uint8_t* codes) {
