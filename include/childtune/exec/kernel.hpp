@@ -20,8 +20,10 @@
 //! - compact Child-Tuning_D: only the kept elements of a fixed mask, in order;
 //!   each word's state is expanded into a 64-element scratch block (zeros for the
 //!   masked elements), the word is stepped as in the full layout, and the kept
-//!   elements' state is compressed back. The arithmetic is the full layout's on
-//!   the same inputs, so results are bit-identical (tested).
+//!   elements' state is compressed back (in vector lanes in the AVX2 kernel,
+//!   with AVX-512 where the CPU has it: exec/detail/compact_moves.hpp). The
+//!   arithmetic is the full layout's on the same inputs, so results are
+//!   bit-identical (tested).
 //!
 //! Passes: `update` runs the rule's `apply`. Rules with a per-tensor phase
 //! (update_rule::reduction_count > 0, e.g. LAMB's trust ratio) first run a
@@ -35,6 +37,7 @@
 //! would fuse `a*b + c` there and only there, so results would depend on the CPU.
 
 #include <childtune/config.hpp>
+#include <childtune/exec/detail/compact_moves.hpp>
 #include <childtune/exec/detail/simd.hpp>
 #include <childtune/exec/dispatch.hpp>
 #include <childtune/update/masking.hpp>
@@ -83,6 +86,60 @@ struct vector_for {
 #endif
 };
 
+//! Whether the compact layout's expand and compress run in vector lanes
+//! (exec/detail/compact_moves.hpp): float state in the AVX2 kernel, which calls
+//! the AVX-512 moves where the CPU has them.
+template <class V, class S>
+constexpr bool compact_moves_in_lanes() {
+    return CHILDTUNE_HAS_AVX2_DISPATCH && std::is_same_v<S, float> && sizeof(V) == 32;
+}
+
+//! blocks[64 b .. 64 b + 64) = the kept state of word `bits` (from state[b] +
+//! first_kept, contiguous), 0 elsewhere, for b < buffers; `avx512`: the CPU has it.
+template <class V, class S>
+CHILDTUNE_ALWAYS_INLINE void expand_kept_state(S* const* state, std::size_t buffers, std::size_t first_kept,
+                                               std::uint64_t bits, S* blocks, bool avx512) {
+#if CHILDTUNE_HAS_AVX2_DISPATCH
+    if constexpr (compact_moves_in_lanes<V, S>()) {
+        const float* kept[max_rule_state_buffers] = {};
+        for (std::size_t b = 0; b < buffers; ++b) kept[b] = state[b] + first_kept;
+        if (avx512) expand_words_avx512(kept, buffers, bits, blocks);
+        else
+            for (std::size_t b = 0; b < buffers; ++b) expand_word_avx2(kept[b], bits, blocks + 64 * b);
+        return;
+    }
+#endif
+    (void)avx512;
+    for (std::size_t b = 0; b < buffers; ++b) {
+        S* const block = blocks + 64 * b;
+        const S* kept = state[b] + first_kept;
+        std::fill_n(block, 64, S(0));
+        for (std::uint64_t rest = bits; rest != 0; rest &= rest - 1) block[std::countr_zero(rest)] = *kept++;
+    }
+}
+
+//! The inverse: the lanes of each block kept by `bits`, in order, to state[b] + first_kept.
+template <class V, class S>
+CHILDTUNE_ALWAYS_INLINE void compress_kept_state(const S* blocks, std::size_t buffers, std::uint64_t bits, S* const* state,
+                                                 std::size_t first_kept, bool avx512) {
+#if CHILDTUNE_HAS_AVX2_DISPATCH
+    if constexpr (compact_moves_in_lanes<V, S>()) {
+        float* kept[max_rule_state_buffers] = {};
+        for (std::size_t b = 0; b < buffers; ++b) kept[b] = state[b] + first_kept;
+        if (avx512) compress_words_avx512(blocks, buffers, bits, kept);
+        else
+            for (std::size_t b = 0; b < buffers; ++b) compress_word_avx2(blocks + 64 * b, bits, kept[b]);
+        return;
+    }
+#endif
+    (void)avx512;
+    for (std::size_t b = 0; b < buffers; ++b) {
+        const S* const block = blocks + 64 * b;
+        S* kept = state[b] + first_kept;
+        for (std::uint64_t rest = bits; rest != 0; rest &= rest - 1) *kept++ = block[std::countr_zero(rest)];
+    }
+}
+
 template <class Rule, element_pass Pass, std::size_t Buffers, class V, class K, class S, class P>
 CHILDTUNE_ALWAYS_INLINE void step_lanes(const typename Rule::template step_constants<S>& c, const element_mask<K, V>& e,
                                         P* param, const P* grad, S* const* s, std::size_t i,
@@ -116,6 +173,7 @@ CHILDTUNE_ALWAYS_INLINE void run_element_pass(const pass_arguments<Rule, S>& a, 
                                      a.keep_probability != S(1));
     alignas(64) S scratch[Buffers > 0 ? Buffers : 1][64];
     alignas(64) S terms[reductions > 0 ? reductions : 1][64];
+    const bool avx512_moves = compact_moves_in_lanes<V, S>() && a.kept_before && best_cpu_isa() >= cpu_isa::avx512;
 
     for (std::size_t w = begin; w < end; w += 64) {
         const std::size_t n = std::min<std::size_t>(64, end - w);
@@ -124,12 +182,8 @@ CHILDTUNE_ALWAYS_INLINE void run_element_pass(const pass_arguments<Rule, S>& a, 
         // scratch block holding the kept elements' state at their positions.
         S* s[max_rule_state_buffers] = {};
         if (a.kept_before) {
-            for (std::size_t b = 0; b < Buffers; ++b) {
-                std::fill_n(scratch[b], 64, S(0));
-                std::size_t k = a.kept_before[w / 64];
-                for (std::uint64_t rest = bits; rest != 0; rest &= rest - 1) scratch[b][std::countr_zero(rest)] = x.state[b][k++];
-                s[b] = scratch[b];
-            }
+            expand_kept_state<V>(x.state, Buffers, a.kept_before[w / 64], bits, &scratch[0][0], avx512_moves);
+            for (std::size_t b = 0; b < Buffers; ++b) s[b] = scratch[b];
         } else {
             for (std::size_t b = 0; b < Buffers; ++b) s[b] = x.state[b] + w;
         }
@@ -174,10 +228,7 @@ CHILDTUNE_ALWAYS_INLINE void run_element_pass(const pass_arguments<Rule, S>& a, 
 
         if (a.kept_before) {
             const std::uint64_t kept = a.words ? a.words[(w - begin) / 64] : ~std::uint64_t{0};
-            for (std::size_t b = 0; b < Buffers; ++b) {
-                std::size_t k = a.kept_before[w / 64];
-                for (std::uint64_t rest = kept; rest != 0; rest &= rest - 1) x.state[b][k++] = scratch[b][std::countr_zero(rest)];
-            }
+            compress_kept_state<V>(&scratch[0][0], Buffers, kept, x.state, a.kept_before[w / 64], avx512_moves);
         }
         for (std::size_t q = 0; q < reductions; ++q) { // the block's sums, in element order
             double sum = 0.0;
