@@ -21,14 +21,14 @@
 //! float thresholds: each midpoint, computed exactly in double, rounded down to
 //! a float, since for a float x "x > midpoint" is "x > that float". A table
 //! indexed by the upper 16 bits of x's float encoding gives the number of
-//! thresholds below x's bucket, and two comparisons finish it, because no bucket
-//! holds more than two thresholds (checked when the map is built). A NaN (a
-//! state that overflowed) encodes as code 255.
+//! thresholds below x's bucket, and two comparisons finish it, since no bucket
+//! holds more than two thresholds (the published maps hold at most one per
+//! bucket, and none in the two buckets that span several upper halves: checked
+//! when the map is built). A NaN (a state that overflowed) encodes as code 255.
 //! The vector encoders (numeric/detail/blockwise8_avx2.hpp, _avx512.hpp) read
 //! one 32-bit word per bucket instead: the count below it in the upper half and,
-//! in the lower half, the lower 16 bits of the one threshold inside it (every
-//! bucket of the published maps holds at most one, also checked): within a
-//! bucket all floats share their upper 16 bits, so "threshold < x" is a
+//! in the lower half, the lower 16 bits of the one threshold inside it: within
+//! a bucket all floats share their upper 16 bits, so "threshold < x" is a
 //! comparison of the lower halves (reversed for negative x). One gather per
 //! value instead of three; the codes are the scalar encoder's, which stays the
 //! definition (tests/numeric/blockwise8.cpp compares them).
@@ -142,7 +142,7 @@ public:
     std::uint8_t zero_code() const { return zero_; }
     //! The encoder's thresholds: each midpoint rounded down to a float, then two +inf.
     const std::array<float, 257>& thresholds() const { return thresholds_; }
-    //! The tables the vector encoders and decoders read (numeric/detail/blockwise8_avx2.hpp).
+    //! The tables the vector encoders and decoders read (numeric/detail/blockwise8_avx2.hpp, _avx512.hpp).
     dynamic_map_tables tables() const {
         return {bucket_words_.data(), values_.data(), first_key, static_cast<std::uint32_t>(buckets), signed_};
     }
