@@ -1,4 +1,5 @@
 #include "reference/naive_optimizers.hpp"
+#include "support/file_surgery.hpp"
 
 #include <childtune/optimizer.hpp>
 #include <childtune/update/adamw.hpp>
@@ -248,6 +249,14 @@ TEST_CASE("state files: truncated, corrupt, foreign or mismatched files are refu
     edited[good.size() / 2] = static_cast<char>(edited[good.size() / 2] ^ 1);
     require_rejected(opt, m, [&] { std::stringstream in(edited); opt.load(in); }, {"optimizer state"});
     require_rejected(opt, m, [&] { std::stringstream in(std::string(200, 'x')); opt.load(in); }, {"bad magic"});
+    // A second file glued behind the first, under one checksum over both.
+    const std::string glued = "optimizer state is corrupt: " + std::to_string(good.size() + 8) + " bytes follow its checksum";
+    require_rejected(opt, m,
+                     [&] {
+                         std::stringstream in(test_support::with_bytes_after_checksum(good, good));
+                         opt.load(in);
+                     },
+                     {glued.c_str()});
 
     std::stringstream sgd_state;
     {

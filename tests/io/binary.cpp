@@ -94,3 +94,29 @@ TEST_CASE("binary writers report a failing stream", "[io]") {
     binary_writer w(s);
     CHECK_THROWS_WITH(w.value<std::uint32_t>(1), Catch::Contains("writing failed"));
 }
+
+TEST_CASE("binary readers: finish_file() requires the stream to end at the checksum, finish() does not", "[io]") {
+    std::stringstream s;
+    binary_writer w(s);
+    w.header("TESTFMT\1", 1);
+    w.value<std::uint32_t>(7);
+    w.finish();
+    const std::string file = s.str();
+    const auto read = [](const std::string& bytes, bool whole_file) {
+        std::stringstream in(bytes);
+        binary_reader r(in, "test file");
+        r.header("TESTFMT\1", 1);
+        CHECK(r.value<std::uint32_t>() == 7);
+        if (whole_file)
+            r.finish_file();
+        else
+            r.finish();
+    };
+    read(file, true);
+    // A header followed by another record in the same stream (the sharded
+    // optimizer's files) is read with finish().
+    read(file + "next record", false);
+    CHECK_THROWS_WITH(read(file + "x", true), Catch::Contains("test file is corrupt: 1 byte follows its checksum"));
+    CHECK_THROWS_WITH(read(file + std::string(4096, '\0'), true),
+                      Catch::Contains("test file is corrupt: 4096 bytes follow its checksum"));
+}

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "support/error_matcher.hpp"
+#include "support/file_surgery.hpp"
 
 using namespace childtune;
 
@@ -90,6 +91,11 @@ TEST_CASE("mask file: damaged, foreign and inconsistent scores files are refused
                Catch::Contains("scores file is corrupt: the byte at offset 30"));
     CHECK_THAT(message_of([&] { std::istringstream in(good.substr(0, 20)); (void)score_set<double>::load(in); }),
                Catch::Contains("scores file"));
+    CHECK_THAT(message_of([&] {
+                   std::istringstream in(test_support::with_bytes_after_checksum(good, "more"));
+                   (void)score_set<double>::load(in);
+               }),
+               Catch::Contains("scores file is corrupt: 12 bytes follow its checksum"));
     std::ostringstream mask;
     mask_set().save(mask);
     CHECK_THAT(message_of([&] { std::istringstream in(mask.str()); (void)score_set<double>::load(in); }),

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "support/file_surgery.hpp"
+
 using childtune::bit_mask;
 using childtune::mask_set;
 
@@ -120,12 +122,15 @@ TEST_CASE("mask_set save/load round-trips and rejects damaged files", "[mask][ma
         // damaged byte, reported with its offset).
         std::string newer = bytes;
         newer[8] = 2;
-        childtune::detail::checksum64 sum;
-        sum.update(newer.data(), newer.size() - 8);
-        const std::uint64_t h = sum.value();
-        newer.replace(newer.size() - 8, 8, reinterpret_cast<const char*>(&h), 8);
-        std::stringstream in(newer);
+        std::stringstream in(test_support::with_checksum_recomputed(newer));
         CHECK_THROWS_WITH(mask_set::load(in), Catch::Contains("version 2 is not supported"));
+    }
+    SECTION("bytes after the checksum are refused, even under a checksum recomputed over all of them") {
+        for (const std::string& extra : {std::string("CTMASK\0\1"), std::string(1, '\0'), std::string(100, 'x')}) {
+            std::stringstream in(test_support::with_bytes_after_checksum(bytes, extra));
+            REQUIRE_THROWS_WITH(mask_set::load(in), Catch::Contains("mask file is corrupt: " + std::to_string(extra.size() + 8) +
+                                                                    " bytes follow its checksum"));
+        }
     }
     SECTION("a forged huge length fails without allocating") {
         std::string forged = bytes.substr(0, 12 + 8); // header + count

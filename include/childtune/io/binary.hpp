@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstring>
 #include <istream>
+#include <limits>
 #include <ostream>
 #include <span>
 #include <string>
@@ -207,6 +208,21 @@ public:
         in_.read(reinterpret_cast<char*>(&stored), sizeof stored);
         if (in_.gcount() != sizeof stored) fail(what_ + " is truncated (no checksum)");
         if (byteswap_if_big(stored) != expected) fail(what_ + " is corrupt: checksum mismatch");
+    }
+    //! finish(), then the end of the stream: a whole file (read to its end by
+    //! verified_input) ends with its checksum. Without this check a valid file
+    //! followed by anything, under a checksum recomputed over both, would load
+    //! and then save back to other bytes.
+    void finish_file() {
+        finish();
+        if (in_.peek() == std::istream::traits_type::eof()) {
+            in_.clear();
+            return;
+        }
+        in_.ignore(std::numeric_limits<std::streamsize>::max());
+        const auto extra = in_.gcount();
+        fail(what_ + " is corrupt: " + std::to_string(extra) + (extra == 1 ? " byte follows" : " bytes follow") +
+             " its checksum (a file ends with it)");
     }
     const std::string& what() const { return what_; }
 

@@ -105,7 +105,7 @@ public:
                 detail::fail("scores file: tensor '" + name + "' claims an impossible size (" + std::to_string(size) + ")");
             set.add(std::move(name), r.array_untrusted<Score>(size));
         }
-        r.finish();
+        r.finish_file();
         return set;
     }
     //! Saves to `path` crash-safely (io/atomic_file.hpp).

@@ -154,7 +154,7 @@ staged_state<Rule> read_state_file(std::istream& in, const registry<Rule>& r, bo
                                                      : read_state_buffer(reader, t.state_type, elements));
         }
     }
-    reader.finish();
+    reader.finish_file();
     next.set_step_count(preamble.steps);
     next.set_masking(preamble.masking);
     next.set_default_mask_unchecked(std::move(preamble.mask));

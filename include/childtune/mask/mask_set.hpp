@@ -107,7 +107,7 @@ public:
         detail::binary_reader r(verified.stream(), "mask file");
         r.header(magic, format_version);
         mask_set set = detail::read_mask_entries(r);
-        r.finish();
+        r.finish_file();
         return set;
     }
     //! Saves to `path` crash-safely (io/atomic_file.hpp).
