@@ -147,7 +147,7 @@ CHILDTUNE_ALWAYS_INLINE void step_lanes(const typename Rule::template step_const
     V p = load(static_cast<V*>(nullptr), param + i);
     const V g = load(static_cast<V*>(nullptr), grad + i);
     V state[rule_state_slots<Rule>()] = {};
-    for (std::size_t b = 0; b < Buffers; ++b) state[b] = load(static_cast<V*>(nullptr), s[b] + i);
+    for (std::size_t b = 0; b != Buffers; ++b) state[b] = load(static_cast<V*>(nullptr), s[b] + i);
     if constexpr (Pass == element_pass::update) {
         Rule::apply(c, e, p, g, state);
         store(param + i, p);
@@ -156,10 +156,12 @@ CHILDTUNE_ALWAYS_INLINE void step_lanes(const typename Rule::template step_const
         Rule::reduce(c, e, p, g, state, t);
         for (std::size_t r = 0; r < rule_reduction_count<Rule>(); ++r) store(terms + r * term_stride + i, t[r]);
     }
-    for (std::size_t b = 0; b < Buffers; ++b) store(s[b] + i, state[b]);
+    for (std::size_t b = 0; b != Buffers; ++b) store(s[b] + i, state[b]);
 }
 
 //! The pass over elements [begin, end) of one tensor; `begin` is a multiple of 64.
+//! (Loops over the Buffers and reductions count with != : both can be 0, and
+//! nvcc's front end rejects `b < 0` as a pointless comparison under -Werror.)
 template <class Rule, element_pass Pass, std::size_t Buffers, class V, class S, class P>
 CHILDTUNE_ALWAYS_INLINE void run_element_pass(const pass_arguments<Rule, S>& a, step_operands<P, S> x,
                                               std::size_t begin, std::size_t end) {
@@ -183,9 +185,9 @@ CHILDTUNE_ALWAYS_INLINE void run_element_pass(const pass_arguments<Rule, S>& a, 
         S* s[max_rule_state_buffers] = {};
         if (a.kept_before) {
             expand_kept_state<V>(x.state, Buffers, a.kept_before[w / 64], bits, &scratch[0][0], avx512_moves);
-            for (std::size_t b = 0; b < Buffers; ++b) s[b] = scratch[b];
+            for (std::size_t b = 0; b != Buffers; ++b) s[b] = scratch[b];
         } else {
-            for (std::size_t b = 0; b < Buffers; ++b) s[b] = x.state[b] + w;
+            for (std::size_t b = 0; b != Buffers; ++b) s[b] = x.state[b] + w;
         }
         P* const param = x.param + w;
         const P* const grad = x.grad + w;
@@ -215,22 +217,22 @@ CHILDTUNE_ALWAYS_INLINE void run_element_pass(const pass_arguments<Rule, S>& a, 
             std::copy_n(param + j, r, tp);
             std::copy_n(grad + j, r, tg);
             S* padded[max_rule_state_buffers] = {};
-            for (std::size_t b = 0; b < Buffers; ++b) {
+            for (std::size_t b = 0; b != Buffers; ++b) {
                 std::copy_n(s[b] + j, r, ts[b]);
                 padded[b] = ts[b];
             }
             step_lanes<Rule, Pass, Buffers, V>(c, plan(lane_mask(static_cast<V*>(nullptr), bits)), tp, tg, padded, 0,
                                                &tt[0][0], lanes);
             if constexpr (Pass == element_pass::update) std::copy_n(tp, r, param + j);
-            for (std::size_t b = 0; b < Buffers; ++b) std::copy_n(ts[b], r, s[b] + j);
-            for (std::size_t q = 0; q < reductions; ++q) std::copy_n(tt[q], r, terms[q] + j);
+            for (std::size_t b = 0; b != Buffers; ++b) std::copy_n(ts[b], r, s[b] + j);
+            for (std::size_t q = 0; q != reductions; ++q) std::copy_n(tt[q], r, terms[q] + j);
         }
 
         if (a.kept_before) {
             const std::uint64_t kept = a.words ? a.words[(w - begin) / 64] : ~std::uint64_t{0};
             compress_kept_state<V>(&scratch[0][0], Buffers, kept, x.state, a.kept_before[w / 64], avx512_moves);
         }
-        for (std::size_t q = 0; q < reductions; ++q) { // the block's sums, in element order
+        for (std::size_t q = 0; q != reductions; ++q) { // the block's sums, in element order
             double sum = 0.0;
             for (std::size_t i = 0; i < n; ++i) sum += static_cast<double>(terms[q][i]);
             a.block_sums[(w - begin) / 64 * reductions + q] = sum;
