@@ -5,7 +5,10 @@
 # dense / Child-Tuning_F / Child-Tuning_D AdamW steps at N = 1e9 in fp32 and in
 # bf16 with fp32 state against a device-to-device copy; the Fisher accumulation
 # and top-p selection at N = 1e9 against a read pass and a sort), and prints a
-# summary. JSON and logs go to $OUT_DIR (default build/gpu/results).
+# summary. Where python3 has a CUDA PyTorch, bench/python/gpu_torch_adamw.py then
+# times PyTorch's fused and foreach AdamW and the published Child-Tuning_F step at
+# the same N on the same card, and the summary gives childtune's time over each.
+# JSON and logs go to $OUT_DIR (default build/gpu/results).
 #
 #   ./scripts/gpu-check.sh               full run (a few minutes; ~17 GB of GPU memory)
 #   SMOKE=1 ./scripts/gpu-check.sh       small N: checks that everything runs
@@ -14,7 +17,9 @@
 # Catch2 2.x and Google Benchmark (point CMAKE_PREFIX_PATH at them when they are
 # not installed system-wide). Installs nothing: GPU machines are often offline.
 # PREBUILT=<dir> runs test_adapters_thrust_cuda_{step,fisher,optimizer} and
-# bench_gpu_{step,fisher_select} from <dir> instead of building them.
+# bench_gpu_{step,fisher_select} from <dir> instead of building them (built
+# elsewhere for this GPU: CUDA_ARCHITECTURES, and LD_LIBRARY_PATH for their
+# libraries). TEST_TIMEOUT (seconds, default 600) bounds each test program.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,7 +61,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max
 
 echo "=== CUDA tests ==="
 for t in step fisher optimizer; do
-  if "$bin/test_adapters_thrust_cuda_$t" >"$out/test_$t.log" 2>&1; then
+  if timeout "${TEST_TIMEOUT:-600}" "$bin/test_adapters_thrust_cuda_$t" >"$out/test_$t.log" 2>&1; then
     echo "test_adapters_thrust_cuda_$t: $(tail -2 "$out/test_$t.log" | head -1)"
   else
     status=1
@@ -76,6 +81,14 @@ for b in gpu_step gpu_fisher_select; do
       --benchmark_out_format=json >"$out/$b.log" 2>&1 || { status=1; echo "bench_$b FAILED"; tail -20 "$out/$b.log"; }
 done
 
+echo "=== PyTorch's AdamW on the same card ==="
+if python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+  python3 bench/python/gpu_torch_adamw.py ${SMOKE:+--n 1048576} --json "$out/torch_adamw.json" 2>&1 \
+    | tee "$out/torch_adamw.log" || status=1
+else
+  echo "skipped: python3 has no PyTorch that sees a CUDA device"
+fi
+
 echo "=== summary ==="
 python3 - "$out" <<'PY'
 import json, os, sys
@@ -93,5 +106,19 @@ for name in ("gpu_step", "gpu_fisher_select"):
             continue
         extra = "  ".join(f"{k}={b[k]:.4g}" for k in ("GB/s", "x_copy", "x_read", "held_GB", "kept_frac") if k in b)
         print(f"  {b['name']:<42} {b['real_time']:10.3f} {b['time_unit']}  {extra}")
+# childtune's step time over PyTorch's on the same tensors' shape (one tensor of N
+# elements; both programs at the same N).
+step, torch_path = os.path.join(out, "gpu_step.json"), os.path.join(out, "torch_adamw.json")
+if os.path.exists(step) and os.path.exists(torch_path):
+    ours = {b["name"]: b["real_time"] for b in json.load(open(step))["benchmarks"]
+            if not b.get("error_occurred") and b.get("time_unit") == "ms"}
+    peer = json.load(open(torch_path))
+    theirs = {r["name"]: r["ms"] for r in peer["results"]}
+    print(f"childtune time / PyTorch time (torch {peer['torch']}, N = {peer['n']}; below 1: childtune is faster)")
+    for mine, other in (("adamw/fp32/dense", "torch/adamw_fused/fp32"), ("adamw/fp32/dense", "torch/adamw_foreach/fp32"),
+                        ("adamw/fp32/ct_f", "published/ct_f/fp32"), ("adamw/fp32/ct_f", "torch/adamw_fused/fp32"),
+                        ("adamw/bf16/dense", "torch/adamw_fused/bf16")):
+        if mine in ours and other in theirs:
+            print(f"  {mine:<20} / {other:<26} {ours[mine] / theirs[other]:.3f}")
 PY
 exit $status
