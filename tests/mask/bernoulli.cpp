@@ -124,6 +124,22 @@ TEST_CASE("Bernoulli runs of keep words equal bits64 at aligned and unaligned st
     }
 }
 
+TEST_CASE("Bernoulli keep_octet gives keep() of elements i + 16k at every start, offset, definition and p", "[mask][bernoulli]") {
+    const std::uint32_t version = GENERATE(1u, 2u);
+    for (const double p : {0.3, 0.5, 1.0}) {
+        const bernoulli b{p, 99, version};
+        for (std::uint64_t offset : {0u, 5u, 16u, 128u, 1001u}) {
+            const auto view = b.view(7, 3, offset);
+            for (std::uint64_t i = 0; i < 600; ++i) {
+                unsigned expected = 0;
+                for (unsigned k = 0; k < 8; ++k) expected |= static_cast<unsigned>(view.keep(i + 16 * k)) << k;
+                INFO("version " << version << ", p " << p << ", offset " << offset << ", i " << i);
+                REQUIRE(view.keep_octet(i) == expected);
+            }
+        }
+    }
+}
+
 TEST_CASE("Bernoulli: a shard's view with an offset sees the whole tensor's decisions", "[mask][bernoulli]") {
     const bernoulli b{0.25, 1, GENERATE(1u, 2u)};
     const auto whole = b.view(5, 2);

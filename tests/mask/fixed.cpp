@@ -63,6 +63,24 @@ TEST_CASE("fixed_view bit words equal single-bit reads at every offset", "[mask]
     CHECK(childtune::fixed_view(m).bits64(1000) == 0);
 }
 
+TEST_CASE("fixed_view keep_octet gives keep() of elements i + 16k, 0 past the mask's end, reading no word past it",
+          "[mask][fixed]") {
+    for (const std::size_t size : {1u, 64u, 130u, 300u}) {
+        const auto m = random_mask(size, 0.5, 11);
+        for (std::uint64_t offset : {0u, 1u, 16u, 63u, 64u, 65u}) {
+            if (offset >= size) continue;
+            const childtune::fixed_view v(m, offset);
+            for (std::uint64_t i = 0; i + offset < size; ++i) {
+                unsigned expected = 0;
+                for (unsigned k = 0; k < 8 && i + offset + 16 * k < size; ++k)
+                    expected |= static_cast<unsigned>(v.keep(i + 16 * k)) << k;
+                INFO("size " << size << ", offset " << offset << ", i " << i);
+                REQUIRE(v.keep_octet(i) == expected);
+            }
+        }
+    }
+}
+
 TEST_CASE("fixed policy finds masks by name and checks their size", "[mask][fixed]") {
     const childtune::fixed f{sample_set()};
     CHECK_NOTHROW(f.view("layer.0.bias", 7));

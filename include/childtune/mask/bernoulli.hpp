@@ -98,6 +98,32 @@ public:
         const unsigned j = static_cast<unsigned>(e >> 4) & 7;
         return ((out.w[j & 3] >> (16 * (j >> 2))) & 0xFFFFu) < params_.threshold;
     }
+    //! Decisions of elements i, i + 16, ..., i + 112 as bits 0..7 (the eight a
+    //! thread of the Thrust adapter steps). When element i + offset is among the
+    //! first 16 of its 128-element group they are the eight 16-bit draws of one
+    //! Philox block (version 2) or the draws of two blocks (version 1), so one or
+    //! two blocks serve all eight instead of eight blocks.
+    CHILDTUNE_HD unsigned keep_octet(std::uint64_t i) const {
+        if (all_) return 0xFFu;
+        const std::uint64_t e = i + offset_;
+        unsigned bits = 0;
+        if ((e & 127) < 16) {
+            if (params_.version == 1) {
+                const auto low = block(16 * (e >> 6) + (e & 15)), high = block(16 * ((e >> 6) + 1) + (e & 15));
+                for (unsigned k = 0; k < 4; ++k) {
+                    bits |= static_cast<unsigned>(low.w[k] < params_.threshold) << k;
+                    bits |= static_cast<unsigned>(high.w[k] < params_.threshold) << (k + 4);
+                }
+                return bits;
+            }
+            const auto out = block(16 * (e >> 7) + (e & 15));
+            for (unsigned k = 0; k < 8; ++k)
+                bits |= static_cast<unsigned>(((out.w[k & 3] >> (16 * (k >> 2))) & 0xFFFFu) < params_.threshold) << k;
+            return bits;
+        }
+        for (unsigned k = 0; k < 8; ++k) bits |= static_cast<unsigned>(keep(i + 16 * k)) << k;
+        return bits;
+    }
     //! Keep bits of elements [first, first + 64), bit j for element first + j (CPU path).
     std::uint64_t bits64(std::uint64_t first) const {
         if (all_) return ~std::uint64_t{0};

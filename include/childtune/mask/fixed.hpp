@@ -63,6 +63,24 @@ public:
         const std::uint64_t e = i + offset_;
         return (words_[e >> 6] >> (e & 63)) & 1u;
     }
+    //! Decisions of elements i, i + 16, ..., i + 112 as bits 0..7 (the eight a
+    //! thread of the Thrust adapter steps), from the at most three words they
+    //! span; elements past the mask's end read 0 (no word past it is read).
+    CHILDTUNE_HD unsigned keep_octet(std::uint64_t i) const {
+        const std::uint64_t e = i + offset_, w = e >> 6, words = (size_ + 63) / 64;
+        const unsigned shift = static_cast<unsigned>(e & 63);
+        const std::uint64_t a = w < words ? words_[w] : 0, b = w + 1 < words ? words_[w + 1] : 0,
+                            c = w + 2 < words ? words_[w + 2] : 0;
+        // Bits e .. e + 127 of the mask as two words.
+        const std::uint64_t low = shift == 0 ? a : (a >> shift) | (b << (64 - shift));
+        const std::uint64_t high = shift == 0 ? b : (b >> shift) | (c << (64 - shift));
+        unsigned bits = 0;
+        for (unsigned k = 0; k < 4; ++k) {
+            bits |= static_cast<unsigned>((low >> (16 * k)) & 1u) << k;
+            bits |= static_cast<unsigned>((high >> (16 * k)) & 1u) << (k + 4);
+        }
+        return bits;
+    }
     //! Keep bits of elements [first, first + 64); bits past the mask's end read 0.
     std::uint64_t bits64(std::uint64_t first) const {
         const std::uint64_t e = first + offset_, w = e >> 6, n = (size_ + 63) / 64;

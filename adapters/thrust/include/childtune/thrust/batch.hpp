@@ -3,7 +3,14 @@
 //! The launch of a batched step (step.hpp): tensors share one index space, each
 //! starting at a multiple of `batch_alignment`; one `for_each` covers the space
 //! and each index finds its tensor in a descriptor table copied to the system
-//! once per launch, then runs the rule's scalar definition on its element.
+//! once per launch, then runs the rule's scalar definition on its elements.
+//!
+//! Each index steps eight elements, i, i + 16, ..., i + 112 of one 128-element
+//! group (i among the group's first 16): Child-Tuning_F draws those eight
+//! decisions from one Philox block (mask/bernoulli.hpp, definition 2), so a
+//! thread computes one block where one index per element computed eight, and
+//! the 16 threads of a group still read 16 consecutive elements at each of
+//! their eight accesses (coalesced on a GPU).
 
 #include <childtune/config.hpp>
 #include <childtune/numeric/half.hpp>
@@ -41,7 +48,26 @@ struct tensor_slot {
     childtune::detail::mask_plan<bool, S> plan;
 };
 
-//! The per-index work of a batched step: find the tensor, step one element.
+//! Elements one index steps, `octet_stride` apart within a group of `octet_group`.
+inline constexpr std::uint64_t octet_stride = 16, octet_group = 128, octet_elements = octet_group / octet_stride;
+
+//! Keep decisions of elements i + 16k (k < 8) of a tensor of `size` elements as
+//! bits k: the view's own keep_octet where it has one (one Philox block for
+//! Child-Tuning_F), else keep() per element inside the tensor (a fixed mask's
+//! words end with it).
+template <class MaskView>
+CHILDTUNE_HD_INLINE unsigned keep_octet(const MaskView& mask, std::uint64_t i, std::uint64_t size) {
+    if constexpr (requires { mask.keep_octet(i); }) {
+        return mask.keep_octet(i);
+    } else {
+        unsigned bits = 0;
+        for (unsigned k = 0; k < octet_elements && i + octet_stride * k < size; ++k)
+            bits |= static_cast<unsigned>(mask.keep(i + octet_stride * k)) << k;
+        return bits;
+    }
+}
+
+//! The per-index work of a batched step: find the tensor, step its eight elements.
 template <class Rule, std::size_t Buffers, class P, class S, class MaskView>
 struct batch_element_step {
     const tensor_slot<Rule, P, S, MaskView>* slots;
@@ -49,17 +75,48 @@ struct batch_element_step {
 
     CHILDTUNE_HD void operator()(std::uint64_t index) const {
         using slot = tensor_slot<Rule, P, S, MaskView>;
-        const slot& t = slot_of(slots, count, index, [](const slot& x) { return x.first; });
-        const std::uint64_t i = index - t.first;
+        // Groups of 128 never straddle tensors: tensors start at multiples of 256.
+        const std::uint64_t first = index / octet_stride * octet_group + index % octet_stride;
+        const slot& t = slot_of(slots, count, first, [](const slot& x) { return x.first; });
+        const std::uint64_t i = first - t.first;
         if (i >= t.size) return; // alignment padding
-        S p = childtune::detail::widen<S>(t.param[i]);
-        S state[childtune::detail::rule_state_slots<Rule>()] = {};
-        if constexpr (Buffers > 0)
-            for (std::size_t b = 0; b < Buffers; ++b) state[b] = t.state[b][i];
-        Rule::apply(t.constants, t.plan(t.mask.keep(i)), p, childtune::detail::widen<S>(t.grad[i]), state);
-        t.param[i] = childtune::detail::narrow<P>(p);
-        if constexpr (Buffers > 0)
-            for (std::size_t b = 0; b < Buffers; ++b) t.state[b][i] = state[b];
+        const unsigned keep = keep_octet(t.mask, i, t.size);
+        if (i + octet_stride * (octet_elements - 1) < t.size) {
+            // All eight inside the tensor: every load is issued before any store,
+            // so the eight elements' reads are in flight together (interleaved,
+            // a store to element k could alias a later element's load, and each
+            // thread would wait for memory eight times in a row).
+            S p[octet_elements], g[octet_elements];
+            S state[octet_elements][childtune::detail::rule_state_slots<Rule>()] = {};
+            for (unsigned k = 0; k < octet_elements; ++k) {
+                const std::uint64_t j = i + octet_stride * k;
+                p[k] = childtune::detail::widen<S>(t.param[j]);
+                g[k] = childtune::detail::widen<S>(t.grad[j]);
+                if constexpr (Buffers > 0)
+                    for (std::size_t b = 0; b != Buffers; ++b) state[k][b] = t.state[b][j];
+            }
+            for (unsigned k = 0; k < octet_elements; ++k)
+                Rule::apply(t.constants, t.plan(((keep >> k) & 1u) != 0), p[k], g[k], state[k]);
+            for (unsigned k = 0; k < octet_elements; ++k) {
+                const std::uint64_t j = i + octet_stride * k;
+                t.param[j] = childtune::detail::narrow<P>(p[k]);
+                if constexpr (Buffers > 0)
+                    for (std::size_t b = 0; b != Buffers; ++b) t.state[b][j] = state[k][b];
+            }
+            return;
+        }
+        for (unsigned k = 0; k < octet_elements; ++k) { // the tensor's last, partial group
+            const std::uint64_t j = i + octet_stride * k;
+            if (j >= t.size) break;
+            S p = childtune::detail::widen<S>(t.param[j]);
+            S state[childtune::detail::rule_state_slots<Rule>()] = {};
+            if constexpr (Buffers > 0)
+                for (std::size_t b = 0; b != Buffers; ++b) state[b] = t.state[b][j];
+            Rule::apply(t.constants, t.plan(((keep >> k) & 1u) != 0), p, childtune::detail::widen<S>(t.grad[j]), state);
+            t.param[j] = childtune::detail::narrow<P>(p);
+            if constexpr (Buffers > 0)
+                for (std::size_t b = 0; b != Buffers; ++b) t.state[b][j] = state[b];
+        }
     }
 };
 
@@ -69,8 +126,10 @@ void run_batch(const Policy& policy, const std::vector<tensor_slot<Rule, P, S, M
     const scratch<slot, Policy> table(policy, slots.size(), "the step's descriptor table");
     copy_to_system(policy, slots.data(), slots.size(), table.get());
     const batch_element_step<Rule, Buffers, P, S, MaskView> f{table.get(), static_cast<std::uint32_t>(slots.size())};
+    // `extent` is a multiple of batch_alignment, so of octet_group: every index's
+    // group lies inside it.
     ::thrust::for_each(policy, ::thrust::counting_iterator<std::uint64_t>(0),
-                       ::thrust::counting_iterator<std::uint64_t>(extent), f);
+                       ::thrust::counting_iterator<std::uint64_t>(extent / octet_elements), f);
 }
 
 } // namespace detail

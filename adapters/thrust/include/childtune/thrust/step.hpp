@@ -48,6 +48,7 @@ inline namespace CHILDTUNE_THRUST_SYSTEM_NAMESPACE {
 //! Tensors of a batch start at multiples of this many elements in the batch's
 //! index space (a GPU block's worth, so a block rarely spans two tensors).
 inline constexpr std::uint64_t batch_alignment = 256;
+static_assert(batch_alignment % detail::octet_group == 0, "a thread's 128-element group must not straddle two tensors");
 
 //! One tensor of a batched step, as the caller describes it. All pointers address
 //! memory of the execution policy's system (raw device pointers; a
