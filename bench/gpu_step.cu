@@ -6,7 +6,7 @@
 //   adamw/{fp32,bf16}/{dense,ct_f,ct_d}
 //                              childtune::thrust::step<adamw> (torch flavour, lr 1e-3,
 //                              wd 0.01) over one tensor of N elements
-//   model/adamw/fp32/{dense,ct_f}
+//   model/adamw/fp32/{dense,ct_f,ct_d}
 //                              the same over BERT-large's 393 tensors (~335 M
 //                              parameters) in one batch: the cost of multi-tensor
 //                              batching next to the one-tensor case
@@ -536,6 +536,7 @@ int main(int argc, char** argv) {
         {"adamw/bf16/ct_d", &flat_case<bfloat16, mask_kind::ct_d>},
         {"model/adamw/fp32/dense", &model_case<float, mask_kind::dense>},
         {"model/adamw/fp32/ct_f", &model_case<float, mask_kind::ct_f>},
+        {"model/adamw/fp32/ct_d", &model_case<float, mask_kind::ct_d>},
         {"model/adamw/fp32/dense+memory_check", &model_dense_checked},
     };
     for (const auto& [name, fn] : cases)

@@ -110,7 +110,7 @@ for name in ("gpu_step", "gpu_fisher_select"):
 # elements; both programs at the same N).
 step, torch_path = os.path.join(out, "gpu_step.json"), os.path.join(out, "torch_adamw.json")
 if os.path.exists(step) and os.path.exists(torch_path):
-    ours = {b["name"]: b["real_time"] for b in json.load(open(step))["benchmarks"]
+    ours = {b["name"].removesuffix("/manual_time"): b["real_time"] for b in json.load(open(step))["benchmarks"]
             if not b.get("error_occurred") and b.get("time_unit") == "ms"}
     peer = json.load(open(torch_path))
     theirs = {r["name"]: r["ms"] for r in peer["results"]}
