@@ -89,6 +89,7 @@ struct adam {
     template <class V, class K, class S>
     CHILDTUNE_HD_INLINE static void apply(const step_constants<S>& c, const element_mask<K, V>& e, V& p, const V& gradient, V (&state)[2]) {
         using detail::select;
+        using detail::vdiv;
         using detail::vsqrt;
         V& m = state[0];
         V& v = state[1];
@@ -97,7 +98,7 @@ struct adam {
         m = m * V(c.beta1) + V(c.one_minus_beta1) * g;
         v = v * V(c.beta2) + V(c.one_minus_beta2) * g * g;
         const V denom = vsqrt(v) / V(c.bc2_sqrt) + V(c.eps);
-        const V delta = V(c.neg_step_size) * m / denom;
+        const V delta = vdiv(V(c.neg_step_size) * m, denom);
         p = select(e.update_kept, p + e.rescaled_update(delta), p);
     }
 };

@@ -124,8 +124,9 @@ struct lamb {
     CHILDTUNE_HD_INLINE static V direction(const step_constants<S>& c, const element_mask<K, V>& e, const V& p, const V& m,
                                            const V& v) {
         using detail::select;
+        using detail::vdiv;
         using detail::vsqrt;
-        const V r = (m / V(c.bc1)) / (vsqrt(v / V(c.bc2)) + V(c.eps));
+        const V r = vdiv(vdiv(m, V(c.bc1)), vsqrt(vdiv(v, V(c.bc2))) + V(c.eps));
         V u = select(e.update_kept, e.rescaled_update(r), V(S(0)));
         if (c.decay) u = select(e.decay_kept, u + V(c.weight_decay) * p, u);
         return u;
