@@ -140,6 +140,10 @@ int main(int argc, char** argv) {
         }
         return launch(world, timeout_ms, expected_rank, expected_code, rest);
     }
+    // Gloo writes to a dead peer's closed socket; SIGPIPE's default action would
+    // kill this rank before the error reaches it (c10d/np3_rank_dies, now and then).
+    // Python ignores SIGPIPE; a C++ program must (docs/distributed.md).
+    std::signal(SIGPIPE, SIG_IGN);
     const int rank = std::stoi(env("CHILDTUNE_TEST_RANK")), world = std::stoi(env("CHILDTUNE_TEST_WORLD"));
     const auto store = c10::make_intrusive<c10d::FileStore>(env("CHILDTUNE_TEST_STORE"), world);
     const test_communicator comm(
