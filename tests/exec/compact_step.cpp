@@ -23,7 +23,7 @@ TEMPLATE_TEST_CASE("the compact-state kernel equals the full-state kernel on eve
     for (auto w : mask.words()) kept_before.push_back(kept_before.back() + static_cast<std::uint32_t>(std::popcount(w)));
     const std::size_t kept = kept_before.back();
 
-    for (auto isa : {detail::cpu_isa::scalar, detail::cpu_isa::sse2, detail::cpu_isa::avx2}) {
+    for (auto isa : {detail::cpu_isa::scalar, detail::cpu_isa::sse2, detail::cpu_isa::avx2, detail::cpu_isa::avx512}) {
         if (!detail::cpu_supports(isa)) continue;
         for (auto flavour : {adamw_flavour::torch, adamw_flavour::legacy}) {
             CAPTURE(static_cast<int>(isa), static_cast<int>(flavour));

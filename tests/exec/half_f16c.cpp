@@ -25,7 +25,7 @@ namespace {
 //! Widens (`Widen`) or narrows n 16-bit values as the element pass does.
 template <class P, bool Widen>
 struct convert_kernel {
-    static constexpr cpu_isa max_isa = cpu_isa::avx2; // the element pass's cap (exec/kernel.hpp)
+    static constexpr cpu_isa max_isa = cpu_isa::avx512; // the element pass's cap (exec/kernel.hpp)
     static constexpr bool scalar_entry = true;
 
     template <cpu_isa I>
@@ -37,7 +37,7 @@ struct convert_kernel {
                 else static_cast<P*>(out)[i] = detail::narrow<P>(static_cast<const float*>(in)[i]);
             }
         } else {
-            constexpr std::size_t lanes = V::lanes; // n is a multiple of 8 (with_nan_lanes)
+            constexpr std::size_t lanes = V::lanes; // n is a multiple of 16 (with_nan_lanes)
             for (std::size_t i = 0; i < n; i += lanes) {
                 if constexpr (Widen) {
                     const V v = detail::load(static_cast<V*>(nullptr), static_cast<const P*>(in) + i);
@@ -58,13 +58,15 @@ std::vector<cpu_isa> isas() {
     return out;
 }
 
-//! `values` followed by copies in which one lane of every 8-element vector is
-//! replaced by `nan` (lane k of vector v for k = v mod 8), padded to a multiple of 8.
+//! `values` followed by copies in which one lane of every 16-element group is
+//! replaced by `nan` (lane k of group v for k = v mod 16), padded to a multiple
+//! of 16: an AVX-512 vector (two F16C halves) sees a NaN in either half alone,
+//! an AVX2 one a NaN in each lane and clean neighbours.
 template <class T>
 std::vector<T> with_nan_lanes(std::vector<T> values, T nan) {
-    while (values.size() % 8 != 0) values.push_back(values[values.size() % 8]);
+    while (values.size() % 16 != 0) values.push_back(values[values.size() % 16]);
     const std::size_t n = values.size();
-    for (std::size_t i = 0; i < n; ++i) values.push_back((i / 8) % 8 == i % 8 ? nan : values[i]);
+    for (std::size_t i = 0; i < n; ++i) values.push_back((i / 16) % 16 == i % 16 ? nan : values[i]);
     return values;
 }
 

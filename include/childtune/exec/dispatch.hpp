@@ -46,8 +46,19 @@ template <class K, class... Args>
 __attribute__((target("avx2,f16c"), flatten)) decltype(auto) run_avx2(Args... args) {
     return K::template run<cpu_isa::avx2>(args...);
 }
+// AVX-512 implies FMA, and GCC's default -ffp-contract=fast (GNU dialects) would
+// fuse `a*b + c` into one rounding there, which the scalar definition does not
+// do: the AVX-512 entry turns contraction off for everything inlined into it.
+// clang contracts only within one source expression (its default `on`), and the
+// vector operators (exec/detail/simd.hpp) are one operation per expression.
+#if defined(__clang__)
+#define CHILDTUNE_DETAIL_NO_CONTRACTION
+#else
+#define CHILDTUNE_DETAIL_NO_CONTRACTION optimize("fp-contract=off"),
+#endif
 template <class K, class... Args>
-__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,f16c"), flatten)) decltype(auto) run_avx512(Args... args) {
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,f16c"), CHILDTUNE_DETAIL_NO_CONTRACTION flatten))
+decltype(auto) run_avx512(Args... args) {
     return K::template run<cpu_isa::avx512>(args...);
 }
 #endif

@@ -20,8 +20,9 @@
 //! - compact Child-Tuning_D: only the kept elements of a fixed mask, in order;
 //!   each word's state is expanded into a 64-element scratch block (zeros for the
 //!   masked elements), the word is stepped as in the full layout, and the kept
-//!   elements' state is compressed back (in vector lanes in the AVX2 kernel,
-//!   with AVX-512 where the CPU has it: exec/detail/compact_moves.hpp). The
+//!   elements' state is compressed back (in vector lanes in the AVX2 and
+//!   AVX-512 kernels, with AVX-512 moves where the CPU has them:
+//!   exec/detail/compact_moves.hpp). The
 //!   arithmetic is the full layout's on the same inputs, so results are
 //!   bit-identical (tested).
 //!
@@ -32,9 +33,13 @@
 //! (exec/tensor_sum.hpp combines the blocks), before any parameter changes.
 //!
 //! The pass is a template over the vector type (exec/dispatch.hpp compiles it
-//! for scalar, SSE2 and AVX2). The update math stops at AVX2 on purpose:
-//! AVX-512 implies FMA, and GCC's default -ffp-contract=fast (GNU dialects)
-//! would fuse `a*b + c` there and only there, so results would depend on the CPU.
+//! for scalar, SSE2, AVX2 and AVX-512). AVX-512 implies FMA, and GCC's default
+//! -ffp-contract=fast would fuse `a*b + c` there and only there, so results
+//! would depend on the CPU: the AVX-512 entry turns contraction off
+//! (exec/dispatch.hpp), and tests/exec/cpu_step.cpp compares every instruction
+//! set with the scalar definition bit for bit. (Until 2026-12-04 the update math
+//! stopped at AVX2 for that reason; on AMD Zen 5 the AVX-512 step is 1.7x faster
+//! in cache, docs/benchmarks.md.)
 
 #include <childtune/config.hpp>
 #include <childtune/exec/detail/compact_moves.hpp>
@@ -80,18 +85,18 @@ struct pass_arguments {
 template <class S, cpu_isa I>
 struct vector_for {
 #if CHILDTUNE_HAS_SSE2
-    using type = std::conditional_t<I == cpu_isa::scalar, S, simd_of<S, I >= cpu_isa::avx2 ? 32 : 16>>;
+    using type = std::conditional_t<I == cpu_isa::scalar, S, simd_of<S, I >= cpu_isa::avx512 ? 64 : I >= cpu_isa::avx2 ? 32 : 16>>;
 #else
     using type = S;
 #endif
 };
 
 //! Whether the compact layout's expand and compress run in vector lanes
-//! (exec/detail/compact_moves.hpp): float state in the AVX2 kernel, which calls
-//! the AVX-512 moves where the CPU has them.
+//! (exec/detail/compact_moves.hpp): float state in the AVX2 and AVX-512 kernels,
+//! which call the AVX-512 moves where the CPU has them.
 template <class V, class S>
 constexpr bool compact_moves_in_lanes() {
-    return CHILDTUNE_HAS_AVX2_DISPATCH && std::is_same_v<S, float> && sizeof(V) == 32;
+    return CHILDTUNE_HAS_AVX2_DISPATCH && std::is_same_v<S, float> && sizeof(V) >= 32;
 }
 
 //! blocks[64 b .. 64 b + 64) = the kept state of word `bits` (from state[b] +
@@ -250,7 +255,7 @@ CHILDTUNE_ALWAYS_INLINE void run_element_pass(const pass_arguments<Rule, S>& a, 
 template <class Rule, element_pass Pass, std::size_t Buffers, class S, class P>
 struct element_pass_kernel {
     static constexpr bool natural_state = std::is_same_v<S, double> == std::is_same_v<P, double>;
-    static constexpr cpu_isa max_isa = inlines_apply<Rule>() && natural_state ? cpu_isa::avx2 : cpu_isa::sse2;
+    static constexpr cpu_isa max_isa = inlines_apply<Rule>() && natural_state ? cpu_isa::avx512 : cpu_isa::sse2;
 
     template <cpu_isa I>
     static void run(const pass_arguments<Rule, S>* a, step_operands<P, S> x, std::size_t begin, std::size_t end) {

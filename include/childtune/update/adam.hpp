@@ -20,7 +20,7 @@ namespace childtune {
 //! Adam as `torch::optim::Adam`, with L2 weight decay added to the masked gradient
 //! (not decoupled: use `adamw` for that). Two state buffers per element: m and v.
 struct adam {
-    //! `apply` is always inlined, so the AVX2 kernels may instantiate it.
+    //! `apply` is always inlined, so the AVX2 and AVX-512 kernels may instantiate it.
     static constexpr bool inline_apply = true;
     //! The rule's name in state files; a file written by another rule is refused.
     static constexpr std::string_view name = "adam";

@@ -29,7 +29,7 @@ enum class adamw_flavour : std::uint8_t { torch = 0, legacy = 1 };
 //! AdamW with decoupled weight decay, in torch's or the published Child-Tuning
 //! optimizer's flavour (`options::flavour`). Two state buffers per element: m and v.
 struct adamw {
-    //! `apply` is always inlined, so the AVX2 kernels may instantiate it.
+    //! `apply` is always inlined, so the AVX2 and AVX-512 kernels may instantiate it.
     static constexpr bool inline_apply = true;
     //! The rule's name in state files; a file written by another rule is refused.
     static constexpr std::string_view name = "adamw";

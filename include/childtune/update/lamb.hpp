@@ -37,7 +37,7 @@ namespace childtune {
 //! per tensor by the trust ratio ||p|| / ||u||; two state buffers (m, v) and a
 //! per-tensor phase that sums the two norms.
 struct lamb {
-    //! `apply` and `reduce` are always inlined, so the AVX2 kernels may instantiate them.
+    //! `apply` and `reduce` are always inlined, so the AVX2 and AVX-512 kernels may instantiate them.
     static constexpr bool inline_apply = true;
     //! The rule's name in state files; a file written by another rule is refused.
     static constexpr std::string_view name = "lamb";

@@ -27,7 +27,7 @@ namespace childtune {
 //! Lion (Chen et al., 2023): every kept element moves by exactly lr in the
 //! direction of sign(beta1*m + (1-beta1)*g); one state buffer (the momentum m).
 struct lion {
-    //! `apply` is always inlined, so the AVX2 kernels may instantiate it.
+    //! `apply` is always inlined, so the AVX2 and AVX-512 kernels may instantiate it.
     static constexpr bool inline_apply = true;
     //! The rule's name in state files; a file written by another rule is refused.
     static constexpr std::string_view name = "lion";

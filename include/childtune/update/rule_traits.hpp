@@ -8,7 +8,7 @@
 //! | member                                 | default | meaning |
 //! |----------------------------------------|---------|---------|
 //! | `min_state_buffers`                    | `max_state_buffers` | fewest buffers `state_buffers(o)` may return (SGD: 0 without momentum) |
-//! | `inline_apply`                         | false   | `apply` (and `reduce`) are CHILDTUNE_HD_INLINE: the AVX2 kernels may use them |
+//! | `inline_apply`                         | false   | `apply` (and `reduce`) are CHILDTUNE_HD_INLINE: the wide kernels may use them |
 //! | `reduction_count`, `reduce`, `finish`  | 0       | a per-tensor phase (update_rule in concepts.hpp) |
 //! | `compact_state_exact(o, masking)`      | absent  | masked elements' state provably stays zero: compact Child-Tuning_D state allowed |
 //! | `nonnegative_state_buffers`            | 0       | bit b set: buffer b never goes below 0, so 8-bit state stores it with the unsigned map (exec/quantised_state.hpp) |

@@ -18,7 +18,7 @@ namespace childtune {
 //! SGD as `torch::optim::SGD` (momentum, dampening, Nesterov, L2 weight decay added
 //! to the masked gradient); one state buffer, and only when momentum != 0.
 struct sgd {
-    //! `apply` is always inlined, so the AVX2 kernels may instantiate it.
+    //! `apply` is always inlined, so the AVX2 and AVX-512 kernels may instantiate it.
     static constexpr bool inline_apply = true;
     //! The rule's name in state files; a file written by another rule is refused.
     static constexpr std::string_view name = "sgd";

@@ -20,6 +20,7 @@
 
 #include <childtune/config.hpp>
 #include <childtune/exec/detail/half_f16c.hpp>
+#include <childtune/exec/detail/wide_sqrt.hpp>
 #include <childtune/numeric/half.hpp>
 #include <childtune/numeric/lanes.hpp>
 
@@ -96,29 +97,25 @@ CHILDTUNE_ALWAYS_INLINE simd<S, N> operator*(const simd<S, N>& a, const simd<S, 
 template <class S, int N>
 CHILDTUNE_ALWAYS_INLINE simd<S, N> operator/(const simd<S, N>& a, const simd<S, N>& b) { return a.v / b.v; }
 
-//! Correctly rounded square root, 128 bits at a time (SSE2 `sqrtps`/`sqrtpd`);
-//! inside an AVX function the halves stay in one register (split and joined with
-//! shuffles, not through memory, which would stall store forwarding).
+//! Correctly rounded square root: SSE2 `sqrtps`/`sqrtpd` for 16-byte vectors,
+//! one ymm or zmm instruction for wider ones (exec/detail/wide_sqrt.hpp).
 template <class S, int N>
 CHILDTUNE_ALWAYS_INLINE simd<S, N> vsqrt(const simd<S, N>& x) {
     constexpr int per_chunk = 16 / static_cast<int>(sizeof(S));
     using chunk = native_vector_t<S, per_chunk>;
-    const auto root = [](chunk c) -> chunk {
-        if constexpr (sizeof(S) == 4) return reinterpret_cast<chunk>(_mm_sqrt_ps(reinterpret_cast<__m128>(c)));
-        else return reinterpret_cast<chunk>(_mm_sqrt_pd(reinterpret_cast<__m128d>(c)));
-    };
     if constexpr (N == per_chunk) {
-        return root(x.v);
-    } else if constexpr (sizeof(S) == 4) {
-        static_assert(N == 8, "vsqrt: 16- and 32-byte vectors");
-        const chunk lo = root(__builtin_shufflevector(x.v, x.v, 0, 1, 2, 3));
-        const chunk hi = root(__builtin_shufflevector(x.v, x.v, 4, 5, 6, 7));
-        return __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7);
+        if constexpr (sizeof(S) == 4) return reinterpret_cast<chunk>(_mm_sqrt_ps(reinterpret_cast<__m128>(x.v)));
+        else return reinterpret_cast<chunk>(_mm_sqrt_pd(reinterpret_cast<__m128d>(x.v)));
     } else {
-        static_assert(N == 4, "vsqrt: 16- and 32-byte vectors");
-        const chunk lo = root(__builtin_shufflevector(x.v, x.v, 0, 1));
-        const chunk hi = root(__builtin_shufflevector(x.v, x.v, 2, 3));
-        return __builtin_shufflevector(lo, hi, 0, 1, 2, 3);
+#if CHILDTUNE_HAS_AVX2_DISPATCH
+        simd<S, N> root;
+        if constexpr (N == 2 * per_chunk) sqrt_avx<S>(root.v, x.v);
+        else if constexpr (N == 4 * per_chunk) sqrt_avx512<S>(root.v, x.v);
+        else static_assert(N == per_chunk, "vsqrt: 16-, 32- and 64-byte vectors");
+        return root;
+#else
+        static_assert(N == per_chunk, "vsqrt: wide vectors only where the AVX kernels are built");
+#endif
     }
 }
 
@@ -206,9 +203,15 @@ CHILDTUNE_ALWAYS_INLINE simd<float, N> floats_from_float16(const float16* p) {
     using u32 = native_vector_t<std::uint32_t, N>;
     using f32 = native_vector_t<float, N>;
 #if CHILDTUNE_HAS_AVX2_DISPATCH
-    if constexpr (N == 8) { // only the AVX2/AVX-512 kernels have 8 float lanes (half_f16c.hpp)
+    // Only the AVX2 and AVX-512 kernels have 8 or 16 float lanes (half_f16c.hpp).
+    const auto* patterns = reinterpret_cast<const std::uint16_t*>(p);
+    if constexpr (N == 8) {
         simd<float, N> fast;
-        if (widen_float16x8_f16c(fast.v, reinterpret_cast<const std::uint16_t*>(p))) return fast;
+        if (widen_float16x8_f16c(fast.v, patterns)) return fast;
+    } else if constexpr (N == 16) {
+        native_vector_t<float, 8> lo, hi;
+        if (widen_float16x8_f16c(lo, patterns) && widen_float16x8_f16c(hi, patterns + 8))
+            return simd<float, N>(__builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
     }
 #endif
     native_vector_t<std::uint16_t, N> raw;
@@ -240,8 +243,17 @@ CHILDTUNE_ALWAYS_INLINE boxed<U> round_shift(const U& value, const U& shift) {
 template <int N>
 CHILDTUNE_ALWAYS_INLINE void floats_to_float16(float16* p, const native_vector_t<float, N>& x) {
 #if CHILDTUNE_HAS_AVX2_DISPATCH
-    if constexpr (N == 8) // as floats_from_float16
-        if (narrow_float16x8_f16c(reinterpret_cast<std::uint16_t*>(p), x)) return;
+    // As floats_from_float16. A NaN in the upper half after the lower half was
+    // written: the generic path below rewrites all sixteen, the same bits where
+    // there is no NaN.
+    auto* patterns = reinterpret_cast<std::uint16_t*>(p);
+    if constexpr (N == 8) {
+        if (narrow_float16x8_f16c(patterns, x)) return;
+    } else if constexpr (N == 16) {
+        const native_vector_t<float, 8> lo = __builtin_shufflevector(x, x, 0, 1, 2, 3, 4, 5, 6, 7);
+        const native_vector_t<float, 8> hi = __builtin_shufflevector(x, x, 8, 9, 10, 11, 12, 13, 14, 15);
+        if (narrow_float16x8_f16c(patterns, lo) && narrow_float16x8_f16c(patterns + 8, hi)) return;
+    }
 #endif
     using u32 = native_vector_t<std::uint32_t, N>;
     const u32 u = reinterpret_cast<u32>(x);
