@@ -45,6 +45,7 @@
 #include <childtune/exec/detail/compact_moves.hpp>
 #include <childtune/exec/detail/simd.hpp>
 #include <childtune/exec/dispatch.hpp>
+#include <childtune/random/detail/philox_x86.hpp>
 #include <childtune/update/masking.hpp>
 #include <childtune/update/rule_traits.hpp>
 
@@ -79,6 +80,11 @@ struct pass_arguments {
     const std::uint64_t* words;
     const std::uint32_t* kept_before;
     double* block_sums;
+    //! Child-Tuning_F drawn in the pass instead of `words` (when not null): the
+    //! keep bits of elements begin + 64k ... are Philox keep word first_word + k
+    //! (first_word even; random/detail/philox_x86.hpp).
+    const philox_keep_params* draws = nullptr;
+    std::uint64_t first_word = 0;
 };
 
 //! The vector type kernels use for state type S on instruction set I.
@@ -164,6 +170,17 @@ CHILDTUNE_ALWAYS_INLINE void step_lanes(const typename Rule::template step_const
     for (std::size_t b = 0; b != Buffers; ++b) store(s[b] + i, state[b]);
 }
 
+//! Keep words `word` and `word` + 1 (`word` even) drawn with the generator of
+//! the instruction set whose registers V fills.
+template <class V>
+CHILDTUNE_ALWAYS_INLINE void draw_two_words(const philox_keep_params& p, std::uint64_t word, std::uint64_t* two) {
+    constexpr cpu_isa isa = std::is_arithmetic_v<V> ? cpu_isa::scalar
+                            : sizeof(V) == 64       ? cpu_isa::avx512
+                            : sizeof(V) == 32       ? cpu_isa::avx2
+                                                    : cpu_isa::sse2;
+    philox_keep_words_kernel::run<isa>(&p, word, 2, two);
+}
+
 //! The pass over elements [begin, end) of one tensor; `begin` is a multiple of 64.
 //! (Loops over the Buffers and reductions count with != : both can be 0, and
 //! nvcc's front end rejects `b < 0` as a pointless comparison under -Werror.)
@@ -182,9 +199,27 @@ CHILDTUNE_ALWAYS_INLINE void run_element_pass(const pass_arguments<Rule, S>& a, 
     alignas(64) S terms[reductions > 0 ? reductions : 1][64];
     const bool avx512_moves = compact_moves_in_lanes<V, S>() && a.kept_before && best_cpu_isa() >= cpu_isa::avx512;
 
+    // Draws in the pass: the keep words of the next 128 elements are drawn before
+    // the current 128 are stepped, so the out-of-order core runs the integer
+    // Philox rounds beside the update's divisions and square roots rather than
+    // in a phase of their own (docs/benchmarks.md measures it).
+    std::uint64_t drawn[2] = {}, ahead[2] = {};
+    if (a.draws) draw_two_words<V>(*a.draws, a.first_word, drawn);
+
     for (std::size_t w = begin; w < end; w += 64) {
         const std::size_t n = std::min<std::size_t>(64, end - w);
-        std::uint64_t bits = a.words ? a.words[(w - begin) / 64] : ~std::uint64_t{0};
+        const std::size_t k = (w - begin) / 64;
+        std::uint64_t bits = ~std::uint64_t{0};
+        if (a.draws) {
+            if ((k & 1) == 0 && w + 128 < end) draw_two_words<V>(*a.draws, a.first_word + k + 2, ahead);
+            bits = drawn[k & 1];
+            if ((k & 1) == 1) {
+                drawn[0] = ahead[0];
+                drawn[1] = ahead[1];
+            }
+        } else if (a.words) {
+            bits = a.words[k];
+        }
         // The state window of this word: the buffers themselves, or (compact) a
         // scratch block holding the kept elements' state at their positions.
         S* s[max_rule_state_buffers] = {};

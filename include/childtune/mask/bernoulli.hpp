@@ -160,6 +160,11 @@ public:
     CHILDTUNE_HD double keep_probability() const { return p_; }
     //! The mask definition of these decisions (1 or 2).
     CHILDTUNE_HD std::uint32_t version() const { return params_.version; }
+    //! The index of the view's first element in the whole tensor.
+    CHILDTUNE_HD std::uint64_t offset() const { return offset_; }
+    //! The keep stream's parameters: CPU executors draw keep words from them
+    //! inside the step's pass (exec/kernel.hpp), bits64() and words() here.
+    const detail::philox_keep_params& keep_params() const { return params_; }
     //! Chooses the generator implementation (tests use it to compare them).
     void set_isa(detail::philox_isa isa) { isa_ = isa; }
 
