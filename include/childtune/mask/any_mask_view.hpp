@@ -105,15 +105,15 @@ public:
         return f->words() + (f->offset() + first) / 64;
     }
 
-    //! Keep words a CPU pass can draw itself (Child-Tuning_F): the generator's
-    //! parameters and the index of the Philox keep word that starts at element
-    //! `first`, when the view is a Bernoulli one that keeps less than everything
-    //! and element `first` starts a 128-element group (so words come in the
-    //! pairs version 2 draws together); else params is null.
+    //! Keep words a CPU pass can draw itself (Child-Tuning_F), see draws_from().
     struct pass_draws {
-        const detail::philox_keep_params* params = nullptr;
-        std::uint64_t first_word = 0;
+        const detail::philox_keep_params* params = nullptr; //!< the keep stream; null: fetch words instead
+        std::uint64_t first_word = 0;                       //!< the Philox keep word that starts at `first`
     };
+    //! The generator's parameters and the index of the keep word that starts at
+    //! element `first`, when the view is a Bernoulli one that keeps less than
+    //! everything and element `first` starts a 128-element group (so words come
+    //! in the pairs version 2 draws together); else params is null.
     pass_draws draws_from(std::uint64_t first) const {
         const auto* b = std::get_if<bernoulli_view>(&v_);
         if (!b || b->keep_probability() >= 1.0 || (b->offset() + first) % 128 != 0) return {};
