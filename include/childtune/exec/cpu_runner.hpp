@@ -117,32 +117,15 @@ void run_cpu_range(cpu_isa isa, const cpu_job<Rule>& j, masking_options masking,
                    double* block_sums) {
     std::uint64_t fetched[cpu_words_per_fetch];
     constexpr std::size_t reductions = rule_reduction_count<Rule>();
-    // Child-Tuning_F's keep words drawn inside the pass (exec/kernel.hpp), one
-    // call per range; the 8-bit windows and ranges not starting a 128-element
-    // group fetch them between passes.
+    // Child-Tuning_F's keep words drawn inside the pass (exec/kernel.hpp): one
+    // pass over the whole range. The 8-bit windows and ranges not starting a
+    // 128-element group fetch them between passes, in runs.
     const auto draws = j.quantised ? any_mask_view::pass_draws{} : j.mask->draws_from(begin);
-    if (draws.params) {
-        const auto run = [&](auto& a, auto pass) {
-            a.draws = draws.params;
-            a.first_word = draws.first_word;
-            pass(isa, a, j.param, j.grad, j.state, j.buffers, begin, end);
-        };
-        constexpr bool update = Pass == element_pass::update;
-        if (j.double_state) {
-            pass_arguments<Rule, double> a{&j.constants_d, masking, j.mask->keep_probability(), nullptr, j.kept_before,
-                                           block_sums};
-            run(a, update ? j.kernels->update_d : j.kernels->reduce_d);
-        } else {
-            pass_arguments<Rule, float> a{&j.constants_f, masking, static_cast<float>(j.mask->keep_probability()),
-                                          nullptr, j.kept_before, block_sums};
-            run(a, update ? j.kernels->update_f : j.kernels->reduce_f);
-        }
-        return;
-    }
-    for (std::size_t first = begin; first < end; first += 64 * cpu_words_per_fetch) {
-        const std::size_t last = std::min(end, first + 64 * cpu_words_per_fetch);
+    const std::size_t run_length = draws.params ? end - begin : 64 * cpu_words_per_fetch;
+    for (std::size_t first = begin; first < end; first += run_length) {
+        const std::size_t last = std::min(end, first + run_length);
         const std::uint64_t* words = nullptr;
-        if (!j.mask->dense()) {
+        if (!j.mask->dense() && !draws.params) {
             words = j.mask->words_in_place(first);
             if (!words) {
                 j.mask->words(first, (last - first + 63) / 64, fetched);
@@ -152,12 +135,13 @@ void run_cpu_range(cpu_isa isa, const cpu_job<Rule>& j, masking_options masking,
         double* sums = Pass == element_pass::reduce ? block_sums + (first - begin) / 64 * reductions : nullptr;
         const bool d = j.double_state;
         if (d) {
-            const pass_arguments<Rule, double> a{&j.constants_d, masking, j.mask->keep_probability(), words, j.kept_before, sums};
+            const pass_arguments<Rule, double> a{&j.constants_d, masking, j.mask->keep_probability(), words,
+                                                 j.kept_before,  sums,    draws.params,               draws.first_word};
             (Pass == element_pass::update ? j.kernels->update_d : j.kernels->reduce_d)(isa, a, j.param, j.grad, j.state,
                                                                                       j.buffers, first, last);
         } else {
             pass_arguments<Rule, float> a{&j.constants_f, masking, static_cast<float>(j.mask->keep_probability()),
-                                          words, j.kept_before, sums};
+                                          words,          j.kept_before, sums, draws.params, draws.first_word};
             const auto pass = Pass == element_pass::update ? j.kernels->update_f : j.kernels->reduce_f;
             if (j.quantised) { // decode, the same pass on the window (from its element 0), encode
                 blockwise8_window<Rule>(j.state, j.buffers, j.size, j.kept_before, first, last,
