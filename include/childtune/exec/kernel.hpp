@@ -249,7 +249,10 @@ CHILDTUNE_ALWAYS_INLINE void run_element_pass(const pass_arguments<Rule, S>& a, 
             for (; j + lanes <= n; j += lanes, bits >>= lanes)
                 step_lanes<Rule, Pass, Buffers, V>(c, plan(lane_mask(static_cast<V*>(nullptr), bits)), param, grad, s, j,
                                                    &terms[0][0], 64);
-        if (j < n) { // ragged end: the same lane arithmetic on a zero-padded copy
+        // Ragged end: the same lane arithmetic on a zero-padded copy. One lane
+        // never has one, and saying so keeps GCC 13 from warning that r elements
+        // overflow a one-element copy (-Wstringop-overflow).
+        if (lanes > 1 && j < n) {
             const std::size_t r = n - j;
             P tp[lanes] = {}, tg[lanes] = {};
             S ts[max_rule_state_buffers][lanes] = {};

@@ -141,12 +141,18 @@ CHILDTUNE_ALWAYS_INLINE simd_mask<S, N> mask_or(const simd_mask<S, N>& a, const 
 }
 
 //! Lane masks from the low N bits of a keep word (bit j: lane j kept).
+//! Lane j isolates its bit (0 or 2^j), negates it (0, or a number with the sign
+//! bit set, since j < the lane's width - 1) and spreads the sign bit with an
+//! arithmetic shift. No comparison on purpose: `(select_bit & bits) != 0` made
+//! GCC 13.3 crash (internal compiler error in do_store_flag) in AVX-512 code.
 template <class S, int N>
 CHILDTUNE_ALWAYS_INLINE simd_mask<S, N> lane_mask(simd<S, N>*, std::uint64_t bits) {
     using ivec = native_vector_t<lane_int<S>, N>;
+    static_assert(N < 8 * static_cast<int>(sizeof(lane_int<S>)), "lane j's bit must stay below the sign bit");
     ivec select_bit;
     for (int l = 0; l < N; ++l) select_bit[l] = static_cast<lane_int<S>>(lane_int<S>{1} << l);
-    return {(select_bit & static_cast<lane_int<S>>(bits)) != 0};
+    const ivec isolated = select_bit & static_cast<lane_int<S>>(bits);
+    return {(-isolated) >> (8 * static_cast<int>(sizeof(lane_int<S>)) - 1)};
 }
 
 // ---- loads and stores: widen the stored element type to the state type, round back
