@@ -561,6 +561,45 @@ TEST_CASE("bad input: dtypes, devices, layouts and aliasing of LibTorch tensors"
     CHECK_NOTHROW(allowed.step());
 }
 
+TEST_CASE("non-finite gradients off the host: the first in order, by their sums, exactly", "[torch][errors][bad_input]") {
+    // force_aten_path sends CPU tensors through the scan CUDA tensors take
+    // (executor.hpp: first_nonfinite sums each gradient in double).
+    const double big = std::numeric_limits<double>::max();
+    const float nanf = std::numeric_limits<float>::quiet_NaN(), inff = std::numeric_limits<float>::infinity();
+    struct gradient_case {
+        const char* what;
+        std::vector<at::Tensor> grads;
+        std::string first_bad; // empty: every gradient finite
+    };
+    const auto f32 = [](std::vector<float> v) { return at::tensor(v); };
+    const auto f64 = [](std::vector<double> v) { return at::tensor(v, at::kDouble); };
+    const std::vector<gradient_case> cases = {
+        {"all finite", {f32({1, 2, 3}), f64({4, 5}), f32({6})}, ""},
+        {"NaN in the second", {f32({1, 2, 3}), f64({4, std::nan("")}), f32({nanf})}, "param_group0.1"},
+        {"+Inf in the third only", {f32({1, 2, 3}), f64({4, 5}), f32({inff})}, "param_group0.2"},
+        {"+Inf and -Inf in one (their sum is NaN)", {f32({inff, -inff, 0}), f64({4, 5}), f32({6})}, "param_group0.0"},
+        // finite doubles whose sum overflows: confirmed element-wise, not a false alarm
+        {"double sums overflowing", {f32({1, 2, 3}), f64({big, big}), f32({6})}, ""},
+        {"double sums overflowing, then a NaN", {f32({1, 2, 3}), f64({big, big}), f32({nanf})}, "param_group0.2"},
+        {"float32 at its largest", {f32({3.4e38f, 3.4e38f, 3.4e38f}), f64({-big, -big}), f32({-3.4e38f})}, ""},
+    };
+    for (const auto& c : cases) {
+        INFO(c.what);
+        std::vector<at::Tensor> params = {at::zeros({3}).set_requires_grad(true),
+                                          at::zeros({2}, at::kDouble).set_requires_grad(true),
+                                          at::zeros({1}).set_requires_grad(true)};
+        for (std::size_t i = 0; i < params.size(); ++i) params[i].mutable_grad() = c.grads[i];
+        childtune::optimizer_options skip;
+        skip.on_nonfinite = childtune::nonfinite_policy::skip;
+        ChildTuningAdamW opt(params, ChildTuningAdamWOptions(1e-3), childtune::dense{}, skip);
+        opt.force_aten_path(true);
+        opt.step();
+        CHECK(opt.last_step().applied == c.first_bad.empty());
+        CHECK(opt.last_step().nonfinite_tensor == c.first_bad);
+        CHECK(opt.step_count() == (c.first_bad.empty() ? 1u : 0u));
+    }
+}
+
 TEST_CASE("bad input: NaN, Inf and edge hyperparameters through LibTorch options", "[torch][errors][bad_input]") {
     at::Tensor p = at::randn({4}).set_requires_grad(true);
     ChildTuningAdamW opt(std::vector<at::Tensor>{p}, ChildTuningAdamWOptions(0.1));

@@ -28,6 +28,7 @@
 
 #include <ATen/ATen.h>
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -114,15 +115,27 @@ public:
 
     // ---- steps --------------------------------------------------------------------------------
 
+    //! The first tensor, in order, whose gradient holds a NaN or an Inf. Host
+    //! gradients are scanned in place. A device gradient is summed in double, one
+    //! read pass (`at::isfinite(g).all()` makes five passes and four temporaries),
+    //! and all sums come to the host in one copy: one synchronisation per step.
+    //! A sum is non-finite exactly when an element is, except that double
+    //! gradients near DBL_MAX can overflow it; those are confirmed element-wise.
     template <class... Context>
     std::optional<std::size_t> first_nonfinite(const childtune::detail::registry<Rule>& r, const Context&...) const {
+        std::vector<std::size_t> on_device;
+        std::vector<at::Tensor> sums;
         for (std::size_t i = 0; i < tensors_.size(); ++i) {
             const auto& t = tensors_[i];
             if (!r.tensors()[i].has_gradient || !t.grad.defined()) continue;
-            if (t.where == placement::host ? !host_finite(t.grad) : !at::isfinite(t.grad).all().template item<bool>())
-                return i;
+            if (t.where != placement::host) {
+                on_device.push_back(i);
+                sums.push_back(t.grad.sum(at::kDouble));
+            } else if (!host_finite(t.grad)) {
+                return first_nonfinite_on_device(on_device, sums).value_or(i);
+            }
         }
-        return std::nullopt;
+        return first_nonfinite_on_device(on_device, sums);
     }
 
     //! The gradients of `tensors`, widened to float on the host (one copy from a
@@ -215,6 +228,19 @@ private:
         case dtype::float16: return &childtune::detail::cpu_kernels<Rule, float16>();
         default: return &childtune::detail::cpu_kernels<Rule, float>();
         }
+    }
+    //! The first of `tensors` whose gradient is not finite, by their sums (above).
+    std::optional<std::size_t> first_nonfinite_on_device(const std::vector<std::size_t>& tensors,
+                                                         const std::vector<at::Tensor>& sums) const {
+        if (tensors.empty()) return std::nullopt;
+        const at::Tensor all = at::stack(sums).cpu();
+        const double* sum = all.data_ptr<double>();
+        for (std::size_t k = 0; k < tensors.size(); ++k) {
+            if (std::isfinite(sum[k])) continue;
+            const at::Tensor& g = tensors_[tensors[k]].grad;
+            if (g.scalar_type() != at::kDouble || !at::isfinite(g).all().template item<bool>()) return tensors[k];
+        }
+        return std::nullopt;
     }
     static bool host_finite(const at::Tensor& g) {
         const auto n = static_cast<std::size_t>(g.numel());
