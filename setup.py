@@ -33,19 +33,31 @@ def want_cuda():
     return bool(home and os.path.exists(os.path.join(home, "bin", "nvcc"))) or shutil.which("nvcc") is not None
 
 
+def cuda_architectures():
+    """TORCH_CUDA_ARCH_LIST, as every torch extension reads it, when it is set
+    (torch then adds the flags); else A100 and H100/H200 machine code and PTX
+    that newer GPUs compile when the module loads."""
+    if os.environ.get("TORCH_CUDA_ARCH_LIST"):
+        return []
+    return ["-gencode=arch=compute_80,code=sm_80", "-gencode=arch=compute_90,code=sm_90",
+            "-gencode=arch=compute_90,code=compute_90"]
+
+
 def extension():
     sources = ["python/csrc/module.cpp", "python/csrc/rules.cpp"]
     if not want_cuda():
         return cpp_extension.CppExtension("childtune._C", sources, include_dirs=INCLUDES,
                                           extra_compile_args={"cxx": CXX_FLAGS}, extra_link_args=["-fopenmp"])
-    # Not built here (no GPU, no nvcc on the machines that run CI): the same unit
-    # the C++ tests compile with nvcc, registered into this extension.
+    # Not built on the machines that run CI (their torch has no CUDA): the same
+    # unit the C++ tests compile with nvcc, registered into this extension.
     cccl = [os.path.join(cpp_extension.CUDA_HOME or "/usr/local/cuda", "include", "cccl")]
     return cpp_extension.CUDAExtension(
         "childtune._C", sources + ["python/csrc/cuda_kernels.cu"], include_dirs=INCLUDES + cccl,
         extra_compile_args={"cxx": CXX_FLAGS + ["-DCHILDTUNE_PY_CUDA=1"],
-                            "nvcc": ["-std=c++20", "-O2", "--expt-relaxed-constexpr", "-DCHILDTUNE_PY_CUDA=1",
-                                     "-gencode=arch=compute_80,code=sm_80", "-gencode=arch=compute_90,code=sm_90"]},
+                            # --fmad=false: no a*b + c fused into an FMA, so CUDA
+                            # parameters get the CPU's bits (tests/python/test_cuda.py).
+                            "nvcc": ["-std=c++20", "-O2", "--expt-relaxed-constexpr", "--fmad=false",
+                                     "--threads=0", "-DCHILDTUNE_PY_CUDA=1"] + cuda_architectures()},
         extra_link_args=["-fopenmp"])
 
 

@@ -5,9 +5,12 @@
 # dense / Child-Tuning_F / Child-Tuning_D AdamW steps at N = 1e9 in fp32 and in
 # bf16 with fp32 state against a device-to-device copy; the Fisher accumulation
 # and top-p selection at N = 1e9 against a read pass and a sort), and prints a
-# summary. Where python3 has a CUDA PyTorch, bench/python/gpu_torch_adamw.py then
-# times PyTorch's fused and foreach AdamW and the published Child-Tuning_F step at
-# the same N on the same card, and the summary gives childtune's time over each.
+# summary. Where python3 has a CUDA PyTorch, the Python package is built with its
+# CUDA kernels (in the background while the CUDA tests run; into $BUILD_DIR/python)
+# and its tests run on the GPU (tests/python, test_cuda.py's cases included); then
+# bench/python/gpu_torch_adamw.py times PyTorch's fused and foreach AdamW, the
+# published Child-Tuning_F step and the package's optimizer at the same N on the
+# same card, and the summary gives childtune's time over each.
 # JSON and logs go to $OUT_DIR (default build/gpu/results).
 #
 #   ./scripts/gpu-check.sh               full run (a few minutes; ~17 GB of GPU memory)
@@ -16,7 +19,7 @@
 # Needs nvcc (CUDA 12 or later) with g++ as its host compiler, CMake >= 3.24,
 # Catch2 2.x and Google Benchmark (point CMAKE_PREFIX_PATH at them when they are
 # not installed system-wide). Installs nothing: GPU machines are often offline.
-# PREBUILT=<dir> runs test_adapters_thrust_cuda_{step,fisher,optimizer} and
+# NO_PACKAGE=1 skips the Python package. PREBUILT=<dir> runs test_adapters_thrust_cuda_{step,fisher,optimizer} and
 # bench_gpu_{step,fisher_select} from <dir> instead of building them (built
 # elsewhere for this GPU: CUDA_ARCHITECTURES, and LD_LIBRARY_PATH for their
 # libraries). TEST_TIMEOUT (seconds, default 600) bounds each test program.
@@ -27,6 +30,18 @@ build=${BUILD_DIR:-build/gpu}
 out=${OUT_DIR:-$build/results}
 mkdir -p "$out"
 status=0
+
+# The Python package against this machine's CUDA torch, for this GPU only, built
+# while the C++ programs build and run (it is CPU work; they are mostly GPU work).
+package=$build/python
+package_build=
+if [[ -z "${NO_PACKAGE:-}" ]] && python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+  arch=$(python3 -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())')
+  rm -rf "$package"
+  (TORCH_CUDA_ARCH_LIST=$arch MAX_JOBS=$(nproc) python3 -m pip install --no-build-isolation --no-deps --no-index \
+     --disable-pip-version-check -q --target "$package" . >"$out/package_build.log" 2>&1) &
+  package_build=$!
+fi
 
 if [[ -n "${PREBUILT:-}" ]]; then
   bin=$PREBUILT
@@ -81,6 +96,21 @@ for b in gpu_step gpu_fisher_select; do
       --benchmark_out_format=json >"$out/$b.log" 2>&1 || { status=1; echo "bench_$b FAILED"; tail -20 "$out/$b.log"; }
 done
 
+if [[ -n "$package_build" ]]; then
+  echo "=== the Python package on CUDA (torch $(python3 -c 'import torch; print(torch.__version__)')) ==="
+  if wait "$package_build"; then
+    export PYTHONPATH=$PWD/$package${PYTHONPATH:+:$PYTHONPATH}
+    python3 -c 'import childtune._C as c; print("extension built with CUDA kernels:", c.cuda_kernels)'
+    timeout "${TEST_TIMEOUT:-600}" python3 -m pytest -q -p no:cacheprovider tests/python >"$out/pytest.log" 2>&1 \
+      || status=1
+    grep -E 'passed|failed|error' "$out/pytest.log" | tail -3
+    grep -q 'FAILED\|ERROR' "$out/pytest.log" && grep -E '^(FAILED|ERROR)' "$out/pytest.log" | head -20
+  else
+    status=1
+    echo "the package did not build:"; grep -E 'error|Error' "$out/package_build.log" | head -30
+  fi
+fi
+
 echo "=== PyTorch's AdamW on the same card ==="
 if python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
   python3 bench/python/gpu_torch_adamw.py ${SMOKE:+--n 1048576} --json "$out/torch_adamw.json" 2>&1 \
@@ -120,5 +150,14 @@ if os.path.exists(step) and os.path.exists(torch_path):
                         ("adamw/bf16/dense", "torch/adamw_fused/bf16")):
         if mine in ours and other in theirs:
             print(f"  {mine:<20} / {other:<26} {ours[mine] / theirs[other]:.3f}")
+    # the package's optimizer, stepped from Python, over the same rows
+    for mine, other in (("package/adamw/fp32/dense", "torch/adamw_fused/fp32"),
+                        ("package/adamw/fp32/ct_f", "published/ct_f/fp32")):
+        if mine in theirs and other in theirs:
+            print(f"  {mine:<20} / {other:<26} {theirs[mine] / theirs[other]:.3f}")
+    # and over the C++ program's own step (the cost of stepping from Python)
+    for mine, other in (("package/adamw/fp32/dense", "adamw/fp32/dense"), ("package/adamw/fp32/ct_f", "adamw/fp32/ct_f")):
+        if mine in theirs and other in ours:
+            print(f"  {mine:<20} / {other:<26} {theirs[mine] / ours[other]:.3f}")
 PY
 exit $status

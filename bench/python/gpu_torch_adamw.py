@@ -16,6 +16,10 @@ so that the Thrust adapter's fused step can be set against what a PyTorch user r
 * ``torch/adamw_fused/bf16``    fused AdamW on bf16 parameters; PyTorch keeps its
   state in the parameters' type, so this counts 14 B per element (childtune's bf16
   step keeps fp32 state: 22 B)
+* ``package/adamw/fp32/dense``, ``package/adamw/fp32/ct_f``  childtune's Python
+  optimizer (``childtune.ChildTuningAdamW``, torch flavour; CT_F at p = 0.3) on
+  the same tensor, where the package is importable: on CUDA its fused Thrust
+  kernels when the extension was built with CUDA, else its ATen operations
 
 Every step: lr 1e-3, eps 1e-8, weight decay 0.01; one untimed warm-up step creates
 the state, then ``--repeats`` steps are timed one by one (CUDA events on a GPU,
@@ -92,6 +96,25 @@ def published_ct_f_case(device, n, repeats, seed):
     return seconds, bool(torch.isfinite(param).all())
 
 
+def package_case(device, n, repeats, seed, **masking):
+    """childtune's Python optimizer, as a PyTorch user would step it."""
+    import childtune
+    gen = torch.Generator(device=device).manual_seed(seed)
+    param = torch.randn(n, device=device, generator=gen).requires_grad_()
+    param.grad = torch.randn(n, device=device, generator=gen) * 1e-2
+    opt = childtune.ChildTuningAdamW([param], lr=1e-3, eps=1e-8, weight_decay=0.01, flavour="torch", **masking)
+    seconds = timed(device, opt.step, repeats)
+    return seconds, bool(torch.isfinite(param).all())
+
+
+def package_importable():
+    try:
+        import childtune  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
 def copy_probe(device, n):
     src = torch.randn(n, device=device)
     dst = torch.empty_like(src)
@@ -120,6 +143,14 @@ def main():
         ("published/ct_f/fp32", 28, lambda: published_ct_f_case(device, args.n, args.repeats, 3)),
         ("torch/adamw_fused/bf16", 14, lambda: adamw_case(device, args.n, torch.bfloat16, args.repeats, 4, fused=True)),
     ]
+    if package_importable():
+        cases += [
+            ("package/adamw/fp32/dense", 28, lambda: package_case(device, args.n, args.repeats, 5)),
+            ("package/adamw/fp32/ct_f", 28, lambda: package_case(device, args.n, args.repeats, 6,
+                                                                 reserve_p=KEEP_PROBABILITY, mode="ChildTuning-F")),
+        ]
+    else:
+        print("  package/*: skipped (the childtune package is not importable)")
     fused = fused_supported(device)
     for name, bytes_per_element, run in cases:
         if ("fused" in name or "published" in name) and not fused:

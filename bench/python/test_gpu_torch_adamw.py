@@ -24,6 +24,11 @@ def test_cpu_smoke_run(tmp_path):
                if name not in rows]
     for name in skipped:  # only where this torch has no fused CPU AdamW, and then said so
         assert f"{name}: skipped" in p.stdout
+    try:  # the package's rows, wherever the package is importable (it is in the README's test run)
+        import childtune  # noqa: F401
+        assert {"package/adamw/fp32/dense", "package/adamw/fp32/ct_f"} <= rows.keys()
+    except ImportError:
+        assert "package/*: skipped" in p.stdout
     copy = rows["copy/device_to_device"]["GB/s"]
     for r in data["results"]:
         assert r["finite"] and r["ms"] > 0

@@ -1,5 +1,5 @@
 // The LibTorch optimizers on CUDA tensors through the Thrust kernels
-// (tests/adapters/torch_cuda_kernels.cu, compiled with --fmad=false): the same
+// (python/csrc/cuda_kernels.cu, the package's unit, compiled with --fmad=false): the same
 // bits as on CPU tensors, for every mask, and a checkpoint written on the GPU
 // resumes on the CPU. Built and run where a CUDA LibTorch and a GPU are found.
 
