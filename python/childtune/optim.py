@@ -319,6 +319,13 @@ class _ChildTuningOptimizer(torch.optim.Optimizer):
         without a GPU); choose before the first step."""
         self._core.force_aten_path(bool(on))
 
+    def step_paths(self):
+        """{parameter name: where its step runs}: ``'cpu'`` (the fused CPU
+        kernels), ``'cuda'`` (the fused CUDA kernels, when the extension was built
+        with them) or ``'aten'`` (the rule as ATen operations: other devices, a
+        CUDA tensor without the kernels, or :meth:`force_aten_path`)."""
+        return dict(zip(self._core.names(), self._core.paths()))
+
     # ---- checkpoints ---------------------------------------------------------------------------
 
     def state_dict(self):

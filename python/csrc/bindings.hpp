@@ -239,6 +239,20 @@ public:
     std::vector<std::string> names() const { return opt_->parameter_names(); }
     void set_threads(int n) { opt_->set_threads(n); }
     void force_aten_path(bool on) { opt_->force_aten_path(on); }
+    //! Where each parameter (registration order) is stepped: "cpu", "cuda" (the
+    //! fused kernels) or "aten" (the rule as ATen operations).
+    std::vector<std::string> paths() const {
+        std::vector<std::string> out;
+        const auto& executor = opt_->core().executor();
+        for (std::size_t i = 0; i < executor.tensor_count(); ++i) {
+            switch (executor.where(i)) {
+            case ctt::detail::placement::host: out.emplace_back("cpu"); break;
+            case ctt::detail::placement::cuda: out.emplace_back("cuda"); break;
+            case ctt::detail::placement::aten: out.emplace_back("aten"); break;
+            }
+        }
+        return out;
+    }
 
 private:
     std::unique_ptr<optimizer_type> opt_;
@@ -267,6 +281,7 @@ void bind_optimizer(py::module_& m, const char* name) {
         .def("names", &B::names)
         .def("set_threads", &B::set_threads)
         .def("force_aten_path", &B::force_aten_path)
+        .def("paths", &B::paths)
         .def_property_readonly_static("option_count", [](py::object) { return Rule::option_count; })
         .def_static("validate", [](const std::vector<double>& values, std::size_t g) { (void)options_from<Rule>(values, g); });
 }

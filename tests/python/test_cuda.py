@@ -28,6 +28,8 @@ MODES = {
     "ct_f": dict(reserve_p=0.3, mode="ChildTuning-F", seed=5),
     "ct_d": dict(reserve_p=0.3, mode="ChildTuning-D"),
 }
+# Where CUDA parameters are stepped: the fused kernels, when the extension has them.
+FUSED_OR_ATEN = "cuda" if _C.cuda_kernels else "aten"
 # Sizes off every multiple the kernels work in (128-element groups, 8 per thread).
 SHAPES = ((4099,), (63,), (37, 19), (2, 3, 300))
 
@@ -76,6 +78,8 @@ def test_cuda_parameters_get_the_cpu_bits(rule, mode):
     a, b = make(rule, mode, cpu), make(rule, mode, gpu)
     run(a, cpu, 4)
     run(b, gpu, 4)
+    assert set(a.step_paths().values()) == {"cpu"}
+    assert set(b.step_paths().values()) == {FUSED_OR_ATEN}
     assert_same_bits(cpu, gpu)
     assert torch.equal(a.state_dict()["childtune"]["state"], b.state_dict()["childtune"]["state"])
 
@@ -97,6 +101,8 @@ def test_fused_kernels_and_aten_operations_agree_on_cuda():
     aten.force_aten_path(True)
     run(fused, fused_params, 3)
     run(aten, aten_params, 3)
+    assert set(fused.step_paths().values()) == {FUSED_OR_ATEN}
+    assert set(aten.step_paths().values()) == {"aten"}
     for a, b in zip(fused_params, aten_params):
         assert torch.equal(a, b)
 

@@ -272,6 +272,8 @@ def test_aten_executor_gives_the_fused_bits(dtype):
     run(fused, a, 3)
     run(aten, b, 3)
     assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert fused.step_paths() == {f"param_group0.{i}": "cpu" for i in range(3)}
+    assert aten.step_paths() == {f"param_group0.{i}": "aten" for i in range(3)}
 
 
 def test_results_do_not_depend_on_threads():
