@@ -100,11 +100,14 @@ if [[ -n "$package_build" ]]; then
   echo "=== the Python package on CUDA (torch $(python3 -c 'import torch; print(torch.__version__)')) ==="
   if wait "$package_build"; then
     export PYTHONPATH=$PWD/$package${PYTHONPATH:+:$PYTHONPATH}
-    python3 -c 'import childtune._C as c; print("extension built with CUDA kernels:", c.cuda_kernels)'
-    timeout "${TEST_TIMEOUT:-600}" python3 -m pytest -q -p no:cacheprovider tests/python >"$out/pytest.log" 2>&1 \
-      || status=1
-    grep -E 'passed|failed|error' "$out/pytest.log" | tail -3
-    grep -q 'FAILED\|ERROR' "$out/pytest.log" && grep -E '^(FAILED|ERROR)' "$out/pytest.log" | head -20
+    python3 -c 'import torch, childtune; print("extension built with CUDA kernels:", childtune._C.cuda_kernels)'
+    # -v: each test's name is written before it runs, so a crash names its test
+    if timeout "${TEST_TIMEOUT:-600}" python3 -m pytest -v -p no:cacheprovider tests/python >"$out/pytest.log" 2>&1; then
+      tail -1 "$out/pytest.log"
+    else
+      status=1
+      echo "tests/python FAILED:"; grep -E '^(FAILED|ERROR)' "$out/pytest.log" | head -20; tail -25 "$out/pytest.log"
+    fi
   else
     status=1
     echo "the package did not build:"; grep -E 'error|Error' "$out/package_build.log" | head -30
