@@ -19,7 +19,8 @@
 # Needs nvcc (CUDA 12 or later) with g++ as its host compiler, CMake >= 3.24,
 # Catch2 2.x and Google Benchmark (point CMAKE_PREFIX_PATH at them when they are
 # not installed system-wide). Installs nothing: GPU machines are often offline.
-# NO_PACKAGE=1 skips the Python package. PREBUILT=<dir> runs test_adapters_thrust_cuda_{step,fisher,optimizer} and
+# NO_PACKAGE=1 skips the Python package. PREBUILT=<dir> runs
+# test_adapters_thrust_cuda_{step,fisher,optimizer} and
 # bench_gpu_{step,fisher_select} from <dir> instead of building them (built
 # elsewhere for this GPU: CUDA_ARCHITECTURES, and LD_LIBRARY_PATH for their
 # libraries). TEST_TIMEOUT (seconds, default 600) bounds each test program.
@@ -31,11 +32,16 @@ out=${OUT_DIR:-$build/results}
 mkdir -p "$out"
 status=0
 
+# Whether python3 has a PyTorch that sees a CUDA device (the package and the
+# PyTorch peer below need one); asked once, importing torch takes seconds.
+cuda_torch=
+python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null && cuda_torch=1
+
 # The Python package against this machine's CUDA torch, for this GPU only, built
 # while the C++ programs build and run (it is CPU work; they are mostly GPU work).
 package=$build/python
 package_build=
-if [[ -z "${NO_PACKAGE:-}" ]] && python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+if [[ -z "${NO_PACKAGE:-}" && -n "$cuda_torch" ]]; then
   arch=$(python3 -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())')
   rm -rf "$package"
   (TORCH_CUDA_ARCH_LIST=$arch MAX_JOBS=$(nproc) python3 -m pip install --no-build-isolation --no-deps --no-index \
@@ -115,7 +121,7 @@ if [[ -n "$package_build" ]]; then
 fi
 
 echo "=== PyTorch's AdamW on the same card ==="
-if python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+if [[ -n "$cuda_torch" ]]; then
   python3 bench/python/gpu_torch_adamw.py ${SMOKE:+--n 1048576} --json "$out/torch_adamw.json" 2>&1 \
     | tee "$out/torch_adamw.log" || status=1
 else
