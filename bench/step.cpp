@@ -11,6 +11,7 @@
 // user's training code has.
 
 #include <childtune/exec/backend.hpp>
+#include <childtune/numeric/blockwise8.hpp>
 #include <childtune/numeric/half.hpp>
 #include <childtune/optimizer.hpp>
 #include <childtune/tensor_view.hpp>
@@ -179,6 +180,43 @@ constexpr childtune::optimizer_options state8{.on_nonfinite = childtune::nonfini
 void core_dense_8bit(benchmark::State& st, const bench::shape& s) { core_step(st, s, mode::dense, state8); }
 void core_ct_f_8bit(benchmark::State& st, const bench::shape& s) { core_step(st, s, mode::ct_f, state8); }
 
+// The 8-bit state's conversions alone, as an 8-bit step runs them for each state
+// buffer: every parameter's worth of moments (Adam-like values over several
+// decades) quantised to the signed map block by block (absmax, divide, encode)
+// or dequantised (decode, multiply), on the step's threads. bytes_per_param
+// counts 4 + 1 + 1/64 (floats, codes, scales); the time per value is the figure.
+void blockwise8_convert(benchmark::State& state, const bench::shape& s, bool encode) {
+    namespace cd = childtune::detail;
+    const std::size_t base = bench::begin_memory();
+    const std::size_t n = s.total / cd::blockwise8_block * cd::blockwise8_block;
+    bench::buffer<float> x(n);
+    x.fill([](std::size_t i) { return bench::grad_value(i) * std::pow(10.0f, -static_cast<float>(i % 7)); });
+    std::vector<std::uint8_t> codes(n);
+    std::vector<float> scales(n / cd::blockwise8_block);
+    const cd::dynamic_map& map = cd::signed_dynamic_map();
+    float* px = x.data();
+    constexpr std::size_t chunk = std::size_t{1} << 16; // a multiple of the block
+    const std::size_t chunks = (n + chunk - 1) / chunk;
+    auto run = [&](bool quantise) {
+        childtune::default_backend{}.parallel_for(chunks, [&](std::size_t c) {
+            for (std::size_t b = c * chunk; b < std::min(n, (c + 1) * chunk); b += cd::blockwise8_block) {
+                const std::size_t q = b / cd::blockwise8_block;
+                if (quantise) scales[q] = cd::quantise_block(map, px + b, cd::blockwise8_block, codes.data() + b);
+                else cd::dequantise_block(map, codes.data() + b, cd::blockwise8_block, scales[q], px + b);
+            }
+        });
+    };
+    run(true); // codes and scales for the decoder
+    bench::time_steps(state, [&] {
+        run(encode);
+        benchmark::DoNotOptimize(px);
+        benchmark::DoNotOptimize(codes.data());
+    });
+    bench::report(state, s, 5.0 + 1.0 / 64.0, base, bench::core_threads());
+}
+void blockwise8_quantise(benchmark::State& st, const bench::shape& s) { blockwise8_convert(st, s, true); }
+void blockwise8_dequantise(benchmark::State& st, const bench::shape& s) { blockwise8_convert(st, s, false); }
+
 // 16-bit parameters and gradients with fp32 state (chosen automatically): one
 // flat tensor, its own memory (22 bytes per parameter).
 template <class P>
@@ -215,6 +253,8 @@ const add_method m_ct_d_compact{{34, "childtune/ct_d+compact_state", &core_ct_d_
 const add_method m_dense_8bit{{37, "childtune/dense+8bit_state", &core_dense_8bit, everywhere}};
 const add_method m_ct_f_8bit{{38, "childtune/ct_f+8bit_state", &core_ct_f_8bit, everywhere}};
 const add_method m_ct_f_v1{{35, "childtune/ct_f+mask_v1", &core_ct_f_v1, everywhere}};
+const add_method m_quantise8{{43, "blockwise8/quantise", &blockwise8_quantise, bench::flat}};
+const add_method m_dequantise8{{44, "blockwise8/dequantise", &blockwise8_dequantise, bench::flat}};
 const add_method m_philox{{36, "philox/keep_bits", &keep_bits_v2, everywhere}};
 const add_method m_philox_v1{{39, "philox/keep_bits+mask_v1", &keep_bits_v1, everywhere}};
 const add_method m_bf16_dense{{50, "childtune/bf16/dense", &bf16_dense, bench::largest_flat}};

@@ -1,9 +1,16 @@
 #pragma once
 //! \file
 //! AVX-512 loops of the 8-bit blockwise state (numeric/blockwise8.hpp), sixteen
-//! values at a time: the AVX2 loops (blockwise8_avx2.hpp) with mask registers
-//! for the comparisons and a narrowing store for the codes. Bit-identical to
-//! the scalar definition (tests/numeric/blockwise8.cpp compares them).
+//! values at a time. The encoder is the AVX2 one (blockwise8_avx2.hpp) with mask
+//! registers for the comparisons and a narrowing store for the codes. The
+//! decoder gathers nothing: the 256 values sit in sixteen registers and are
+//! selected by permutes, 0.147 ns per value against the gather's 0.41 on Zen 5
+//! (a sixteen-lane gather costs about two cycles per lane on AMD Zen 4/5).
+//! The same permutes cannot speed up the encoder: a branch-free binary search
+//! over the thresholds held in registers (eight dependent permute-compare
+//! levels) measured 0.56-0.58 ns per value against the bucket gather's 0.50.
+//! Bit-identical to the scalar definition (tests/numeric/blockwise8.cpp
+//! compares them).
 
 #include <childtune/config.hpp>
 #include <childtune/numeric/detail/blockwise8_avx2.hpp>
@@ -51,6 +58,37 @@ absmax_avx512(const float* x, std::size_t n, float& absmax) {
     return i;
 }
 
+//! A 256-entry float table in sixteen registers, entries [16p, 16p + 16) in
+//! part[p]; select_avx512 reads it.
+struct table256_avx512 {
+    __m512 part[16]; //!< the table, sixteen entries per register
+};
+
+//! The table t[0 .. 256) in registers.
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"))) inline table256_avx512 load_table256_avx512(const float* t) {
+    table256_avx512 r;
+    for (int q = 0; q < 16; ++q) r.part[q] = _mm512_loadu_ps(t + 16 * q);
+    return r;
+}
+
+//! Sixteen lanes of the table of 32 << Levels entries in part[0 .. 2 << Levels)
+//! (sixteen entries per register), each lane's entry chosen by bits 0 .. 4 +
+//! Levels of its index: one two-register permute per pair of registers picks by
+//! bits 0-4, then bits 5, 6, ... choose among the pairs. Exact, and no memory
+//! access.
+template <int Levels>
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"), always_inline)) inline __m512
+select_avx512(const __m512* part, __m512i index) {
+    if constexpr (Levels == 0) {
+        return _mm512_permutex2var_ps(part[0], index, part[1]);
+    } else {
+        constexpr int half = 1 << Levels; // parts in each half
+        const __m512 low = select_avx512<Levels - 1>(part, index);
+        const __m512 high = select_avx512<Levels - 1>(part + half, index);
+        return _mm512_mask_blend_ps(_mm512_test_epi32_mask(index, _mm512_set1_epi32(16 << Levels)), low, high);
+    }
+}
+
 //! Codes of x[0 .. k) / absmax for the largest multiple k of 16 not above n; returns k.
 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"))) inline std::size_t
 encode_block_avx512(const dynamic_map_tables& t, const float* x, std::size_t n, float absmax, std::uint8_t* codes) {
@@ -88,14 +126,16 @@ encode_block_avx512(const dynamic_map_tables& t, const float* x, std::size_t n, 
     return i;
 }
 
-//! x[j] = values[codes[j]] * absmax for the largest multiple k of 16 not above n; returns k.
+//! x[j] = values[codes[j]] * absmax for the largest multiple k of 16 not above n;
+//! returns k. The values are selected from registers (select_avx512), not gathered.
 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"))) inline std::size_t
 decode_block_avx512(const dynamic_map_tables& t, const std::uint8_t* codes, std::size_t n, float absmax, float* x) {
+    const table256_avx512 values = load_table256_avx512(t.values);
     const __m512 scale = _mm512_set1_ps(absmax);
     std::size_t i = 0;
     for (; i + 16 <= n; i += 16) {
         const __m512i index = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + i)));
-        _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_i32gather_ps(index, t.values, 4), scale));
+        _mm512_storeu_ps(x + i, _mm512_mul_ps(select_avx512<3>(values.part, index), scale));
     }
     return i;
 }
