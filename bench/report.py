@@ -44,6 +44,9 @@ METHODS = [
     ("childtune/dense+8bit_state", "dense AdamW with 8-bit blockwise state (`state_storage::blockwise8`; GB/s "
      "counts 28 B/param: the fp32-state equivalent, so it compares with `childtune/dense` directly)"),
     ("childtune/ct_f+8bit_state", "Child-Tuning_F with 8-bit blockwise state (GB/s as above)"),
+    ("blockwise8/quantise", "the 8-bit state's encoding alone: absmax, division and code of every value, block "
+     "by block, as a step does for each moment (5 B/param: float in, code out)"),
+    ("blockwise8/dequantise", "the 8-bit state's decoding alone: every code to its float (5 B/param)"),
     ("philox/keep_bits", "Child-Tuning_F's Philox keep bits alone, as the fused step draws them (no tensor "
      "touched: the compute CT_F adds)"),
     ("childtune_torch/dense", "`childtune::torch::ChildTuningAdamW`, dense"),

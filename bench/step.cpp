@@ -188,11 +188,11 @@ void core_ct_f_8bit(benchmark::State& st, const bench::shape& s) { core_step(st,
 void blockwise8_convert(benchmark::State& state, const bench::shape& s, bool encode) {
     namespace cd = childtune::detail;
     const std::size_t base = bench::begin_memory();
-    const std::size_t n = s.total / cd::blockwise8_block * cd::blockwise8_block;
+    const std::size_t n = s.total;
     bench::buffer<float> x(n);
     x.fill([](std::size_t i) { return bench::grad_value(i) * std::pow(10.0f, -static_cast<float>(i % 7)); });
     std::vector<std::uint8_t> codes(n);
-    std::vector<float> scales(n / cd::blockwise8_block);
+    std::vector<float> scales(cd::blockwise8_blocks(n));
     const cd::dynamic_map& map = cd::signed_dynamic_map();
     float* px = x.data();
     constexpr std::size_t chunk = std::size_t{1} << 16; // a multiple of the block
@@ -200,9 +200,9 @@ void blockwise8_convert(benchmark::State& state, const bench::shape& s, bool enc
     auto run = [&](bool quantise) {
         childtune::default_backend{}.parallel_for(chunks, [&](std::size_t c) {
             for (std::size_t b = c * chunk; b < std::min(n, (c + 1) * chunk); b += cd::blockwise8_block) {
-                const std::size_t q = b / cd::blockwise8_block;
-                if (quantise) scales[q] = cd::quantise_block(map, px + b, cd::blockwise8_block, codes.data() + b);
-                else cd::dequantise_block(map, codes.data() + b, cd::blockwise8_block, scales[q], px + b);
+                const std::size_t q = b / cd::blockwise8_block, len = std::min(cd::blockwise8_block, n - b);
+                if (quantise) scales[q] = cd::quantise_block(map, px + b, len, codes.data() + b);
+                else cd::dequantise_block(map, codes.data() + b, len, scales[q], px + b);
             }
         });
     };
