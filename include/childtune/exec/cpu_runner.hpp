@@ -118,12 +118,16 @@ void run_cpu_range(cpu_isa isa, const cpu_job<Rule>& j, masking_options masking,
     std::uint64_t fetched[cpu_words_per_fetch];
     constexpr std::size_t reductions = rule_reduction_count<Rule>();
     // Child-Tuning_F's keep words drawn inside the pass (exec/kernel.hpp): one
-    // pass over the whole range. The 8-bit windows and ranges not starting a
-    // 128-element group fetch them between passes, in runs.
-    const auto draws = j.quantised ? any_mask_view::pass_draws{} : j.mask->draws_from(begin);
-    const std::size_t run_length = draws.params ? end - begin : 64 * cpu_words_per_fetch;
+    // pass over the whole range. 8-bit state goes by windows of at most
+    // cpu_words_per_fetch words, each drawing its own (a window starts a
+    // 1024-element block of the tensor, so a 128-element group unless the view
+    // is offset). Ranges and windows not starting a 128-element group fetch the
+    // words between passes, in runs.
+    const auto range_draws = j.quantised ? any_mask_view::pass_draws{} : j.mask->draws_from(begin);
+    const std::size_t run_length = range_draws.params ? end - begin : 64 * cpu_words_per_fetch;
     for (std::size_t first = begin; first < end; first += run_length) {
         const std::size_t last = std::min(end, first + run_length);
+        const auto draws = j.quantised ? j.mask->draws_from(first) : range_draws;
         const std::uint64_t* words = nullptr;
         if (!j.mask->dense() && !draws.params) {
             words = j.mask->words_in_place(first);
