@@ -31,7 +31,9 @@
 //! a bucket all floats share their upper 16 bits, so "threshold < x" is a
 //! comparison of the lower halves (reversed for negative x). One gather per
 //! value instead of three; the codes are the scalar encoder's, which stays the
-//! definition (tests/numeric/blockwise8.cpp compares them).
+//! definition (tests/numeric/blockwise8.cpp compares them). CPUs with AVX-512
+//! VBMI use a gather-free encoder instead (numeric/detail/blockwise8_vbmi.hpp:
+//! byte-table lookups on coarser cells), with the same codes.
 //! A block whose absmax is 0 stores the code of 0 and decodes to +0.
 //!
 //! One departure from nearest, for the unsigned map only: a positive value
@@ -47,6 +49,7 @@
 #include <childtune/error.hpp>
 #include <childtune/numeric/detail/blockwise8_avx2.hpp>
 #include <childtune/numeric/detail/blockwise8_avx512.hpp>
+#include <childtune/numeric/detail/blockwise8_vbmi.hpp>
 
 #include <algorithm>
 #include <array>
@@ -134,6 +137,7 @@ public:
                 bucket_words_[at] = static_cast<std::uint32_t>(base_[at]) << 16 | low;
             }
         }
+        cells_ = make_dynamic_map_cells(thresholds_.data(), signed_);
     }
 
     //! The 256 values, ascending.
@@ -144,7 +148,7 @@ public:
     const std::array<float, 257>& thresholds() const { return thresholds_; }
     //! The tables the vector encoders and decoders read (numeric/detail/blockwise8_avx2.hpp, _avx512.hpp).
     dynamic_map_tables tables() const {
-        return {bucket_words_.data(), values_.data(), first_key, static_cast<std::uint32_t>(buckets), signed_};
+        return {bucket_words_.data(), values_.data(), first_key, static_cast<std::uint32_t>(buckets), signed_, &cells_};
     }
 
     //! The nearest code of x in [-1, 1] (the file comment gives the rule).
@@ -184,6 +188,8 @@ private:
     //! The vector encoders' words, in the same order: base_ << 16 | the lower
     //! half of the bucket's one threshold (complemented for negative x), or 0xffff.
     std::array<std::uint32_t, 2 * buckets> bucket_words_{};
+    //! The VBMI encoder's cells (numeric/detail/blockwise8_vbmi.hpp).
+    dynamic_map_cells cells_{};
 };
 
 //! The signed dynamic map, built once.
@@ -234,6 +240,10 @@ inline std::size_t encode_block_vector(const dynamic_map_tables& t, const float*
                                        std::uint8_t* codes) {
 #if CHILDTUNE_HAS_AVX2_DISPATCH
     const cpu_isa isa = best_cpu_isa();
+    if (isa >= cpu_isa::avx512 && t.cells != nullptr && cpu_has_avx512vbmi()) {
+        const std::size_t k = encode_block_avx512_vbmi(t, *t.cells, x, n, absmax, codes);
+        return k + encode_block_avx512(t, x + k, n - k, absmax, codes + k);
+    }
     if (isa >= cpu_isa::avx512) return encode_block_avx512(t, x, n, absmax, codes);
     if (isa >= cpu_isa::avx2) return encode_block_avx2(t, x, n, absmax, codes);
 #endif

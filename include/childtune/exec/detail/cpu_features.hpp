@@ -41,6 +41,15 @@ inline bool cpu_has_avx512() {
     }();
     return has;
 }
+//! AVX-512 with VBMI (byte permutes across a register): the 8-bit state's
+//! gather-free encoder (numeric/detail/blockwise8_vbmi.hpp) needs it on top.
+inline bool cpu_has_avx512vbmi() {
+    static const bool has = [] {
+        __builtin_cpu_init();
+        return cpu_has_avx512() && __builtin_cpu_supports("avx512vbmi");
+    }();
+    return has;
+}
 #endif
 
 //! Whether this CPU can run kernels built for `isa`.

@@ -21,6 +21,8 @@
 
 namespace childtune::detail {
 
+struct dynamic_map_cells;
+
 //! What the vector encoders and decoders read of a dynamic map (dynamic_map::tables()).
 struct dynamic_map_tables {
     //! One word per lookup bucket, positive magnitudes then negative ones: the
@@ -30,7 +32,9 @@ struct dynamic_map_tables {
     const float* values;     //!< the 256 map values, ascending
     std::uint32_t first_key; //!< upper 16 bits (sign cleared) of the first bucket's lower bound
     std::uint32_t buckets;   //!< buckets per sign
-    bool is_signed;
+    bool is_signed;          //!< both signs, or non-negative values only
+    //! The gather-free encoder's cell tables (numeric/detail/blockwise8_vbmi.hpp).
+    const dynamic_map_cells* cells = nullptr;
 };
 
 #if CHILDTUNE_HAS_AVX2_DISPATCH

@@ -6,9 +6,11 @@
 //! decoder gathers nothing: the 256 values sit in sixteen registers and are
 //! selected by permutes, 0.147 ns per value against the gather's 0.41 on Zen 5
 //! (a sixteen-lane gather costs about two cycles per lane on AMD Zen 4/5).
-//! The same permutes cannot speed up the encoder: a branch-free binary search
-//! over the thresholds held in registers (eight dependent permute-compare
+//! The same float permutes cannot speed up the encoder: a branch-free binary
+//! search over the thresholds held in registers (eight dependent permute-compare
 //! levels) measured 0.56-0.58 ns per value against the bucket gather's 0.50.
+//! Byte permutes can (VBMI, blockwise8_vbmi.hpp); this encoder serves AVX-512
+//! CPUs without VBMI and that encoder's rare ties.
 //! Bit-identical to the scalar definition (tests/numeric/blockwise8.cpp
 //! compares them).
 
