@@ -137,7 +137,7 @@ public:
                 bucket_words_[at] = static_cast<std::uint32_t>(base_[at]) << 16 | low;
             }
         }
-        cells_ = make_dynamic_map_cells(thresholds_.data(), signed_);
+        cells_ = make_dynamic_map_cells(values_.data(), thresholds_.data(), signed_);
     }
 
     //! The 256 values, ascending.
@@ -255,6 +255,10 @@ inline std::size_t decode_block_vector(const dynamic_map_tables& t, const std::u
                                        float absmax, float* x) {
 #if CHILDTUNE_HAS_AVX2_DISPATCH
     const cpu_isa isa = best_cpu_isa();
+    if (isa >= cpu_isa::avx512 && t.cells != nullptr && cpu_has_avx512vbmi()) {
+        const std::size_t k = decode_block_avx512_vbmi(*t.cells, codes, n, absmax, x);
+        return k + decode_block_avx512(t, codes + k, n - k, absmax, x + k);
+    }
     if (isa >= cpu_isa::avx512) return decode_block_avx512(t, codes, n, absmax, x);
     if (isa >= cpu_isa::avx2) return decode_block_avx2(t, codes, n, absmax, x);
 #endif

@@ -59,6 +59,8 @@ struct dynamic_map_cells {
     //! Low and high bytes of the two thresholds' 15-bit remainders (complemented
     //! on the negative side), 0xFFFF where the cell holds fewer.
     alignas(64) std::uint8_t first_low[256], first_high[256], second_low[256], second_high[256];
+    //! The decoder's table: byte b of each map value's float encoding in value_bytes[b].
+    alignas(64) std::uint8_t value_bytes[4][256];
 };
 
 //! The cell of a NaN: code 255, as the scalar encoder gives it.
@@ -66,9 +68,9 @@ inline constexpr std::uint32_t nan_cell = 255;
 //! The unsigned map's cell of zero and negative values: code 0.
 inline constexpr std::uint32_t non_positive_cell = 254;
 
-//! Cell tables for the 255 ascending `thresholds` of a map; `is_signed`: both
-//! signs (127 cells each) or positive values only (254 cells).
-inline dynamic_map_cells make_dynamic_map_cells(const float* thresholds, bool is_signed) {
+//! The tables for a map's 256 ascending `values` and 255 `thresholds`;
+//! `is_signed`: both signs (127 cells each) or positive values only (254 cells).
+inline dynamic_map_cells make_dynamic_map_cells(const float* values, const float* thresholds, bool is_signed) {
     const auto below = [&](float x) { // thresholds < x
         return static_cast<std::uint32_t>(std::lower_bound(thresholds, thresholds + 255, x) - thresholds);
     };
@@ -89,6 +91,8 @@ inline dynamic_map_cells make_dynamic_map_cells(const float* thresholds, bool is
     std::fill(std::begin(c.second_low), std::end(c.second_low), 0xFF);
     std::fill(std::begin(c.second_high), std::end(c.second_high), 0xFF);
     c.below[nan_cell] = 255;
+    for (std::size_t v = 0; v < 256; ++v)
+        for (unsigned b = 0; b < 4; ++b) c.value_bytes[b][v] = static_cast<std::uint8_t>(std::bit_cast<std::uint32_t>(values[v]) >> 8 * b);
     std::uint32_t next = 0;
     for (std::uint32_t s = 0; s < 32; ++s) {
         const std::uint32_t begin = slot_begin(s), end = s == 31 ? 128u << 23 : slot_begin(s + 1);
@@ -153,6 +157,15 @@ CHILDTUNE_VBMI_TARGET CHILDTUNE_ALWAYS_INLINE __m512i lookup_bytes(const byte_ta
                                   _mm512_permutex2var_epi8(t.part[2], index, t.part[3]));
 }
 
+//! The order of 64 bytes that a pack of four vectors of 32-bit lanes gives, and
+//! that four unpacks into 32-bit lanes undo: byte 16L + 4k + q holds value
+//! 16k + 4L + q. It is its own inverse.
+CHILDTUNE_VBMI_TARGET inline __m512i lane_interleave_order() {
+    alignas(64) std::uint8_t order[64];
+    for (unsigned v = 0; v < 64; ++v) order[v] = static_cast<std::uint8_t>(16 * ((v >> 2) & 3) + 4 * (v >> 4) + (v & 3));
+    return _mm512_load_si512(order);
+}
+
 //! Sixteen values' cells and 15-bit remainders (complemented for negative x).
 struct cells16 {
     __m512i cell;      //!< cell index, 0 .. 255
@@ -200,11 +213,7 @@ CHILDTUNE_VBMI_TARGET inline std::size_t encode_block_avx512_vbmi(const dynamic_
     const byte_table256 t1_low = load_byte_table256(cells.first_low), t1_high = load_byte_table256(cells.first_high);
     const byte_table256 t2_low = load_byte_table256(cells.second_low), t2_high = load_byte_table256(cells.second_high);
     const __m512i zero = _mm512_setzero_si512(), minus_one = _mm512_set1_epi16(-1);
-    // The packs below interleave 128-bit lanes: byte 16L + 4k + q holds value
-    // 16k + 4L + q. The order is its own inverse; one byte permute restores it.
-    alignas(64) std::uint8_t order[64];
-    for (unsigned v = 0; v < 64; ++v) order[v] = static_cast<std::uint8_t>(16 * ((v >> 2) & 3) + 4 * (v >> 4) + (v & 3));
-    const __m512i natural = _mm512_load_si512(order);
+    const __m512i natural = lane_interleave_order(); // the packs interleave 128-bit lanes
     std::size_t i = 0;
     for (; i + 64 <= n; i += 64) {
         const cells16 v0 = cells_of(slots, x + i, scale, t.is_signed), v1 = cells_of(slots, x + i + 16, scale, t.is_signed);
@@ -230,6 +239,32 @@ CHILDTUNE_VBMI_TARGET inline std::size_t encode_block_avx512_vbmi(const dynamic_
             continue;
         }
         _mm512_storeu_si512(codes + i, _mm512_permutexvar_epi8(natural, _mm512_packus_epi16(c_lo, c_hi)));
+    }
+    return i;
+}
+//! x[j] = values[codes[j]] * absmax for the largest multiple k of 64 not above n;
+//! returns k. Each byte of the values' encodings is looked up for 64 codes at
+//! once and four unpacks join them: 31 instructions per 64 values, against
+//! about 100 for the float permutes of decode_block_avx512. Bit-identical: the
+//! same value, the same single multiplication.
+CHILDTUNE_VBMI_TARGET inline std::size_t decode_block_avx512_vbmi(const dynamic_map_cells& cells, const std::uint8_t* codes,
+                                                                  std::size_t n, float absmax, float* x) {
+    const byte_table256 b0 = load_byte_table256(cells.value_bytes[0]), b1 = load_byte_table256(cells.value_bytes[1]);
+    const byte_table256 b2 = load_byte_table256(cells.value_bytes[2]), b3 = load_byte_table256(cells.value_bytes[3]);
+    const __m512i interleave = lane_interleave_order();
+    const __m512 scale = _mm512_set1_ps(absmax);
+    std::size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        // Codes in the order the unpacks undo: lane L of output k holds values 16k + 4L .. 16k + 4L + 3.
+        const __m512i index = _mm512_permutexvar_epi8(interleave, _mm512_loadu_si512(codes + i));
+        const __mmask64 upper = _mm512_movepi8_mask(index);
+        const __m512i y0 = lookup_bytes(b0, index, upper), y1 = lookup_bytes(b1, index, upper);
+        const __m512i y2 = lookup_bytes(b2, index, upper), y3 = lookup_bytes(b3, index, upper);
+        const __m512i low01 = _mm512_unpacklo_epi8(y0, y1), high01 = _mm512_unpackhi_epi8(y0, y1);
+        const __m512i low23 = _mm512_unpacklo_epi8(y2, y3), high23 = _mm512_unpackhi_epi8(y2, y3);
+        const __m512i words[4] = {_mm512_unpacklo_epi16(low01, low23), _mm512_unpackhi_epi16(low01, low23),
+                                  _mm512_unpacklo_epi16(high01, high23), _mm512_unpackhi_epi16(high01, high23)};
+        for (int k = 0; k < 4; ++k) _mm512_storeu_ps(x + i + 16 * k, _mm512_mul_ps(_mm512_castsi512_ps(words[k]), scale));
     }
     return i;
 }
