@@ -242,7 +242,7 @@ inline std::size_t encode_block_vector(const dynamic_map_tables& t, const float*
     const cpu_isa isa = best_cpu_isa();
     if (isa >= cpu_isa::avx512 && t.cells != nullptr && cpu_has_avx512vbmi()) {
         const std::size_t k = encode_block_avx512_vbmi(t, *t.cells, x, n, absmax, codes);
-        return k + encode_block_avx512(t, x + k, n - k, absmax, codes + k);
+        return k == n ? k : k + encode_block_avx512(t, x + k, n - k, absmax, codes + k);
     }
     if (isa >= cpu_isa::avx512) return encode_block_avx512(t, x, n, absmax, codes);
     if (isa >= cpu_isa::avx2) return encode_block_avx2(t, x, n, absmax, codes);
@@ -257,7 +257,7 @@ inline std::size_t decode_block_vector(const dynamic_map_tables& t, const std::u
     const cpu_isa isa = best_cpu_isa();
     if (isa >= cpu_isa::avx512 && t.cells != nullptr && cpu_has_avx512vbmi()) {
         const std::size_t k = decode_block_avx512_vbmi(*t.cells, codes, n, absmax, x);
-        return k + decode_block_avx512(t, codes + k, n - k, absmax, x + k);
+        return k == n ? k : k + decode_block_avx512(t, codes + k, n - k, absmax, x + k);
     }
     if (isa >= cpu_isa::avx512) return decode_block_avx512(t, codes, n, absmax, x);
     if (isa >= cpu_isa::avx2) return decode_block_avx2(t, codes, n, absmax, x);

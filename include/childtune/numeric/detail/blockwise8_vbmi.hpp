@@ -160,11 +160,16 @@ CHILDTUNE_VBMI_TARGET CHILDTUNE_ALWAYS_INLINE __m512i lookup_bytes(const byte_ta
 //! The order of 64 bytes that a pack of four vectors of 32-bit lanes gives, and
 //! that four unpacks into 32-bit lanes undo: byte 16L + 4k + q holds value
 //! 16k + 4L + q. It is its own inverse.
-CHILDTUNE_VBMI_TARGET inline __m512i lane_interleave_order() {
-    alignas(64) std::uint8_t order[64];
-    for (unsigned v = 0; v < 64; ++v) order[v] = static_cast<std::uint8_t>(16 * ((v >> 2) & 3) + 4 * (v >> 4) + (v & 3));
-    return _mm512_load_si512(order);
-}
+struct lane_interleave_table {
+    alignas(64) std::uint8_t order[64]; //!< order[v]: the byte that holds value v
+};
+inline constexpr lane_interleave_table lane_interleave = [] {
+    lane_interleave_table t{};
+    for (unsigned v = 0; v < 64; ++v) t.order[v] = static_cast<std::uint8_t>(16 * ((v >> 2) & 3) + 4 * (v >> 4) + (v & 3));
+    return t;
+}();
+//! lane_interleave in a register.
+CHILDTUNE_VBMI_TARGET inline __m512i lane_interleave_order() { return _mm512_load_si512(lane_interleave.order); }
 
 //! Sixteen values' cells and 15-bit remainders (complemented for negative x).
 struct cells16 {
