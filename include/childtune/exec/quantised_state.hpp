@@ -24,7 +24,8 @@
 
 namespace childtune::detail {
 
-//! The most elements of one window (the runner's keep-word fetch).
+//! The most elements of one window: 16 of the runner's 64-element keep words,
+//! four quantisation blocks, and float scratch that stays in L1.
 inline constexpr std::size_t blockwise8_window_elements = 1024;
 
 //! Whether state buffer b of Rule is non-negative (the unsigned map; second moments).
