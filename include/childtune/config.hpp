@@ -57,3 +57,18 @@
 #define CHILDTUNE_HAS_AVX2_DISPATCH 0
 #endif
 #endif
+
+//! Headers with AVX-512 intrinsics open their code with
+//! CHILDTUNE_AVX512_WARNINGS_BEGIN and close it with CHILDTUNE_AVX512_WARNINGS_END.
+//! GCC 12's AVX-512 intrinsics fill their unused "undefined" operand with a
+//! vector initialised from itself (`__m512i __Y = __Y;`), which its own
+//! -Wmaybe-uninitialized and -Wuninitialized then report at inlined calls.
+#if defined(__GNUC__) && !defined(__clang__)
+#define CHILDTUNE_AVX512_WARNINGS_BEGIN                                                                                 \
+    _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")                       \
+        _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")
+#define CHILDTUNE_AVX512_WARNINGS_END _Pragma("GCC diagnostic pop")
+#else
+#define CHILDTUNE_AVX512_WARNINGS_BEGIN
+#define CHILDTUNE_AVX512_WARNINGS_END
+#endif

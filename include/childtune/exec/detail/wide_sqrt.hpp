@@ -27,13 +27,7 @@
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
-// GCC 12's _mm512_sqrt_ps fills an unused operand with a vector initialised
-// from itself, which its own uninitialised-use warnings then report
-// (numeric/detail/blockwise8_avx512.hpp has the same note).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
+CHILDTUNE_AVX512_WARNINGS_BEGIN // _mm512 intrinsics under GCC 12 (config.hpp)
 
 namespace childtune::detail {
 
@@ -73,6 +67,7 @@ __attribute__((target("avx512f"))) inline void sqrt_avx512(Vector& out, const Ve
 
 } // namespace childtune::detail
 
+CHILDTUNE_AVX512_WARNINGS_END
 #if defined(__GNUC__) || defined(__clang__)
 #pragma GCC diagnostic pop
 #endif

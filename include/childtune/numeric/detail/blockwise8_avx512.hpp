@@ -24,14 +24,7 @@
 #include <immintrin.h>
 #endif
 
-// GCC 12's AVX-512 intrinsics fill their unused "undefined" operand with a
-// vector initialised from itself (`__m512i __Y = __Y;`), which its own
-// -Wmaybe-uninitialized and -Wuninitialized then report at inlined calls.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
+CHILDTUNE_AVX512_WARNINGS_BEGIN // _mm512 intrinsics under GCC 12 (config.hpp)
 
 namespace childtune::detail {
 
@@ -145,6 +138,4 @@ decode_block_avx512(const dynamic_map_tables& t, const std::uint8_t* codes, std:
 
 } // namespace childtune::detail
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+CHILDTUNE_AVX512_WARNINGS_END

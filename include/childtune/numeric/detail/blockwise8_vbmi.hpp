@@ -41,11 +41,7 @@
 #include <immintrin.h>
 #endif
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
+CHILDTUNE_AVX512_WARNINGS_BEGIN // _mm512 intrinsics under GCC 12 (config.hpp)
 
 namespace childtune::detail {
 
@@ -278,6 +274,4 @@ CHILDTUNE_VBMI_TARGET inline std::size_t decode_block_avx512_vbmi(const dynamic_
 
 } // namespace childtune::detail
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+CHILDTUNE_AVX512_WARNINGS_END
