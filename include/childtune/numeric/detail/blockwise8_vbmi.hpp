@@ -1,29 +1,32 @@
 #pragma once
 //! \file
-//! The AVX-512 encoder of the 8-bit blockwise state (numeric/blockwise8.hpp)
-//! for CPUs with VBMI (Ice Lake and later, AMD Zen 4 and later): sixty-four
-//! values at a time, and no gather. On AMD Zen a sixteen-lane gather costs
-//! about two cycles per lane, which made the bucket gather of
-//! blockwise8_avx512.hpp most of the 8-bit step; VBMI's byte permute looks up
-//! 64 lanes of a 128-entry table in one instruction.
+//! The AVX-512 encoder and decoder of the 8-bit blockwise state
+//! (numeric/blockwise8.hpp) for CPUs with VBMI (Ice Lake and later, AMD Zen 4
+//! and later): sixty-four values at a time, and no gather. On AMD Zen a
+//! sixteen-lane gather costs about two cycles per lane, which made the bucket
+//! gather of blockwise8_avx512.hpp most of the 8-bit step; VBMI's byte permute
+//! looks up 64 lanes of a 128-entry table in one instruction. The decoder looks
+//! up each byte of the values' float encodings that way (decode_block_avx512_vbmi).
 //!
-//! The idea: cut each octave of magnitudes into 2^j equal *cells*, j chosen per
+//! The encoder's idea: cut each octave of magnitudes into 2^j equal *cells*, j chosen per
 //! octave so that no cell holds more than two of the map's thresholds (coarse
-//! where the map is sparse), at most 128 cells per sign (256 for the unsigned
-//! map, which has one sign). A value's cell is its octave's first cell plus
-//! the top j bits of its mantissa. Per cell, byte tables hold the number of
-//! thresholds below the cell and the top 15 bits of the mantissa remainder
-//! (the bits below the cell's j) of each threshold inside it, or 0xFFFF for
-//! none. NaNs (code 255) and, for the unsigned map, values not above 0
-//! (code 0) go to cells of their own; the unsigned map's "a positive value
-//! never becomes 0" is in its tables. Within a cell every float shares the bits above the remainder, so
-//! "threshold < x" is a comparison of remainders (reversed, by complementing
-//! both, for negative x): code = below + [x's 15 bits > t1's] + [x's > t2's].
-//! When x's top 15 bits equal a threshold's, the lower bits would decide; the
-//! group of 64 is then encoded again by the gather encoder, which compares
-//! whole floats (a lane hits this with a probability of about 2^-14, a group
-//! in about 0.5 % of cases on random data). So the codes are the scalar
-//! encoder's bit for bit, and tests/numeric/blockwise8.cpp compares them.
+//! where the map is sparse), at most 127 cells per sign (254 for the unsigned
+//! map, which has one sign; the published maps need 122 and 232, and the last
+//! cells are kept for NaNs and, unsigned, values not above 0). A value's cell
+//! is its octave's first cell plus the top j bits of its mantissa. Per cell,
+//! byte tables hold the number of thresholds below the cell and the top 15 bits
+//! of the mantissa remainder (the bits below the cell's j) of each threshold
+//! inside it, or 0xFFFF for none. NaNs (code 255) and, for the unsigned map,
+//! values not above 0 (code 0) go to cells of their own; the unsigned map's "a
+//! positive value never becomes 0" is in its tables. Within a cell every float
+//! shares the bits above the remainder, so "threshold < x" is a comparison of
+//! remainders (reversed, by complementing both, for negative x): code = below +
+//! [x's 15 bits > t1's] + [x's > t2's]. When x's top 15 bits equal a
+//! threshold's, the lower bits would decide; the group of 64 is then encoded
+//! again by the gather encoder, which compares whole floats (a lane hits this
+//! with a probability of about 2^-14, a group in about 0.5 % of cases on random
+//! data). So the codes are the scalar encoder's bit for bit, and
+//! tests/numeric/blockwise8.cpp compares them.
 
 #include <childtune/config.hpp>
 #include <childtune/error.hpp>
@@ -159,6 +162,7 @@ CHILDTUNE_VBMI_TARGET CHILDTUNE_ALWAYS_INLINE __m512i lookup_bytes(const byte_ta
 struct lane_interleave_table {
     alignas(64) std::uint8_t order[64]; //!< order[v]: the byte that holds value v
 };
+//! The order, built once at compile time.
 inline constexpr lane_interleave_table lane_interleave = [] {
     lane_interleave_table t{};
     for (unsigned v = 0; v < 64; ++v) t.order[v] = static_cast<std::uint8_t>(16 * ((v >> 2) & 3) + 4 * (v >> 4) + (v & 3));
