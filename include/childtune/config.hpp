@@ -67,8 +67,10 @@
 #define CHILDTUNE_AVX512_WARNINGS_BEGIN                                                                                 \
     _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")                       \
         _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")
+//! Closes what CHILDTUNE_AVX512_WARNINGS_BEGIN opened.
 #define CHILDTUNE_AVX512_WARNINGS_END _Pragma("GCC diagnostic pop")
 #else
 #define CHILDTUNE_AVX512_WARNINGS_BEGIN
+//! Closes what CHILDTUNE_AVX512_WARNINGS_BEGIN opened.
 #define CHILDTUNE_AVX512_WARNINGS_END
 #endif
