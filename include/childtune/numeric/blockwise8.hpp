@@ -146,7 +146,7 @@ public:
     std::uint8_t zero_code() const { return zero_; }
     //! The encoder's thresholds: each midpoint rounded down to a float, then two +inf.
     const std::array<float, 257>& thresholds() const { return thresholds_; }
-    //! The tables the vector encoders and decoders read (numeric/detail/blockwise8_avx2.hpp, _avx512.hpp).
+    //! The tables the vector encoders and decoders read (numeric/detail/blockwise8_avx2.hpp, _avx512.hpp, _vbmi.hpp).
     dynamic_map_tables tables() const {
         return {bucket_words_.data(), values_.data(), first_key, static_cast<std::uint32_t>(buckets), signed_, &cells_};
     }
@@ -188,7 +188,7 @@ private:
     //! The vector encoders' words, in the same order: base_ << 16 | the lower
     //! half of the bucket's one threshold (complemented for negative x), or 0xffff.
     std::array<std::uint32_t, 2 * buckets> bucket_words_{};
-    //! The VBMI encoder's cells (numeric/detail/blockwise8_vbmi.hpp).
+    //! The VBMI loops' tables: the encoder's cells, the decoder's value bytes (numeric/detail/blockwise8_vbmi.hpp).
     dynamic_map_cells cells_{};
 };
 
@@ -241,7 +241,7 @@ inline std::size_t encode_block_vector(const dynamic_map_tables& t, const float*
 #if CHILDTUNE_HAS_AVX2_DISPATCH
     const cpu_isa isa = best_cpu_isa();
     if (isa >= cpu_isa::avx512 && t.cells != nullptr && cpu_has_avx512vbmi()) {
-        const std::size_t k = encode_block_avx512_vbmi(t, *t.cells, x, n, absmax, codes);
+        const std::size_t k = encode_block_avx512_vbmi(t, x, n, absmax, codes);
         return k == n ? k : k + encode_block_avx512(t, x + k, n - k, absmax, codes + k);
     }
     if (isa >= cpu_isa::avx512) return encode_block_avx512(t, x, n, absmax, codes);

@@ -34,10 +34,10 @@
 #include <childtune/numeric/detail/blockwise8_avx512.hpp>
 
 #include <algorithm>
-#include <array>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <string>
 
 #if CHILDTUNE_HAS_AVX2_DISPATCH
@@ -208,9 +208,10 @@ CHILDTUNE_VBMI_TARGET CHILDTUNE_ALWAYS_INLINE cells16 cells_of(const slot_tables
 }
 
 //! Codes of x[0 .. k) / absmax for the largest multiple k of 64 not above n;
-//! returns k. `cells` belongs to the map `t` describes.
-CHILDTUNE_VBMI_TARGET inline std::size_t encode_block_avx512_vbmi(const dynamic_map_tables& t, const dynamic_map_cells& cells,
-                                                                  const float* x, std::size_t n, float absmax, std::uint8_t* codes) {
+//! returns k. Reads t.cells (not null).
+CHILDTUNE_VBMI_TARGET inline std::size_t encode_block_avx512_vbmi(const dynamic_map_tables& t, const float* x, std::size_t n,
+                                                                  float absmax, std::uint8_t* codes) {
+    const dynamic_map_cells& cells = *t.cells;
     const __m512 scale = _mm512_set1_ps(absmax);
     const slot_tables slots = {{_mm512_load_si512(cells.first_cell), _mm512_load_si512(cells.first_cell + 16)},
                                {_mm512_load_si512(cells.cell_bits), _mm512_load_si512(cells.cell_bits + 16)}};
