@@ -221,7 +221,7 @@ TEST_CASE("the AVX2 and AVX-512 encoders and decoders give the scalar codes and 
     const vector_loops loops[] = {
         {"AVX2", 8, encode_block_avx2, decode_block_avx2, cpu_has_avx2},
         {"AVX-512", 16, encode_block_avx512, decode_block_avx512, cpu_has_avx512},
-        {"AVX-512 VBMI", 64, encode_block_avx512_vbmi, decode_vbmi, cpu_has_avx512vbmi}};
+        {"AVX-512 VBMI", 64, encode_block_avx512_vbmi, decode_vbmi, cpu_has_avx512vbmi2}};
     for (const vector_loops& loop : loops) {
         CAPTURE(loop.name);
         if (!loop.available()) {

@@ -240,7 +240,7 @@ inline std::size_t encode_block_vector(const dynamic_map_tables& t, const float*
                                        std::uint8_t* codes) {
 #if CHILDTUNE_HAS_AVX2_DISPATCH
     const cpu_isa isa = best_cpu_isa();
-    if (isa >= cpu_isa::avx512 && t.cells != nullptr && cpu_has_avx512vbmi()) {
+    if (isa >= cpu_isa::avx512 && t.cells != nullptr && cpu_has_avx512vbmi2()) {
         const std::size_t k = encode_block_avx512_vbmi(t, x, n, absmax, codes);
         return k == n ? k : k + encode_block_avx512(t, x + k, n - k, absmax, codes + k);
     }

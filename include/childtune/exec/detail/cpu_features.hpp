@@ -42,11 +42,21 @@ inline bool cpu_has_avx512() {
     return has;
 }
 //! AVX-512 with VBMI (byte permutes across a register): the 8-bit state's
-//! gather-free encoder (numeric/detail/blockwise8_vbmi.hpp) needs it on top.
+//! byte-table decoder (numeric/detail/blockwise8_vbmi.hpp) needs it on top.
 inline bool cpu_has_avx512vbmi() {
     static const bool has = [] {
         __builtin_cpu_init();
         return cpu_has_avx512() && __builtin_cpu_supports("avx512vbmi");
+    }();
+    return has;
+}
+//! AVX-512 with VBMI and VBMI2 (16-bit funnel shifts): the 8-bit state's
+//! gather-free encoder (numeric/detail/blockwise8_vbmi.hpp). Every CPU with
+//! VBMI has VBMI2 except Cannon Lake, which then keeps the gather encoder.
+inline bool cpu_has_avx512vbmi2() {
+    static const bool has = [] {
+        __builtin_cpu_init();
+        return cpu_has_avx512vbmi() && __builtin_cpu_supports("avx512vbmi2");
     }();
     return has;
 }

@@ -2,8 +2,8 @@
 //! \file
 //! The AVX-512 encoder and decoder of the 8-bit blockwise state
 //! (numeric/blockwise8.hpp) for CPUs with VBMI (Ice Lake and later, AMD Zen 4
-//! and later): sixty-four values at a time, and no gather. On AMD Zen a
-//! sixteen-lane gather costs about two cycles per lane, which made the bucket
+//! and later; the encoder also uses VBMI2): sixty-four values at a time, and
+//! no gather. On AMD Zen a sixteen-lane gather costs about two cycles per lane, which made the bucket
 //! gather of blockwise8_avx512.hpp most of the 8-bit step; VBMI's byte permute
 //! looks up 64 lanes of a 128-entry table in one instruction. The decoder looks
 //! up each byte of the values' float encodings that way (decode_block_avx512_vbmi).
@@ -13,7 +13,10 @@
 //! where the map is sparse), at most 127 cells per sign (254 for the unsigned
 //! map, which has one sign; the published maps need 122 and 232, and the last
 //! cells are kept for NaNs and, unsigned, values not above 0). A value's cell
-//! is its octave's first cell plus the top j bits of its mantissa. Per cell,
+//! is its octave's first cell plus the top j bits of its mantissa (j <= 7, so
+//! the upper half of its float encoding holds them, and the cells are computed
+//! in 16-bit lanes: 32 values per instruction, where 32-bit lanes took twice the
+//! instructions; a VBMI2 funnel shift of both halves gives the remainder). Per cell,
 //! byte tables hold the number of thresholds below the cell and the top 15 bits
 //! of the mantissa remainder (the bits below the cell's j) of each threshold
 //! inside it, or 0xFFFF for none. NaNs (code 255) and, for the unsigned map,
@@ -52,8 +55,9 @@ namespace childtune::detail {
 //! Octave slot s = max(biased exponent - 96, 0): slot 0 holds every magnitude
 //! below 2^-30 (no threshold lies there), slot 31 the magnitude 1.
 struct dynamic_map_cells {
-    alignas(64) std::uint32_t first_cell[32]; //!< the slot's first cell (positive side)
-    alignas(64) std::uint32_t cell_bits[32];  //!< j: mantissa bits that pick the cell in the slot (at most 8)
+    //! Per slot: its first cell (positive side) | (8 - j) << 8, where j <= 7 is
+    //! the number of mantissa bits that pick the cell in the slot.
+    alignas(64) std::uint16_t slot_word[32];
     alignas(64) std::uint8_t below[256];      //!< thresholds below the cell (negative side from 128)
     //! Low and high bytes of the two thresholds' 15-bit remainders (complemented
     //! on the negative side), 0xFFFF where the cell holds fewer.
@@ -96,7 +100,8 @@ inline dynamic_map_cells make_dynamic_map_cells(const float* values, const float
     for (std::uint32_t s = 0; s < 32; ++s) {
         const std::uint32_t begin = slot_begin(s), end = s == 31 ? 128u << 23 : slot_begin(s + 1);
         // The fewest prefix bits j that leave at most two thresholds in each cell
-        // (slot 0 spans many octaves: one cell, which must hold none).
+        // (slot 0 spans many octaves: one cell, which must hold none; at most 7
+        // bits, the mantissa bits in the upper half of a float).
         const auto fits = [&](std::uint32_t j) {
             const std::uint32_t width = (end - begin) >> j;
             for (std::uint32_t side = 0; side < sides; ++side)
@@ -106,10 +111,9 @@ inline dynamic_map_cells make_dynamic_map_cells(const float* values, const float
         };
         std::uint32_t j = 0;
         while (!fits(j))
-            if (++j > 8 || s == 0) fail("dynamic map: no encoder cells for the octave of 2^" + std::to_string(int(s) - 31));
+            if (++j > 7 || s == 0) fail("dynamic map: no encoder cells for the octave of 2^" + std::to_string(int(s) - 31));
         const std::uint32_t width = (end - begin) >> j;
-        c.first_cell[s] = next;
-        c.cell_bits[s] = j;
+        c.slot_word[s] = static_cast<std::uint16_t>(next | (8 - j) << 8);
         for (std::uint32_t k = 0; k < (1u << j); ++k, ++next) {
             if (next >= side_cells) fail("dynamic map: more than " + std::to_string(side_cells) + " encoder cells");
             const std::uint32_t a = begin + k * width, b = a + width;
@@ -141,6 +145,7 @@ inline dynamic_map_cells make_dynamic_map_cells(const float* values, const float
 
 #if CHILDTUNE_HAS_AVX2_DISPATCH
 #define CHILDTUNE_VBMI_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi")))
+#define CHILDTUNE_VBMI2_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi,avx512vbmi2")))
 
 //! A 256-entry byte table in four registers.
 struct byte_table256 {
@@ -171,50 +176,62 @@ inline constexpr lane_interleave_table lane_interleave = [] {
 //! lane_interleave in a register.
 CHILDTUNE_VBMI_TARGET inline __m512i lane_interleave_order() { return _mm512_load_si512(lane_interleave.order); }
 
-//! Sixteen values' cells and 15-bit remainders (complemented for negative x).
-struct cells16 {
+//! Thirty-two values' cells and 15-bit remainders (complemented for negative x), in 16-bit lanes.
+struct cells32 {
     __m512i cell;      //!< cell index, 0 .. 255
     __m512i remainder; //!< 0 .. 0x7fff
 };
 
-//! The per-slot tables in registers.
-struct slot_tables {
-    __m512i first[2], bits[2]; //!< dynamic_map_cells' first_cell and cell_bits
-};
+//! The upper and lower 16-bit halves of the encodings of x[0 .. 32) / scale, in
+//! the order of a 32-to-16-bit pack (lane L holds values 4L .. 4L + 3 of each
+//! sixteen): the order the byte lookups' unpacks give back (the encoder's loop).
+CHILDTUNE_VBMI2_TARGET CHILDTUNE_ALWAYS_INLINE void quotient_halves(const float* x, __m512 scale, __m512i& upper,
+                                                                    __m512i& lower) {
+    const __m512i a = _mm512_castps_si512(_mm512_div_ps(_mm512_loadu_ps(x), scale));
+    const __m512i b = _mm512_castps_si512(_mm512_div_ps(_mm512_loadu_ps(x + 16), scale));
+    upper = _mm512_packus_epi32(_mm512_srli_epi32(a, 16), _mm512_srli_epi32(b, 16));
+    const __m512i low_half = _mm512_set1_epi32(0xffff);
+    lower = _mm512_packus_epi32(_mm512_and_si512(a, low_half), _mm512_and_si512(b, low_half));
+}
 
-//! Cells and remainders of x[0 .. 16) / scale (the file comment gives the scheme).
-CHILDTUNE_VBMI_TARGET CHILDTUNE_ALWAYS_INLINE cells16 cells_of(const slot_tables& o, const float* x, __m512 scale,
-                                                               bool is_signed) {
-    const __m512 ratio = _mm512_div_ps(_mm512_loadu_ps(x), scale);
-    const __m512i u = _mm512_castps_si512(ratio);
-    // The permutes read bits 0-4 of the slot: a NaN's (159) is replaced below.
-    const __m512i slot = _mm512_subs_epu16(_mm512_srli_epi32(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), 23),
-                                           _mm512_set1_epi32(96));
-    const __m512i j = _mm512_permutex2var_epi32(o.bits[0], slot, o.bits[1]);
-    const __m512i t = _mm512_sllv_epi32(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffff)), j); // below 2^31: j <= 8
-    __m512i cell = _mm512_add_epi32(_mm512_permutex2var_epi32(o.first[0], slot, o.first[1]), _mm512_srli_epi32(t, 23));
-    __m512i remainder = _mm512_srli_epi32(t, 8);
+//! Cells and remainders of the quotients with these halves (the file comment gives the scheme).
+CHILDTUNE_VBMI2_TARGET CHILDTUNE_ALWAYS_INLINE cells32 cells_of(__m512i slot_words, __m512i upper, __m512i lower,
+                                                                bool is_signed) {
+    const __m512i magnitude = _mm512_and_si512(upper, _mm512_set1_epi16(0x7fff));
+    // The permute reads bits 0-4 of the slot: a NaN's (159) is replaced below.
+    const __m512i slot = _mm512_subs_epu16(_mm512_srli_epi16(magnitude, 7), _mm512_set1_epi16(96));
+    const __m512i word = _mm512_permutexvar_epi16(slot, slot_words);
+    const __m512i shift = _mm512_srli_epi16(word, 8); // 8 - j, 1 .. 8
+    // The top j of the 7 mantissa bits: (mantissa << 1) >> (8 - j).
+    const __m512i prefix = _mm512_srlv_epi16(_mm512_and_si512(_mm512_add_epi16(upper, upper), _mm512_set1_epi16(0xfe)), shift);
+    __m512i cell = _mm512_add_epi16(_mm512_and_si512(word, _mm512_set1_epi16(0xff)), prefix);
+    // Mantissa bits 22 - j .. 8 - j: the 32-bit encoding shifted right by 8 - j.
+    __m512i remainder = _mm512_shrdv_epi16(lower, upper, shift);
     if (is_signed) { // negative: cell + 128, remainder complemented
-        const __m512i sign = _mm512_srai_epi32(u, 31);
-        cell = _mm512_ternarylogic_epi32(cell, sign, _mm512_set1_epi32(128), 0xF8);         // a | (b & c)
-        remainder = _mm512_ternarylogic_epi32(remainder, sign, _mm512_set1_epi32(0x7fff), 0x28); // (a ^ b) & c
-    } else {
-        remainder = _mm512_and_si512(remainder, _mm512_set1_epi32(0x7fff));
-        cell = _mm512_mask_mov_epi32(cell, _mm512_cmp_ps_mask(ratio, _mm512_setzero_ps(), _CMP_LE_OQ),
-                                     _mm512_set1_epi32(static_cast<int>(non_positive_cell)));
+        const __m512i sign = _mm512_srai_epi16(upper, 15);
+        cell = _mm512_ternarylogic_epi32(cell, sign, _mm512_set1_epi16(128), 0xF8);                // a | (b & c)
+        remainder = _mm512_ternarylogic_epi32(remainder, sign, _mm512_set1_epi16(0x7fff), 0x28); // (a ^ b) & c
+    } else { // not above 0: negative (sign bit set) or +0 (both halves 0)
+        remainder = _mm512_and_si512(remainder, _mm512_set1_epi16(0x7fff));
+        const __m512i zero = _mm512_setzero_si512();
+        const __mmask32 not_positive =
+            _mm512_cmplt_epi16_mask(upper, zero) | _mm512_cmpeq_epi16_mask(_mm512_or_si512(upper, lower), zero);
+        cell = _mm512_mask_mov_epi16(cell, not_positive, _mm512_set1_epi16(static_cast<short>(non_positive_cell)));
     }
-    cell = _mm512_mask_mov_epi32(cell, _mm512_cmp_ps_mask(ratio, ratio, _CMP_UNORD_Q), _mm512_set1_epi32(static_cast<int>(nan_cell)));
+    // A quotient is at most 1 in magnitude or a quiet NaN (mantissa bit 22 set):
+    // NaNs are the upper halves above that of infinity.
+    const __mmask32 nan = _mm512_cmpgt_epu16_mask(magnitude, _mm512_set1_epi16(0x7f80));
+    cell = _mm512_mask_mov_epi16(cell, nan, _mm512_set1_epi16(static_cast<short>(nan_cell)));
     return {cell, remainder};
 }
 
 //! Codes of x[0 .. k) / absmax for the largest multiple k of 64 not above n;
 //! returns k. Reads t.cells (not null).
-CHILDTUNE_VBMI_TARGET inline std::size_t encode_block_avx512_vbmi(const dynamic_map_tables& t, const float* x, std::size_t n,
-                                                                  float absmax, std::uint8_t* codes) {
+CHILDTUNE_VBMI2_TARGET inline std::size_t encode_block_avx512_vbmi(const dynamic_map_tables& t, const float* x, std::size_t n,
+                                                                   float absmax, std::uint8_t* codes) {
     const dynamic_map_cells& cells = *t.cells;
     const __m512 scale = _mm512_set1_ps(absmax);
-    const slot_tables slots = {{_mm512_load_si512(cells.first_cell), _mm512_load_si512(cells.first_cell + 16)},
-                               {_mm512_load_si512(cells.cell_bits), _mm512_load_si512(cells.cell_bits + 16)}};
+    const __m512i slot_words = _mm512_load_si512(cells.slot_word);
     const byte_table256 below = load_byte_table256(cells.below);
     const byte_table256 t1_low = load_byte_table256(cells.first_low), t1_high = load_byte_table256(cells.first_high);
     const byte_table256 t2_low = load_byte_table256(cells.second_low), t2_high = load_byte_table256(cells.second_high);
@@ -222,15 +239,18 @@ CHILDTUNE_VBMI_TARGET inline std::size_t encode_block_avx512_vbmi(const dynamic_
     const __m512i natural = lane_interleave_order(); // the packs interleave 128-bit lanes
     std::size_t i = 0;
     for (; i + 64 <= n; i += 64) {
-        const cells16 v0 = cells_of(slots, x + i, scale, t.is_signed), v1 = cells_of(slots, x + i + 16, scale, t.is_signed);
-        const cells16 v2 = cells_of(slots, x + i + 32, scale, t.is_signed), v3 = cells_of(slots, x + i + 48, scale, t.is_signed);
-        const __m512i index = _mm512_packus_epi16(_mm512_packus_epi32(v0.cell, v1.cell), _mm512_packus_epi32(v2.cell, v3.cell));
+        __m512i upper01, lower01, upper23, lower23;
+        quotient_halves(x + i, scale, upper01, lower01);
+        quotient_halves(x + i + 32, scale, upper23, lower23);
+        const cells32 v01 = cells_of(slot_words, upper01, lower01, t.is_signed);
+        const cells32 v23 = cells_of(slot_words, upper23, lower23, t.is_signed);
+        const __m512i index = _mm512_packus_epi16(v01.cell, v23.cell);
         const __mmask64 upper = _mm512_movepi8_mask(index);
         const __m512i base = lookup_bytes(below, index, upper);
         const __m512i t1l = lookup_bytes(t1_low, index, upper), t1h = lookup_bytes(t1_high, index, upper);
         const __m512i t2l = lookup_bytes(t2_low, index, upper), t2h = lookup_bytes(t2_high, index, upper);
         // 16-bit lanes in the same order: values k = 0, 1 of each lane (unpacklo), then k = 2, 3 (unpackhi).
-        const __m512i r_lo = _mm512_packus_epi32(v0.remainder, v1.remainder), r_hi = _mm512_packus_epi32(v2.remainder, v3.remainder);
+        const __m512i r_lo = v01.remainder, r_hi = v23.remainder;
         const __m512i t1_lo = _mm512_unpacklo_epi8(t1l, t1h), t1_hi = _mm512_unpackhi_epi8(t1l, t1h);
         const __m512i t2_lo = _mm512_unpacklo_epi8(t2l, t2h), t2_hi = _mm512_unpackhi_epi8(t2l, t2h);
         __m512i c_lo = _mm512_unpacklo_epi8(base, zero), c_hi = _mm512_unpackhi_epi8(base, zero);
@@ -275,6 +295,7 @@ CHILDTUNE_VBMI_TARGET inline std::size_t decode_block_avx512_vbmi(const dynamic_
     return i;
 }
 #undef CHILDTUNE_VBMI_TARGET
+#undef CHILDTUNE_VBMI2_TARGET
 #endif
 
 } // namespace childtune::detail
