@@ -3,10 +3,11 @@
 //! The AVX-512 encoder and decoder of the 8-bit blockwise state
 //! (numeric/blockwise8.hpp) for CPUs with VBMI (Ice Lake and later, AMD Zen 4
 //! and later; the encoder also uses VBMI2): sixty-four values at a time, and
-//! no gather. On AMD Zen a sixteen-lane gather costs about two cycles per lane, which made the bucket
-//! gather of blockwise8_avx512.hpp most of the 8-bit step; VBMI's byte permute
-//! looks up 64 lanes of a 128-entry table in one instruction. The decoder looks
-//! up each byte of the values' float encodings that way (decode_block_avx512_vbmi).
+//! no gather. On AMD Zen a sixteen-lane gather costs about two cycles per
+//! lane, which made the bucket gather of blockwise8_avx512.hpp most of the
+//! 8-bit step; VBMI's byte permute looks up 64 lanes of a 128-entry table in
+//! one instruction. The decoder looks up each byte of the values' float
+//! encodings that way (decode_block_avx512_vbmi).
 //!
 //! The encoder's idea: cut each octave of magnitudes into 2^j equal *cells*, j chosen per
 //! octave so that no cell holds more than two of the map's thresholds (coarse
@@ -15,9 +16,9 @@
 //! cells are kept for NaNs and, unsigned, values not above 0). A value's cell
 //! is its octave's first cell plus the top j bits of its mantissa (j <= 7, so
 //! the upper half of its float encoding holds them, and the cells are computed
-//! in 16-bit lanes: 32 values per instruction, where 32-bit lanes took twice the
-//! instructions; a VBMI2 funnel shift of both halves gives the remainder). Per cell,
-//! byte tables hold the number of thresholds below the cell and the top 15 bits
+//! in 16-bit lanes: 32 values per instruction, where 32-bit lanes took twice
+//! the instructions; a VBMI2 funnel shift of both halves gives the remainder).
+//! Per cell, byte tables hold the number of thresholds below the cell and the top 15 bits
 //! of the mantissa remainder (the bits below the cell's j) of each threshold
 //! inside it, or 0xFFFF for none. NaNs (code 255) and, for the unsigned map,
 //! values not above 0 (code 0) go to cells of their own; the unsigned map's "a
