@@ -164,8 +164,14 @@ def main():
     what = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"torch {torch.__version__} on {what}, N = {args.n}, median of {args.repeats} steps")
     results = []
+    # Every row's GB/s from its time by the one formula, the copy row's too, so
+    # that the copy's x_copy is exactly 1 (the probe's GB/s turned into a time
+    # and back can differ in its last bit).
+    def gb_per_s(seconds, bytes_per_element):
+        return bytes_per_element * args.n / seconds / 1e9
+    copy_gbps = gb_per_s(rows[0][1], rows[0][2])
     for name, seconds, bytes_per_element, finite in rows:
-        gbps = bytes_per_element * args.n / seconds / 1e9
+        gbps = gb_per_s(seconds, bytes_per_element)
         results.append({"name": name, "ms": seconds * 1e3, "bytes_per_element": bytes_per_element, "GB/s": gbps,
                         "x_copy": gbps / copy_gbps, "finite": finite})
         print(f"  {name:<28} {seconds * 1e3:10.3f} ms  GB/s={gbps:.4g}  x_copy={gbps / copy_gbps:.4g}"
