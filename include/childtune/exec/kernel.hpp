@@ -82,7 +82,7 @@ struct pass_arguments {
     double* block_sums;
     //! Child-Tuning_F drawn in the pass instead of `words` (when not null): the
     //! keep bits of elements begin + 64k ... are Philox keep word first_word + k
-    //! (first_word even; random/detail/philox_x86.hpp).
+    //! (first_word even; random/detail/philox_keep.hpp).
     const philox_keep_params* draws = nullptr;
     std::uint64_t first_word = 0;
 };

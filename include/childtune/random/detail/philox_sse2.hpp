@@ -1,0 +1,115 @@
+#pragma once
+//! \file
+//! SSE2 keep-word generator (random/detail/philox_keep.hpp gives the definition):
+//! the 16 Philox blocks of an element group as four vectors of four lanes. SSE2
+//! is part of every x86-64 target; CPUs without AVX2 use it.
+
+#include <childtune/config.hpp>
+#include <childtune/random/detail/philox_keep.hpp>
+
+#include <cstdint>
+
+#if CHILDTUNE_HAS_SSE2
+#include <emmintrin.h>
+#endif
+
+namespace childtune::detail {
+
+#if CHILDTUNE_HAS_SSE2
+struct sse2_mulhilo {
+    __m128i lo, hi;
+};
+CHILDTUNE_ALWAYS_INLINE sse2_mulhilo sse2_mul(__m128i a, __m128i m) {
+    const __m128i even = _mm_mul_epu32(a, m);
+    const __m128i odd = _mm_mul_epu32(_mm_srli_epi64(a, 32), m);
+    const __m128i low_half = _mm_set1_epi64x(0xFFFFFFFF);
+    return {_mm_or_si128(_mm_and_si128(even, low_half), _mm_slli_epi64(odd, 32)),
+            _mm_or_si128(_mm_srli_epi64(even, 32), _mm_andnot_si128(low_half, odd))};
+}
+
+//! Four Philox blocks, one per lane: the four counter/output words.
+struct sse2_blocks4 {
+    __m128i x0, x1, x2, x3;
+};
+//! One Philox round of four blocks with round keys k0, k1.
+CHILDTUNE_ALWAYS_INLINE void sse2_round(sse2_blocks4& b, __m128i k0, __m128i k1) {
+    const sse2_mulhilo p0 = sse2_mul(b.x0, _mm_set1_epi32(static_cast<int>(philox_m0)));
+    const sse2_mulhilo p1 = sse2_mul(b.x2, _mm_set1_epi32(static_cast<int>(philox_m1)));
+    b = {_mm_xor_si128(_mm_xor_si128(p1.hi, b.x1), k0), p1.lo, _mm_xor_si128(_mm_xor_si128(p0.hi, b.x3), k1), p0.lo};
+}
+//! Blocks first + lane .. (four lanes) before the rounds.
+CHILDTUNE_ALWAYS_INLINE sse2_blocks4 sse2_counters(const philox_keep_params& p, std::uint64_t first) {
+    return {_mm_add_epi32(_mm_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(first))), _mm_setr_epi32(0, 1, 2, 3)),
+            _mm_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(first >> 32))),
+            _mm_set1_epi32(static_cast<int>(p.tensor_key)), _mm_set1_epi32(static_cast<int>(p.step))};
+}
+
+//! The 16 blocks 16g .. 16g + 15 after ten rounds, four lanes each: q[quarter]
+//! holds blocks 16g + 4·quarter .. + 3. The quarters' rounds run interleaved
+//! (four dependency chains in flight) on named variables: written as arrays
+//! indexed in loops, GCC 12 kept the state in memory, a store and a reload
+//! every round (docs/benchmarks.md, "Philox state in registers").
+struct sse2_lanes {
+    sse2_blocks4 q[4];
+};
+CHILDTUNE_ALWAYS_INLINE sse2_lanes philox_lanes_sse2(const philox_keep_params& p, std::uint64_t group) {
+    const std::uint64_t first = 16 * group; // a multiple of 16: lo32 + 15 never wraps
+    sse2_blocks4 a = sse2_counters(p, first), b = sse2_counters(p, first + 4), c = sse2_counters(p, first + 8),
+                 d = sse2_counters(p, first + 12);
+    std::uint32_t k0 = p.k0, k1 = p.k1;
+    for (int r = 0; r < 10; ++r) {
+        if (r > 0) {
+            k0 += philox_w0;
+            k1 += philox_w1;
+        }
+        const __m128i vk0 = _mm_set1_epi32(static_cast<int>(k0)), vk1 = _mm_set1_epi32(static_cast<int>(k1));
+        sse2_round(a, vk0, vk1);
+        sse2_round(b, vk0, vk1);
+        sse2_round(c, vk0, vk1);
+        sse2_round(d, vk0, vk1);
+    }
+    return {{a, b, c, d}};
+}
+
+//! Bits of `keep` (4 lanes) at 16·j + 4·quarter.
+CHILDTUNE_ALWAYS_INLINE std::uint64_t sse2_bits(__m128i keep, int j, int quarter) {
+    return std::uint64_t(static_cast<unsigned>(_mm_movemask_ps(_mm_castsi128_ps(keep)))) << (16 * j + 4 * quarter);
+}
+
+inline std::uint64_t philox_keep_word_sse2(const philox_keep_params& p, std::uint64_t group) {
+    const sse2_lanes l = philox_lanes_sse2(p, group);
+    // Unsigned x < threshold as a signed compare of both biased by 2^31.
+    const __m128i bias = _mm_set1_epi32(static_cast<int>(0x80000000u));
+    const __m128i limit = _mm_set1_epi32(static_cast<int>(p.threshold ^ 0x80000000u));
+    const auto keep = [&](__m128i x) { return _mm_cmplt_epi32(_mm_xor_si128(x, bias), limit); };
+    std::uint64_t word = 0;
+    for (int g = 0; g < 4; ++g) {
+        const sse2_blocks4& q = l.q[g];
+        word |= sse2_bits(keep(q.x0), 0, g) | sse2_bits(keep(q.x1), 1, g) | sse2_bits(keep(q.x2), 2, g) |
+                sse2_bits(keep(q.x3), 3, g);
+    }
+    return word;
+}
+
+//! Version 2: keep words 2G (low halves) and 2G + 1 (high halves) of group G.
+inline void philox_keep_pair_sse2(const philox_keep_params& p, std::uint64_t group, std::uint64_t* two) {
+    const sse2_lanes l = philox_lanes_sse2(p, group);
+    const __m128i low = _mm_set1_epi32(0xFFFF);
+    const __m128i limit = _mm_set1_epi32(static_cast<int>(p.threshold)); // < 2^16: signed compares suffice
+    std::uint64_t lo = 0, hi = 0;
+    const auto add = [&](__m128i x, int j, int g) {
+        lo |= sse2_bits(_mm_cmplt_epi32(_mm_and_si128(x, low), limit), j, g);
+        hi |= sse2_bits(_mm_cmplt_epi32(_mm_srli_epi32(x, 16), limit), j, g);
+    };
+    for (int g = 0; g < 4; ++g) {
+        add(l.q[g].x0, 0, g);
+        add(l.q[g].x1, 1, g);
+        add(l.q[g].x2, 2, g);
+        add(l.q[g].x3, 3, g);
+    }
+    two[0] = lo;
+    two[1] = hi;
+}
+#endif
+
+} // namespace childtune::detail
