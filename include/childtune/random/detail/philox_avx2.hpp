@@ -81,11 +81,9 @@ __attribute__((target("avx2"))) CHILDTUNE_ALWAYS_INLINE std::uint64_t avx2_bits(
     return std::uint64_t(static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(keep)))) << (16 * j + 8 * half);
 }
 
-//! Bits of (x & low) < limit at 16·j + 8·half (version 2: x holds a 16-bit half
-//! in its low bits; limit < 2^16, so signed compares suffice).
-__attribute__((target("avx2"))) CHILDTUNE_ALWAYS_INLINE std::uint64_t avx2_half_bits(__m256i x, __m256i low, __m256i limit,
-                                                                                    int j, int half) {
-    return avx2_bits(_mm256_cmpgt_epi32(limit, _mm256_and_si256(x, low)), j, half);
+//! Bits of x < limit (signed 32-bit lanes) at 16·j + 8·half.
+__attribute__((target("avx2"))) CHILDTUNE_ALWAYS_INLINE std::uint64_t avx2_below(__m256i x, __m256i limit, int j, int half) {
+    return avx2_bits(_mm256_cmpgt_epi32(limit, x), j, half);
 }
 
 __attribute__((target("avx2"))) inline std::uint64_t philox_keep_word_avx2(const philox_keep_params& p,
@@ -94,12 +92,10 @@ __attribute__((target("avx2"))) inline std::uint64_t philox_keep_word_avx2(const
     const __m256i bias = _mm256_set1_epi32(static_cast<int>(0x80000000u));
     const __m256i limit = _mm256_set1_epi32(static_cast<int>(p.threshold ^ 0x80000000u));
     std::uint64_t word = 0;
-    for (int g = 0; g < 2; ++g) { // x < threshold
+    for (int g = 0; g < 2; ++g) { // unsigned x < threshold as a signed compare of both biased by 2^31
         const avx2_blocks8& h = l.h[g];
-        word |= avx2_bits(_mm256_cmpgt_epi32(limit, _mm256_xor_si256(h.x0, bias)), 0, g) |
-                avx2_bits(_mm256_cmpgt_epi32(limit, _mm256_xor_si256(h.x1, bias)), 1, g) |
-                avx2_bits(_mm256_cmpgt_epi32(limit, _mm256_xor_si256(h.x2, bias)), 2, g) |
-                avx2_bits(_mm256_cmpgt_epi32(limit, _mm256_xor_si256(h.x3, bias)), 3, g);
+        word |= avx2_below(_mm256_xor_si256(h.x0, bias), limit, 0, g) | avx2_below(_mm256_xor_si256(h.x1, bias), limit, 1, g) |
+                avx2_below(_mm256_xor_si256(h.x2, bias), limit, 2, g) | avx2_below(_mm256_xor_si256(h.x3, bias), limit, 3, g);
     }
     return word;
 }
@@ -109,16 +105,14 @@ __attribute__((target("avx2"))) inline void philox_keep_pair_avx2(const philox_k
                                                                    std::uint64_t* two) {
     const avx2_lanes l = philox_lanes_avx2(p, group);
     const __m256i low = _mm256_set1_epi32(0xFFFF);
-    const __m256i limit = _mm256_set1_epi32(static_cast<int>(p.threshold));
+    const __m256i limit = _mm256_set1_epi32(static_cast<int>(p.threshold)); // < 2^16: signed compares suffice
     std::uint64_t lo = 0, hi = 0;
     for (int g = 0; g < 2; ++g) {
         const avx2_blocks8& h = l.h[g];
-        lo |= avx2_half_bits(h.x0, low, limit, 0, g) | avx2_half_bits(h.x1, low, limit, 1, g) |
-              avx2_half_bits(h.x2, low, limit, 2, g) | avx2_half_bits(h.x3, low, limit, 3, g);
-        hi |= avx2_half_bits(_mm256_srli_epi32(h.x0, 16), low, limit, 0, g) |
-              avx2_half_bits(_mm256_srli_epi32(h.x1, 16), low, limit, 1, g) |
-              avx2_half_bits(_mm256_srli_epi32(h.x2, 16), low, limit, 2, g) |
-              avx2_half_bits(_mm256_srli_epi32(h.x3, 16), low, limit, 3, g);
+        lo |= avx2_below(_mm256_and_si256(h.x0, low), limit, 0, g) | avx2_below(_mm256_and_si256(h.x1, low), limit, 1, g) |
+              avx2_below(_mm256_and_si256(h.x2, low), limit, 2, g) | avx2_below(_mm256_and_si256(h.x3, low), limit, 3, g);
+        hi |= avx2_below(_mm256_srli_epi32(h.x0, 16), limit, 0, g) | avx2_below(_mm256_srli_epi32(h.x1, 16), limit, 1, g) |
+              avx2_below(_mm256_srli_epi32(h.x2, 16), limit, 2, g) | avx2_below(_mm256_srli_epi32(h.x3, 16), limit, 3, g);
     }
     two[0] = lo;
     two[1] = hi;

@@ -76,17 +76,21 @@ CHILDTUNE_ALWAYS_INLINE std::uint64_t sse2_bits(__m128i keep, int j, int quarter
     return std::uint64_t(static_cast<unsigned>(_mm_movemask_ps(_mm_castsi128_ps(keep)))) << (16 * j + 4 * quarter);
 }
 
+//! Bits of x < limit (signed 32-bit lanes) at 16·j + 4·quarter.
+CHILDTUNE_ALWAYS_INLINE std::uint64_t sse2_below(__m128i x, __m128i limit, int j, int quarter) {
+    return sse2_bits(_mm_cmplt_epi32(x, limit), j, quarter);
+}
+
 inline std::uint64_t philox_keep_word_sse2(const philox_keep_params& p, std::uint64_t group) {
     const sse2_lanes l = philox_lanes_sse2(p, group);
     // Unsigned x < threshold as a signed compare of both biased by 2^31.
     const __m128i bias = _mm_set1_epi32(static_cast<int>(0x80000000u));
     const __m128i limit = _mm_set1_epi32(static_cast<int>(p.threshold ^ 0x80000000u));
-    const auto keep = [&](__m128i x) { return _mm_cmplt_epi32(_mm_xor_si128(x, bias), limit); };
     std::uint64_t word = 0;
     for (int g = 0; g < 4; ++g) {
         const sse2_blocks4& q = l.q[g];
-        word |= sse2_bits(keep(q.x0), 0, g) | sse2_bits(keep(q.x1), 1, g) | sse2_bits(keep(q.x2), 2, g) |
-                sse2_bits(keep(q.x3), 3, g);
+        word |= sse2_below(_mm_xor_si128(q.x0, bias), limit, 0, g) | sse2_below(_mm_xor_si128(q.x1, bias), limit, 1, g) |
+                sse2_below(_mm_xor_si128(q.x2, bias), limit, 2, g) | sse2_below(_mm_xor_si128(q.x3, bias), limit, 3, g);
     }
     return word;
 }
@@ -97,15 +101,12 @@ inline void philox_keep_pair_sse2(const philox_keep_params& p, std::uint64_t gro
     const __m128i low = _mm_set1_epi32(0xFFFF);
     const __m128i limit = _mm_set1_epi32(static_cast<int>(p.threshold)); // < 2^16: signed compares suffice
     std::uint64_t lo = 0, hi = 0;
-    const auto add = [&](__m128i x, int j, int g) {
-        lo |= sse2_bits(_mm_cmplt_epi32(_mm_and_si128(x, low), limit), j, g);
-        hi |= sse2_bits(_mm_cmplt_epi32(_mm_srli_epi32(x, 16), limit), j, g);
-    };
     for (int g = 0; g < 4; ++g) {
-        add(l.q[g].x0, 0, g);
-        add(l.q[g].x1, 1, g);
-        add(l.q[g].x2, 2, g);
-        add(l.q[g].x3, 3, g);
+        const sse2_blocks4& q = l.q[g];
+        lo |= sse2_below(_mm_and_si128(q.x0, low), limit, 0, g) | sse2_below(_mm_and_si128(q.x1, low), limit, 1, g) |
+              sse2_below(_mm_and_si128(q.x2, low), limit, 2, g) | sse2_below(_mm_and_si128(q.x3, low), limit, 3, g);
+        hi |= sse2_below(_mm_srli_epi32(q.x0, 16), limit, 0, g) | sse2_below(_mm_srli_epi32(q.x1, 16), limit, 1, g) |
+              sse2_below(_mm_srli_epi32(q.x2, 16), limit, 2, g) | sse2_below(_mm_srli_epi32(q.x3, 16), limit, 3, g);
     }
     two[0] = lo;
     two[1] = hi;
