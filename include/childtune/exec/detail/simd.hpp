@@ -129,11 +129,26 @@ CHILDTUNE_ALWAYS_INLINE simd_mask<S, N> operator>(const simd<S, N>& a, const sim
     return {a.v > b.v};
 }
 
+//! Lane-wise k ? a : b, bit for bit (signed zeros and NaN payloads pass unchanged).
+//! 32-byte vectors test the sign bit, which every lane mask here carries (all bits
+//! set or none): GCC and clang turn that into one `vblendvps`/`vblendvpd`
+//! instead of and, and-not and or, which makes the AVX2 kernels' masked lanes
+//! cheaper (docs/benchmarks.md, "Prefetching during the draws"). 64-byte vectors keep the
+//! bit operations (GCC 12 stops with an internal compiler error in do_store_flag
+//! on the vector conditional in AVX-512 code, and AVX-512 folds the three into
+//! one `vpternlog`), and so do 16-byte ones (SSE2 has no blend).
 template <class S, int N>
 CHILDTUNE_ALWAYS_INLINE simd<S, N> select(const simd_mask<S, N>& k, const simd<S, N>& a, const simd<S, N>& b) {
-    using ivec = native_vector_t<lane_int<S>, N>;
-    const ivec bits = (reinterpret_cast<ivec>(a.v) & k.v) | (reinterpret_cast<ivec>(b.v) & ~k.v);
-    return reinterpret_cast<typename simd<S, N>::native>(bits);
+#if CHILDTUNE_HAS_AVX2_DISPATCH
+    if constexpr (sizeof(k.v) == 32) {
+        return k.v < 0 ? a.v : b.v;
+    } else
+#endif
+    {
+        using ivec = native_vector_t<lane_int<S>, N>;
+        const ivec bits = (reinterpret_cast<ivec>(a.v) & k.v) | (reinterpret_cast<ivec>(b.v) & ~k.v);
+        return reinterpret_cast<typename simd<S, N>::native>(bits);
+    }
 }
 template <class S, int N>
 CHILDTUNE_ALWAYS_INLINE simd_mask<S, N> mask_or(const simd_mask<S, N>& a, const simd_mask<S, N>& b) {
