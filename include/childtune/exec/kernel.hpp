@@ -181,32 +181,6 @@ CHILDTUNE_ALWAYS_INLINE void draw_two_words(const philox_keep_params& p, std::ui
     philox_keep_words_kernel::run<isa>(&p, word, 2, two);
 }
 
-//! How far ahead of the elements being stepped a pass that draws its keep bits
-//! prefetches its operands, in elements: two draw batches (docs/benchmarks.md,
-//! "Prefetching during the draws").
-inline constexpr std::size_t draw_prefetch_distance = 256;
-
-//! Asks for the cache lines of elements [first, first + 128) of the parameters,
-//! the gradients and (`state`: the full layout) the state buffers, into L2.
-//! While the core computes Philox rounds it issues no loads, and the hardware
-//! prefetchers, which follow demand loads, stop running ahead; these requests
-//! keep the memory busy through the draws.
-template <std::size_t Buffers, class P, class S>
-CHILDTUNE_ALWAYS_INLINE void prefetch_operands(const step_operands<P, S>& x, std::size_t first, bool state) {
-#if defined(__GNUC__) || defined(__clang__)
-    constexpr int for_write = 1, into_l2 = 2;
-    for (std::size_t e = 0; e < 128; e += 64 / sizeof(P)) {
-        __builtin_prefetch(x.param + first + e, for_write, into_l2);
-        __builtin_prefetch(x.grad + first + e, 0, into_l2);
-    }
-    if (state)
-        for (std::size_t b = 0; b != Buffers; ++b)
-            for (std::size_t e = 0; e < 128; e += 64 / sizeof(S)) __builtin_prefetch(x.state[b] + first + e, for_write, into_l2);
-#else
-    (void)x, (void)first, (void)state;
-#endif
-}
-
 //! The pass over elements [begin, end) of one tensor; `begin` is a multiple of 64.
 //! (Loops over the Buffers and reductions count with != : both can be 0, and
 //! nvcc's front end rejects `b < 0` as a pointless comparison under -Werror.)
@@ -231,18 +205,13 @@ CHILDTUNE_ALWAYS_INLINE void run_element_pass(const pass_arguments<Rule, S>& a, 
     // in a phase of their own (docs/benchmarks.md measures it).
     std::uint64_t drawn[2] = {}, ahead[2] = {};
     if (a.draws) draw_two_words<V>(*a.draws, a.first_word, drawn);
-    const bool prefetch_state = !a.kept_before;
 
     for (std::size_t w = begin; w < end; w += 64) {
         const std::size_t n = std::min<std::size_t>(64, end - w);
         const std::size_t k = (w - begin) / 64;
         std::uint64_t bits = ~std::uint64_t{0};
         if (a.draws) {
-            if ((k & 1) == 0 && w + 128 < end) {
-                if (w + draw_prefetch_distance + 128 <= end)
-                    prefetch_operands<Buffers>(x, w + draw_prefetch_distance, prefetch_state);
-                draw_two_words<V>(*a.draws, a.first_word + k + 2, ahead);
-            }
+            if ((k & 1) == 0 && w + 128 < end) draw_two_words<V>(*a.draws, a.first_word + k + 2, ahead);
             bits = drawn[k & 1];
             if ((k & 1) == 1) {
                 drawn[0] = ahead[0];
