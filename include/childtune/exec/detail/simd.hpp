@@ -133,7 +133,7 @@ CHILDTUNE_ALWAYS_INLINE simd_mask<S, N> operator>(const simd<S, N>& a, const sim
 //! 32-byte vectors test the sign bit, which every lane mask here carries (all bits
 //! set or none): GCC and clang turn that into one `vblendvps`/`vblendvpd`
 //! instead of and, and-not and or, which makes the AVX2 kernels' masked lanes
-//! cheaper (docs/benchmarks.md, "Prefetching during the draws"). 64-byte vectors keep the
+//! cheaper (docs/benchmarks.md, "Masked lanes by blend"). 64-byte vectors keep the
 //! bit operations (GCC 12 stops with an internal compiler error in do_store_flag
 //! on the vector conditional in AVX-512 code, and AVX-512 folds the three into
 //! one `vpternlog`), and so do 16-byte ones (SSE2 has no blend).
