@@ -6,10 +6,13 @@
 #include <childtune/optimizer.hpp>
 #include <childtune/update/adam.hpp>
 #include <childtune/update/adamw.hpp>
+#include <childtune/update/lamb.hpp>
+#include <childtune/update/lion.hpp>
 #include <childtune/update/sgd.hpp>
 
 #include <catch2/catch.hpp>
 
+#include <array>
 #include <cstring>
 #include <random>
 #include <tuple>
@@ -23,20 +26,82 @@ bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
     return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
 }
 
+// The state of one tensor: buffer b, element i at s[b][i].
+template <class S>
+using tensor_state = std::vector<std::vector<S>>;
+
 // The scalar definition: what a CUDA/Thrust kernel runs, one element at a time.
+// Rules with a per-tensor phase (LAMB) first run `reduce` over every element,
+// summing each 64-element block's terms in element order in double (the
+// kernels' block sums, exec/tensor_sum.hpp), then `finish` on the tensor's sums.
+// Returns the block sums (empty without a phase).
 template <class Rule, class S, class P, class MaskView>
-void scalar_step(const typename Rule::template step_constants<S>& c, masking_options mo, const MaskView& mask,
-                 std::vector<P>& p, const std::vector<P>& g, std::vector<S>& s0, std::vector<S>& s1, std::size_t buffers) {
-    for (std::size_t i = 0; i < p.size(); ++i) {
-        const S keep_p = static_cast<S>(mask.keep_probability());
-        const auto e = detail::make_element_mask<bool, S>(mask.keep(i), true, false, mo, keep_p, keep_p != S(1));
-        S x = detail::widen<S>(p[i]);
-        S st[2] = {buffers > 0 ? s0[i] : S(0), buffers > 1 ? s1[i] : S(0)};
-        Rule::apply(c, e, x, detail::widen<S>(g[i]), st);
-        p[i] = detail::narrow<P>(x);
-        if (buffers > 0) s0[i] = st[0];
-        if (buffers > 1) s1[i] = st[1];
+std::vector<double> scalar_step(typename Rule::template step_constants<S> c, masking_options mo, const MaskView& mask,
+                                std::vector<P>& p, const std::vector<P>& g, tensor_state<S>& s, std::size_t buffers) {
+    constexpr std::size_t slots = detail::rule_state_slots<Rule>();
+    constexpr std::size_t reductions = detail::rule_reduction_count<Rule>();
+    const S keep_p = static_cast<S>(mask.keep_probability());
+    auto element = [&](std::size_t i) {
+        return detail::make_element_mask<bool, S>(mask.keep(i), true, false, mo, keep_p, keep_p != S(1));
+    };
+    auto load = [&](std::size_t i, S (&st)[slots]) {
+        for (std::size_t b = 0; b < slots; ++b) st[b] = b < buffers ? s[b][i] : S(0);
+    };
+    auto keep_state = [&](std::size_t i, const S (&st)[slots]) {
+        for (std::size_t b = 0; b < buffers; ++b) s[b][i] = st[b];
+    };
+    std::vector<double> blocks;
+    if constexpr (reductions > 0) {
+        blocks.assign((p.size() + 63) / 64 * reductions, 0.0);
+        for (std::size_t i = 0; i < p.size(); ++i) {
+            S st[slots];
+            S terms[reductions];
+            load(i, st);
+            Rule::reduce(c, element(i), detail::widen<S>(p[i]), detail::widen<S>(g[i]), st, terms);
+            keep_state(i, st);
+            for (std::size_t r = 0; r < reductions; ++r) blocks[i / 64 * reductions + r] += static_cast<double>(terms[r]);
+        }
+        std::array<double, reductions> sums{};
+        for (std::size_t k = 0; k < blocks.size(); ++k) sums[k % reductions] += blocks[k];
+        Rule::finish(c, sums);
     }
+    for (std::size_t i = 0; i < p.size(); ++i) {
+        S x = detail::widen<S>(p[i]);
+        S st[slots];
+        load(i, st);
+        Rule::apply(c, element(i), x, detail::widen<S>(g[i]), st);
+        p[i] = detail::narrow<P>(x);
+        keep_state(i, st);
+    }
+    return blocks;
+}
+
+// The same step through the kernels on one instruction set, the tensor split
+// into two ranges at `split` (as the optimizer's work items split it), with the
+// keep decisions from `source`. Returns the reduce pass's block sums; `finish`
+// gets sums combined as scalar_step combines them, so both sides apply the
+// same trust ratio only when the block sums agree (checked by the caller).
+template <class Rule, class S, class P, class MaskView>
+std::vector<double> vector_step(typename Rule::template step_constants<S> c, masking_options mo, const MaskView& mask,
+                                std::vector<P>& p, const std::vector<P>& g, tensor_state<S>& s, std::size_t buffers,
+                                detail::cpu_isa isa, detail::keep_source source, std::size_t split) {
+    constexpr std::size_t reductions = detail::rule_reduction_count<Rule>();
+    detail::step_operands<P, S> x{p.data(), g.data(), {}};
+    for (std::size_t b = 0; b < s.size(); ++b) x.state[b] = s[b].data();
+    const std::size_t n = p.size();
+    std::vector<double> blocks;
+    if constexpr (reductions > 0) {
+        blocks.assign((n + 63) / 64 * reductions, 0.0);
+        detail::cpu_reduce_range<Rule, S, P>(c, mo, mask, x, buffers, 0, split, blocks.data(), isa, source);
+        detail::cpu_reduce_range<Rule, S, P>(c, mo, mask, x, buffers, split, n, blocks.data() + split / 64 * reductions,
+                                             isa, source);
+        std::array<double, reductions> sums{};
+        for (std::size_t k = 0; k < blocks.size(); ++k) sums[k % reductions] += blocks[k];
+        Rule::finish(c, sums);
+    }
+    detail::cpu_step_range<Rule, S, P>(c, mo, mask, x, buffers, 0, split, isa, source);
+    detail::cpu_step_range<Rule, S, P>(c, mo, mask, x, buffers, split, n, isa, source);
+    return blocks;
 }
 
 std::vector<detail::cpu_isa> isas() {
@@ -47,7 +112,8 @@ std::vector<detail::cpu_isa> isas() {
 }
 
 template <class Rule, class S, class P, class MaskView>
-void check_vector_equals_scalar(const typename Rule::options& o, const MaskView& mask, masking_options mo) {
+void check_vector_equals_scalar(const typename Rule::options& o, const MaskView& mask, masking_options mo,
+                                detail::keep_source source) {
   for (const auto isa : isas()) {
     CAPTURE(static_cast<int>(isa));
     std::mt19937 rng(5);
@@ -55,31 +121,31 @@ void check_vector_equals_scalar(const typename Rule::options& o, const MaskView&
     const std::size_t buffers = Rule::state_buffers(o);
     for (std::size_t n : {1u, 3u, 4u, 15u, 17u, 63u, 64u, 65u, 127u, 200u, 1000u}) {
         std::vector<P> p(n), g(n);
-        std::vector<S> s0(n), s1(n);
+        tensor_state<S> s(Rule::max_state_buffers, std::vector<S>(n));
         for (std::size_t i = 0; i < n; ++i) {
             p[i] = i % 7 == 3 ? P(-0.0f) : P(normal(rng)); // signed zeros must survive
             g[i] = P(0.1f * normal(rng));
-            s0[i] = S(0.01f * normal(rng));
-            s1[i] = S(0.001f * std::abs(normal(rng)));
+            for (std::size_t b = 0; b < s.size(); ++b) // a first moment, then non-negative ones
+                s[b][i] = b == 0 ? S(0.01f * normal(rng)) : S(0.001f * std::abs(normal(rng)));
         }
         auto p2 = p;
-        auto s0b = s0, s1b = s1;
+        auto s2 = s;
+        // Split at a multiple of 64, as the optimizer's work items do; the
+        // drawn keep words need ranges that start a 128-element group.
+        const std::size_t cut = source == detail::keep_source::drawn_in_pass ? 128 : 64;
+        const std::size_t split = n > cut ? cut : n;
         for (int step = 1; step <= 3; ++step) {
             const auto c = Rule::template prepare<S>(o, static_cast<std::uint64_t>(step), step == 1);
-            // Split the range at a multiple of 64, as the optimizer's work items do.
-            const std::size_t split = n > 64 ? 64 : n;
-            detail::step_operands<P, S> x{p.data(), g.data(), {s0.data(), s1.data()}};
-            detail::cpu_step_range<Rule, S, P>(c, mo, mask, x, buffers, 0, split, isa);
-            detail::cpu_step_range<Rule, S, P>(c, mo, mask, x, buffers, split, n, isa);
-            scalar_step<Rule, S, P>(c, mo, mask, p2, g, s0b, s1b, buffers);
+            const auto sums = vector_step<Rule, S, P>(c, mo, mask, p, g, s, buffers, isa, source, split);
+            const auto sums2 = scalar_step<Rule, S, P>(c, mo, mask, p2, g, s2, buffers);
+            REQUIRE(same_bits(sums, sums2));
         }
         INFO("n = " << n);
         for (std::size_t q = 0; q < n; ++q) {
             INFO("element " << q << ": vector " << detail::widen<double>(p[q]) << ", scalar " << detail::widen<double>(p2[q]));
             REQUIRE(std::memcmp(&p[q], &p2[q], sizeof(P)) == 0);
         }
-        REQUIRE(same_bits(s0, s0b));
-        REQUIRE(same_bits(s1, s1b));
+        for (std::size_t b = 0; b < s.size(); ++b) REQUIRE(same_bits(s[b], s2[b]));
     }
   }
 }
@@ -87,13 +153,20 @@ void check_vector_equals_scalar(const typename Rule::options& o, const MaskView&
 template <class Rule, class S, class P>
 void check_all_masks(const typename Rule::options& o) {
     INFO("rule " << Rule::name);
+    using detail::keep_source;
     bit_mask fixed_bits(1000);
     for (std::size_t i = 0; i < 1000; i += 3) fixed_bits.set(i);
     for (auto mo : {masking_options{mask_target::gradient, true}, masking_options{mask_target::update, false}}) {
         CAPTURE(static_cast<int>(mo.target));
-        check_vector_equals_scalar<Rule, S, P>(o, dense_view{}, mo);
-        check_vector_equals_scalar<Rule, S, P>(o, bernoulli{0.3, 8}.view(4, 2), mo);
-        check_vector_equals_scalar<Rule, S, P>(o, fixed_view(fixed_bits), mo);
+        check_vector_equals_scalar<Rule, S, P>(o, dense_view{}, mo, keep_source::words);
+        check_vector_equals_scalar<Rule, S, P>(o, fixed_view(fixed_bits), mo, keep_source::words);
+        // Child-Tuning_F by both definitions, with the keep words fetched and
+        // drawn inside the pass (exec/kernel.hpp), as optimizers draw them.
+        for (const std::uint32_t version : {1u, 2u})
+            for (const auto source : {keep_source::words, keep_source::drawn_in_pass}) {
+                CAPTURE(version, static_cast<int>(source));
+                check_vector_equals_scalar<Rule, S, P>(o, bernoulli{0.3, 8, version}.view(4, 2), mo, source);
+            }
     }
 }
 
@@ -107,6 +180,10 @@ void check_all_rules() {
     check_all_masks<adam, S, P>({.lr = 1e-2, .weight_decay = 0.1});
     check_all_masks<sgd, S, P>({.lr = 1e-2, .momentum = 0.9, .weight_decay = 0.1, .nesterov = true});
     check_all_masks<sgd, S, P>({.lr = 1e-2});
+    // One state buffer; a per-tensor phase (reduce pass, block sums, finish).
+    check_all_masks<lion, S, P>({.lr = 1e-2, .beta1 = 0.9, .beta2 = 0.99, .weight_decay = 0.1});
+    check_all_masks<lamb, S, P>({.lr = 1e-2, .weight_decay = 0.1});
+    check_all_masks<lamb, S, P>({.lr = 1e-2, .weight_decay = 0.0, .correct_bias = false, .trust_clip = 0.5});
 }
 } // namespace
 
