@@ -23,7 +23,8 @@ using namespace childtune;
 namespace {
 template <class T>
 bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
-    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+    // (Empty vectors may hold null pointers, which memcmp must not be given.)
+    return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
 }
 
 // The state of one tensor: buffer b, element i at s[b][i].
