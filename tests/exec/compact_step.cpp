@@ -34,15 +34,14 @@ void check_compact_equals_full(const typename Rule::options& o) {
         if (!detail::cpu_supports(isa)) continue;
         CAPTURE(static_cast<int>(isa));
         std::vector<S> p(n), g(n);
+        for (auto& e : p) e = normal(rng);
+        auto cp = p;
         std::vector<std::vector<S>> full(buffers, std::vector<S>(n, S(0))), compact(buffers, std::vector<S>(kept, S(0)));
-        detail::step_operands<S, S> x{p.data(), g.data(), {}}, cx{nullptr, g.data(), {}};
+        detail::step_operands<S, S> x{p.data(), g.data(), {}}, cx{cp.data(), g.data(), {}};
         for (std::size_t b = 0; b < buffers; ++b) {
             x.state[b] = full[b].data();
             cx.state[b] = compact[b].data();
         }
-        for (auto& e : p) e = normal(rng);
-        auto cp = p;
-        cx.param = cp.data();
         for (int step = 1; step <= 4; ++step) {
             for (auto& e : g) e = S(0.1) * normal(rng);
             const auto c = Rule::template prepare<S>(o, static_cast<std::uint64_t>(step), step == 1);

@@ -31,6 +31,16 @@ bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
 template <class S>
 using tensor_state = std::vector<std::vector<S>>;
 
+// The per-tensor phase's end, the same on both sides of the comparison: the
+// block sums (Rule::reduction_count per block) added up, then Rule::finish.
+template <class Rule, class Constants>
+void finish_phase(Constants& c, const std::vector<double>& blocks) {
+    constexpr std::size_t reductions = detail::rule_reduction_count<Rule>();
+    std::array<double, reductions> sums{};
+    for (std::size_t k = 0; k < blocks.size(); ++k) sums[k % reductions] += blocks[k];
+    Rule::finish(c, sums);
+}
+
 // The scalar definition: what a CUDA/Thrust kernel runs, one element at a time.
 // Rules with a per-tensor phase (LAMB) first run `reduce` over every element,
 // summing each 64-element block's terms in element order in double (the
@@ -62,9 +72,7 @@ std::vector<double> scalar_step(typename Rule::template step_constants<S> c, mas
             keep_state(i, st);
             for (std::size_t r = 0; r < reductions; ++r) blocks[i / 64 * reductions + r] += static_cast<double>(terms[r]);
         }
-        std::array<double, reductions> sums{};
-        for (std::size_t k = 0; k < blocks.size(); ++k) sums[k % reductions] += blocks[k];
-        Rule::finish(c, sums);
+        finish_phase<Rule>(c, blocks);
     }
     for (std::size_t i = 0; i < p.size(); ++i) {
         S x = detail::widen<S>(p[i]);
@@ -79,9 +87,9 @@ std::vector<double> scalar_step(typename Rule::template step_constants<S> c, mas
 
 // The same step through the kernels on one instruction set, the tensor split
 // into two ranges at `split` (as the optimizer's work items split it), with the
-// keep decisions from `source`. Returns the reduce pass's block sums; `finish`
-// gets sums combined as scalar_step combines them, so both sides apply the
-// same trust ratio only when the block sums agree (checked by the caller).
+// keep decisions from `source`. Returns the reduce pass's block sums; both
+// sides finish the phase with finish_phase, so they apply the same trust ratio
+// only when the block sums agree (checked by the caller).
 template <class Rule, class S, class P, class MaskView>
 std::vector<double> vector_step(typename Rule::template step_constants<S> c, masking_options mo, const MaskView& mask,
                                 std::vector<P>& p, const std::vector<P>& g, tensor_state<S>& s, std::size_t buffers,
@@ -96,9 +104,7 @@ std::vector<double> vector_step(typename Rule::template step_constants<S> c, mas
         detail::cpu_reduce_range<Rule, S, P>(c, mo, mask, x, buffers, 0, split, blocks.data(), isa, source);
         detail::cpu_reduce_range<Rule, S, P>(c, mo, mask, x, buffers, split, n, blocks.data() + split / 64 * reductions,
                                              isa, source);
-        std::array<double, reductions> sums{};
-        for (std::size_t k = 0; k < blocks.size(); ++k) sums[k % reductions] += blocks[k];
-        Rule::finish(c, sums);
+        finish_phase<Rule>(c, blocks);
     }
     detail::cpu_step_range<Rule, S, P>(c, mo, mask, x, buffers, 0, split, isa, source);
     detail::cpu_step_range<Rule, S, P>(c, mo, mask, x, buffers, split, n, isa, source);
