@@ -12,34 +12,21 @@
 
 #include <catch2/catch.hpp>
 
-#include <array>
+#include "support/phase_sums.hpp"
+
 #include <cstring>
 #include <random>
 #include <tuple>
 #include <vector>
 
 using namespace childtune;
+using test_support::finish_phase;
+using test_support::same_bits;
 
 namespace {
-template <class T>
-bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
-    // (Empty vectors may hold null pointers, which memcmp must not be given.)
-    return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
-}
-
 // The state of one tensor: buffer b, element i at s[b][i].
 template <class S>
 using tensor_state = std::vector<std::vector<S>>;
-
-// The per-tensor phase's end, the same on both sides of the comparison: the
-// block sums (Rule::reduction_count per block) added up, then Rule::finish.
-template <class Rule, class Constants>
-void finish_phase(Constants& c, const std::vector<double>& blocks) {
-    constexpr std::size_t reductions = detail::rule_reduction_count<Rule>();
-    std::array<double, reductions> sums{};
-    for (std::size_t k = 0; k < blocks.size(); ++k) sums[k % reductions] += blocks[k];
-    Rule::finish(c, sums);
-}
 
 // The scalar definition: what a CUDA/Thrust kernel runs, one element at a time.
 // Rules with a per-tensor phase (LAMB) first run `reduce` over every element,

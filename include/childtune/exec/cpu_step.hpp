@@ -67,19 +67,36 @@ void cpu_reduce_range(const typename Rule::template step_constants<S>& c, maskin
     cpu_pass_range<Rule, element_pass::reduce, S, P>(c, options, mask, x, buffers, begin, end, isa, source, block_sums);
 }
 
-//! The same with compact Child-Tuning_D state: `words` are the fixed mask's
-//! packed words (of the whole tensor), `kept_before` their prefix counts, and
-//! `x.state` points at the compact buffers (Rule::max_state_buffers of them).
+//! Pass `Pass` of `Rule` with compact Child-Tuning_D state: `words` are the
+//! fixed mask's packed words (of the whole tensor), `kept_before` their prefix
+//! counts, and `x.state` points at the compact buffers (Rule::max_state_buffers
+//! of them); the reduce pass writes its block sums as cpu_pass_range does.
+template <class Rule, element_pass Pass, class S, class P>
+void cpu_compact_pass_range(const typename Rule::template step_constants<S>& c, masking_options options,
+                            const std::uint64_t* words, const std::uint32_t* kept_before, step_operands<P, S> x,
+                            std::size_t begin, std::size_t end, cpu_isa isa, double* block_sums) {
+    using kernel = element_pass_kernel<Rule, Pass, Rule::max_state_buffers, S, P>;
+    const pass_arguments<Rule, S> a{&c, options, S(1), words + begin / 64, kept_before, block_sums};
+    if (isa == cpu_isa::scalar) kernel::template run<cpu_isa::scalar>(&a, x, begin, end);
+    else dispatch<kernel>(isa, &a, x, begin, end);
+}
+
+//! The update pass with compact Child-Tuning_D state (cpu_compact_pass_range).
 template <class Rule, class S, class P>
 void cpu_compact_step_range(const typename Rule::template step_constants<S>& c, masking_options options,
                             const std::uint64_t* words, const std::uint32_t* kept_before, step_operands<P, S> x,
                             std::size_t begin, std::size_t end, cpu_isa isa = best_cpu_isa()) {
-    constexpr std::size_t buffers = Rule::max_state_buffers;
-    const pass_arguments<Rule, S> a{&c, options, S(1), words + begin / 64, kept_before, nullptr};
-    if (isa == cpu_isa::scalar)
-        element_pass_kernel<Rule, element_pass::update, buffers, S, P>::template run<cpu_isa::scalar>(&a, x, begin, end);
-    else
-        dispatch<element_pass_kernel<Rule, element_pass::update, buffers, S, P>>(isa, &a, x, begin, end);
+    cpu_compact_pass_range<Rule, element_pass::update, S, P>(c, options, words, kept_before, x, begin, end, isa, nullptr);
+}
+
+//! The reduce pass with compact Child-Tuning_D state: updates the compact state
+//! and writes Rule::reduction_count sums per 64-element block to `block_sums`.
+template <class Rule, class S, class P>
+void cpu_compact_reduce_range(const typename Rule::template step_constants<S>& c, masking_options options,
+                              const std::uint64_t* words, const std::uint32_t* kept_before, step_operands<P, S> x,
+                              std::size_t begin, std::size_t end, double* block_sums, cpu_isa isa = best_cpu_isa()) {
+    cpu_compact_pass_range<Rule, element_pass::reduce, S, P>(c, options, words, kept_before, x, begin, end, isa,
+                                                             block_sums);
 }
 
 } // namespace childtune::detail
