@@ -53,6 +53,12 @@ METHODS = [
     ("childtune_torch/ct_f", "`childtune::torch::ChildTuningAdamW`, Child-Tuning_F"),
     ("childtune_torch/ct_d", "`childtune::torch::ChildTuningAdamW`, Child-Tuning_D"),
 ]
+# Pairs of steps timed alternately in one benchmark (bench/step_paired.cpp):
+# id -> (a, b, what b ÷ a is).
+PAIRED = [
+    ("paired/ct_f_vs_dense", "`childtune/dense`", "`childtune/ct_f`", "Child-Tuning_F ÷ dense"),
+    ("paired/8bit_vs_fp32_state", "`childtune/dense`", "`childtune/dense+8bit_state`", "8-bit state ÷ fp32 state"),
+]
 MIXED = ["childtune/bf16/dense", "childtune/bf16/ct_f", "childtune/fp16/dense", "childtune/fp16/ct_f"]
 # (ours, peer, column title) for the speedup table: peer time / our time.
 SPEEDUPS = [
@@ -214,6 +220,20 @@ def speedup_table(shapes):
         rows.append([shape_title(label, methods)] + [fmt_ratio(ratio(methods, o, p)) for o, p, _ in SPEEDUPS] +
                     [" / ".join(overhead)])
     return table(header, rows)
+
+
+def paired_table(shapes):
+    rows = []
+    for label, methods in shapes.items():
+        for method, a, b_name, what in PAIRED:
+            b = methods.get(method)
+            if not b or "ratio" not in b:
+                continue
+            rows.append([shape_title(label, methods), what, "{:.2f} ms".format(b["a_ms"]), "{:.2f} ms".format(b["b_ms"]),
+                         "{:.3f}".format(b["ratio"]), "{:.3f}".format(b["ratio_of_sums"]),
+                         "{:.1f} %".format(100 * b["cv"]) if "cv" in b else "–"])
+    return table(["shape", "ratio", "a: one step", "b: one step", "b ÷ a, median of pairs", "b ÷ a, total time",
+                  "cv of a pair's time"], rows) if rows else ""
 
 
 def shape_title(label, methods):
@@ -504,6 +524,15 @@ def generated(results, img, build, doc_dir):
         out += [step_table(m, m.get("triad")), ""]
     out += ["### Speedup of childtune over each peer (peer time ÷ childtune time)", ""]
     out += [speedup_table(shapes), ""]
+    paired = paired_table(shapes)
+    if paired:
+        out += ["### Ratios timed in pairs (a and b step alternately on the same tensors)", ""]
+        out += ["Each row is one benchmark: " + "; ".join("`{}` steps {} (a) and {} (b)".format(m, a, b)
+                                                    for m, a, b, _ in PAIRED) +
+                ". A pair is the two steps one right after the other, in alternating order, so both see the same "
+                "load; the ratio is taken pair by pair (bench/step_paired.cpp). The times are medians over the pairs "
+                "(and over repetitions).", ""]
+        out += [paired, ""]
     mixed = [(label, m) for label, m in flat if any(k in m for k in MIXED)]
     if mixed:
         label, m = mixed[-1]

@@ -137,23 +137,13 @@ void philox_keep_bits(benchmark::State& state, const bench::shape& s, std::uint3
     bench::report(state, s, 0.0, base, bench::core_threads());
 }
 
-// childtune::optimizer<adamw> over the shape's tensors: one group of encoder
-// tensors (masked) and one of the rest (masked by Child-Tuning_F only, as the
-// reference does).
+// childtune's optimizer (bench::core_optimizer) stepping the shape's tensors.
 void core_step(benchmark::State& state, const bench::shape& s, mode m, childtune::optimizer_options options,
                std::uint32_t mask_version = childtune::bernoulli_default_version) {
     auto& prob = bench::problem_for(s, m);
     const std::size_t base = bench::begin_memory();
-    options.allow_empty = true; // a flat shape has no tensor in the masked group "other" (Child-Tuning_F)
-    childtune::optimizer<childtune::adamw> opt(
-        m == mode::ct_f ? childtune::mask_mode{childtune::bernoulli{bench::keep_probability, 42, mask_version}} : bench::mask_for(m, prob),
-        options);
-    const auto encoder = opt.add_group("encoder", bench::adamw_options(m), true);
-    const auto rest = opt.add_group("other", bench::adamw_options(m), m == mode::ct_f);
-    for (const auto& t : s.tensors)
-        opt.add_parameter<float>(t.encoder ? encoder : rest, t.name, {prob.param(t), t.size}, {prob.grad(t), t.size});
-    opt.step(); // allocates the state outside the timed loop
-    bench::time_steps(state, [&] { opt.step(); });
+    const auto opt = bench::core_optimizer(prob, s, m, options, mask_version);
+    bench::time_steps(state, [&] { opt->step(); });
     bench::report(state, s, 28.0, base, bench::core_threads());
 }
 

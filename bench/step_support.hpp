@@ -236,6 +236,25 @@ inline childtune::adamw::options adamw_options(mode m) {
             .flavour = m == mode::dense ? childtune::adamw_flavour::torch : childtune::adamw_flavour::legacy};
 }
 
+// childtune::optimizer<adamw> over the shape's tensors, as every core method
+// builds it: one group of encoder tensors (masked) and one of the rest (masked
+// by Child-Tuning_F only, as the reference does). It has stepped once, so its
+// state is allocated before any timed step. `prob` is problem_for(s, m).
+inline std::unique_ptr<childtune::optimizer<childtune::adamw>>
+core_optimizer(problem& prob, const shape& s, mode m, childtune::optimizer_options options,
+               std::uint32_t mask_version = childtune::bernoulli_default_version) {
+    options.allow_empty = true; // a flat shape has no tensor in the masked group "other" (Child-Tuning_F)
+    auto opt = std::make_unique<childtune::optimizer<childtune::adamw>>(
+        m == mode::ct_f ? childtune::mask_mode{childtune::bernoulli{keep_probability, 42, mask_version}} : mask_for(m, prob),
+        options);
+    const auto encoder = opt->add_group("encoder", adamw_options(m), true);
+    const auto rest = opt->add_group("other", adamw_options(m), m == mode::ct_f);
+    for (const auto& t : s.tensors)
+        opt->add_parameter<float>(t.encoder ? encoder : rest, t.name, {prob.param(t), t.size}, {prob.grad(t), t.size});
+    opt->step();
+    return opt;
+}
+
 // Whether a tensor is masked: the reference's Child-Tuning_F masks every tensor
 // its optimizer holds; its Child-Tuning_D masks the encoder layers (the Fisher
 // scores are computed for parameters named "layer"), the rest trains densely.
