@@ -4,7 +4,8 @@
 # generated part of docs/benchmarks.md (tables, setup) and the plots in docs/img.
 # The hand-written analysis in docs/benchmarks.md is left alone.
 #
-#   ./scripts/bench.sh              full run (10-20 minutes on 2 cores; peak RSS ~7 GiB)
+#   ./scripts/bench.sh              full run (10-20 minutes on 2 cores; peak RSS ~7.5 GiB, the model-shaped
+#                                   paired CT_F-vs-dense benchmark with two fp32 states)
 #   ./scripts/bench.sh --no-docs    print the tables instead of rewriting the docs
 #
 # With LibTorch found, bench_step_torch runs (every method, LibTorch peers
