@@ -10,7 +10,11 @@
 # and its tests run on the GPU (tests/python, test_cuda.py's cases included); then
 # bench/python/gpu_torch_adamw.py times PyTorch's fused and foreach AdamW, the
 # published Child-Tuning_F step and the package's optimizer at the same N on the
-# same card, and the summary gives childtune's time over each.
+# same card, and the summary gives childtune's time over each. Last, on the
+# host's CPU cores, the paired benchmarks (bench/step_paired.cpp: Child-Tuning_F
+# and the 8-bit state against the dense step, 64 Mi) run on every core and on
+# two: the 2-core machines these targets are otherwise measured on are bound by
+# arithmetic, a many-core host by memory (docs/benchmarks.md).
 # JSON and logs go to $OUT_DIR (default build/gpu/results).
 #
 #   ./scripts/gpu-check.sh               full run (a few minutes; ~17 GB of GPU memory)
@@ -20,8 +24,8 @@
 # Catch2 2.x and Google Benchmark (point CMAKE_PREFIX_PATH at them when they are
 # not installed system-wide). Installs nothing: GPU machines are often offline.
 # NO_PACKAGE=1 skips the Python package. PREBUILT=<dir> runs
-# test_adapters_thrust_cuda_{step,fisher,optimizer} and
-# bench_gpu_{step,fisher_select} from <dir> instead of building them (built
+# test_adapters_thrust_cuda_{step,fisher,optimizer}, bench_gpu_{step,fisher_select}
+# and, when <dir> has it, bench_step from <dir> instead of building them (built
 # elsewhere for this GPU: CUDA_ARCHITECTURES, and LD_LIBRARY_PATH for their
 # libraries). TEST_TIMEOUT (seconds, default 600) bounds each test program.
 set -uo pipefail
@@ -70,11 +74,11 @@ else
   grep 'childtune:' "$out/configure.log"
   echo "=== build ==="
   cmake --build "$build" -j "$(nproc)" --target test_adapters_thrust_cuda_step test_adapters_thrust_cuda_fisher test_adapters_thrust_cuda_optimizer \
-        bench_gpu_step bench_gpu_fisher_select >"$out/build.log" 2>&1 \
+        bench_gpu_step bench_gpu_fisher_select bench_step >"$out/build.log" 2>&1 \
     || { grep -E 'error|Error' "$out/build.log" | head -40; exit 1; }
   bin=$out/../bin
   mkdir -p "$bin"
-  cp "$build"/tests/test_adapters_thrust_cuda_{step,fisher,optimizer} "$build"/bench/bench_gpu_{step,fisher_select} "$bin"/
+  cp "$build"/tests/test_adapters_thrust_cuda_{step,fisher,optimizer} "$build"/bench/bench_{gpu_step,gpu_fisher_select,step} "$bin"/
 fi
 
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv,noheader \
@@ -128,6 +132,20 @@ else
   echo "skipped: python3 has no PyTorch that sees a CUDA device"
 fi
 
+echo "=== host CPU: the targets' ratios, timed in pairs ==="
+if [[ -x "$bin/bench_step" ]]; then
+  host_n=67108864
+  [[ -n "${SMOKE:-}" ]] && host_n=1048576
+  for threads in $(printf '%s\n' "$(nproc)" 2 | sort -nu); do
+    OMP_NUM_THREADS=$threads CHILDTUNE_BENCH_N=$host_n "$bin/bench_step" --benchmark_filter='^N=[^/]+/paired/' \
+        --benchmark_min_time="$min_time" --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
+        --benchmark_out="$out/host_pairs_$threads.json" --benchmark_out_format=json >"$out/host_pairs_$threads.log" 2>&1 \
+      || { status=1; echo "bench_step ($threads threads) FAILED"; tail -20 "$out/host_pairs_$threads.log"; }
+  done
+else
+  echo "skipped: no bench_step in $bin"
+fi
+
 echo "=== summary ==="
 python3 - "$out" <<'PY'
 import json, os, sys
@@ -168,5 +186,14 @@ if os.path.exists(step) and os.path.exists(torch_path):
     for mine, other in (("package/adamw/fp32/dense", "adamw/fp32/dense"), ("package/adamw/fp32/ct_f", "adamw/fp32/ct_f")):
         if mine in theirs and other in ours:
             print(f"  {mine:<20} / {other:<26} {theirs[mine] / ours[other]:.3f}")
+# The host's pairs: b's time over a's, the median over the pairs (bench/step_paired.cpp).
+for path in sorted(p for p in os.listdir(out) if p.startswith("host_pairs_") and p.endswith(".json")):
+    data = json.load(open(os.path.join(out, path)))
+    ctx = data.get("context", {})
+    print(f"host, {ctx.get('openmp_threads', '?')} threads of {ctx.get('num_cpus', '?')} CPUs (b / a, median of the pairs):")
+    for b in data["benchmarks"]:
+        if b.get("aggregate_name") == "median" and "ratio" in b:
+            name = b["run_name"].removesuffix("/manual_time")
+            print(f"  {name:<42} a {b['a_ms']:8.2f} ms  b {b['b_ms']:8.2f} ms  b / a {b['ratio']:.3f}")
 PY
 exit $status
