@@ -21,7 +21,6 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstddef>
 #include <vector>
 
@@ -50,28 +49,24 @@ void paired(benchmark::State& state, const bench::shape& s, side a, side b) {
     const auto opt_a = bench::core_optimizer(prob, s, a.m, a.options);
     const auto opt_b = bench::core_optimizer(prob, s, b.m, b.options);
     std::vector<double> time_a, time_b;
-    const auto timed_step = [](childtune::optimizer<childtune::adamw>& opt, std::vector<double>& times) {
-        const auto t0 = std::chrono::steady_clock::now();
-        opt.step();
-        benchmark::ClobberMemory();
-        times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    };
+    const auto step_a = [&] { time_a.push_back(bench::seconds_of([&] { opt_a->step(); })); };
+    const auto step_b = [&] { time_b.push_back(bench::seconds_of([&] { opt_b->step(); })); };
     bool a_first = true;
     for (auto _ : state) {
         if (a_first) {
-            timed_step(*opt_a, time_a);
-            timed_step(*opt_b, time_b);
+            step_a();
+            step_b();
         } else {
-            timed_step(*opt_b, time_b);
-            timed_step(*opt_a, time_a);
+            step_b();
+            step_a();
         }
         a_first = !a_first;
         state.SetIterationTime(time_a.back() + time_b.back());
     }
     std::vector<double> ratios(time_a.size());
-    for (std::size_t i = 0; i < ratios.size(); ++i) ratios[i] = time_b[i] / time_a[i];
     double sum_a = 0.0, sum_b = 0.0;
-    for (std::size_t i = 0; i < time_a.size(); ++i) {
+    for (std::size_t i = 0; i < ratios.size(); ++i) {
+        ratios[i] = time_b[i] / time_a[i];
         sum_a += time_a[i];
         sum_b += time_b[i];
     }

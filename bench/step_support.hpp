@@ -275,16 +275,21 @@ inline problem& problem_for(const shape& s, mode m = mode::dense) {
 
 // ---- timing and counters ----------------------------------------------------------------------
 
+// Seconds one call of `step` takes, its stores made visible first.
+template <class Step>
+double seconds_of(Step&& step) {
+    const auto t0 = std::chrono::steady_clock::now();
+    step();
+    benchmark::ClobberMemory();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 // Times `step` per iteration (manual time); `before` runs untimed before each step.
 template <class Step, class Before>
 void time_steps(benchmark::State& state, Step&& step, Before&& before) {
     for (auto _ : state) {
         before();
-        const auto t0 = std::chrono::steady_clock::now();
-        step();
-        benchmark::ClobberMemory();
-        const auto t1 = std::chrono::steady_clock::now();
-        state.SetIterationTime(std::chrono::duration<double>(t1 - t0).count());
+        state.SetIterationTime(seconds_of(step));
     }
 }
 template <class Step>
