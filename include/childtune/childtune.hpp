@@ -24,6 +24,7 @@
 #include <childtune/error.hpp>
 #include <childtune/exec/backend.hpp>
 #include <childtune/exec/cpu_executor.hpp>
+#include <childtune/exec/cpu_isa.hpp>
 #include <childtune/exec/cpu_runner.hpp>
 #include <childtune/exec/cpu_step.hpp>
 #include <childtune/exec/dispatch.hpp>

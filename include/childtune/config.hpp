@@ -58,6 +58,18 @@
 #endif
 #endif
 
+//! The widest instruction set the CPU kernels may use, fixed at compile time:
+//! 0 scalar, 1 SSE2, 2 AVX2, 3 AVX-512 (the default: no cap). 0 also compiles
+//! the scalar kernels into the run-time dispatch, which otherwise picks SSE2 as
+//! the narrowest on x86-64. exec/cpu_isa.hpp has the run-time cap
+//! (the environment variable of the same name) and says which set runs.
+#ifndef CHILDTUNE_MAX_ISA
+#define CHILDTUNE_MAX_ISA 3
+#endif
+#if CHILDTUNE_MAX_ISA < 0 || CHILDTUNE_MAX_ISA > 3
+#error "CHILDTUNE_MAX_ISA must be 0 (scalar), 1 (SSE2), 2 (AVX2) or 3 (AVX-512)"
+#endif
+
 //! Headers with AVX-512 intrinsics open their code with
 //! CHILDTUNE_AVX512_WARNINGS_BEGIN and close it with CHILDTUNE_AVX512_WARNINGS_END.
 //! GCC 12's AVX-512 intrinsics fill their unused "undefined" operand with a

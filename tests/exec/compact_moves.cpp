@@ -5,7 +5,7 @@
 // (The whole compact step against the full layout is tests/exec/compact_step.cpp.)
 
 #include <childtune/exec/detail/compact_moves.hpp>
-#include <childtune/exec/detail/cpu_features.hpp>
+#include <childtune/exec/cpu_isa.hpp>
 
 #include <catch2/catch.hpp>
 

@@ -8,6 +8,7 @@
 #include <childtune/concepts.hpp>
 #include <childtune/error.hpp>
 #include <childtune/exec/backend.hpp>
+#include <childtune/exec/cpu_isa.hpp>
 #include <childtune/exec/cpu_runner.hpp>
 #include <childtune/exec/memory_checks.hpp>
 #include <childtune/exec/nonfinite.hpp>
@@ -44,6 +45,11 @@ public:
             return n;
         }
     };
+
+    //! Chooses the kernels' instruction set now (exec/cpu_isa.hpp), so a
+    //! malformed CHILDTUNE_MAX_ISA is an error of the optimizer's constructor,
+    //! not of a step half done or of a kernel on an OpenMP thread.
+    cpu_executor() { (void)cpu_kernel_isa(); }
 
     // ---- memory of the registered tensors -------------------------------------------------
 

@@ -6,7 +6,7 @@
 //! runs the scalar definition itself, which dispatch() skips on x86-64.
 
 #include <childtune/exec/cpu_runner.hpp>
-#include <childtune/exec/detail/cpu_features.hpp>
+#include <childtune/exec/cpu_isa.hpp>
 #include <childtune/exec/kernel.hpp>
 #include <childtune/mask/any_mask_view.hpp>
 #include <childtune/update/masking.hpp>

@@ -17,11 +17,12 @@
 //!
 //! The scalar variant is the definition the vector variants must reproduce bit
 //! for bit. On x86-64 every CPU has SSE2, so it is compiled into the dispatch only
-//! when a kernel asks for it (`scalar_entry`) or when CHILDTUNE_MAX_ISA is 0;
+//! when a kernel asks for it (`scalar_entry`) or when the macro CHILDTUNE_MAX_ISA
+//! is 0 (`scalar_kernels_dispatched`, exec/cpu_isa.hpp);
 //! tests call `K::template run<cpu_isa::scalar>` directly to compare.
 
 #include <childtune/config.hpp>
-#include <childtune/exec/detail/cpu_features.hpp>
+#include <childtune/exec/cpu_isa.hpp>
 
 #include <utility>
 
@@ -30,7 +31,7 @@ namespace childtune::detail {
 //! Whether kernel K compiles its scalar variant into dispatch().
 template <class K>
 constexpr bool dispatches_scalar() {
-    if constexpr (!CHILDTUNE_HAS_SSE2 || CHILDTUNE_MAX_ISA == 0) return true;
+    if constexpr (scalar_kernels_dispatched) return true;
     else if constexpr (requires { K::scalar_entry; }) return K::scalar_entry;
     else return false;
 }
@@ -64,7 +65,7 @@ decltype(auto) run_avx512(Args... args) {
 #endif
 
 //! Runs kernel K's variant for `isa` (capped at K::max_isa; the CPU must support
-//! `isa`, see best_cpu_isa()).
+//! `isa`, see cpu_kernel_isa() in exec/cpu_isa.hpp).
 template <class K, class... Args>
 decltype(auto) dispatch(cpu_isa isa, Args... args) {
     if (isa > K::max_isa) isa = K::max_isa;

@@ -47,6 +47,7 @@
 
 #include <childtune/config.hpp>
 #include <childtune/error.hpp>
+#include <childtune/exec/cpu_isa.hpp>
 #include <childtune/numeric/detail/blockwise8_avx2.hpp>
 #include <childtune/numeric/detail/blockwise8_avx512.hpp>
 #include <childtune/numeric/detail/blockwise8_vbmi.hpp>

@@ -1,10 +1,7 @@
 #pragma once
 //! \file
 //! Which x86 vector extensions this CPU offers, detected once at run time.
-//!
-//! childtune compiles its AVX2 and AVX-512 kernels through per-function target
-//! attributes and picks one per call, so a binary built with plain -O2 (no
-//! -march) still uses the widest vectors the machine has.
+//! exec/cpu_isa.hpp turns them into the instruction set the kernels use.
 
 #include <childtune/config.hpp>
 
@@ -13,9 +10,6 @@
 #endif
 
 namespace childtune::detail {
-
-//! Instruction sets the CPU kernels come in, narrowest first.
-enum class cpu_isa { scalar, sse2, avx2, avx512 };
 
 #if CHILDTUNE_HAS_AVX2_DISPATCH
 //! F16C (CPUID leaf 1, ECX bit 29): clang 14's __builtin_cpu_supports does not know it.
@@ -61,29 +55,5 @@ inline bool cpu_has_avx512vbmi2() {
     return has;
 }
 #endif
-
-//! Whether this CPU can run kernels built for `isa`.
-inline bool cpu_supports(cpu_isa isa) {
-    switch (isa) {
-    case cpu_isa::scalar: return true;
-    case cpu_isa::sse2: return CHILDTUNE_HAS_SSE2 != 0;
-#if CHILDTUNE_HAS_AVX2_DISPATCH
-    case cpu_isa::avx2: return cpu_has_avx2();
-    case cpu_isa::avx512: return cpu_has_avx512();
-#endif
-    default: return false;
-    }
-}
-
-//! The widest instruction set this CPU runs; CHILDTUNE_MAX_ISA (0 scalar, 1 SSE2,
-//! 2 AVX2, 3 AVX-512) caps it, e.g. to compare paths.
-inline cpu_isa best_cpu_isa() {
-#ifndef CHILDTUNE_MAX_ISA
-#define CHILDTUNE_MAX_ISA 3
-#endif
-    for (int i = CHILDTUNE_MAX_ISA; i > 0; --i)
-        if (cpu_supports(static_cast<cpu_isa>(i))) return static_cast<cpu_isa>(i);
-    return cpu_isa::scalar;
-}
 
 } // namespace childtune::detail

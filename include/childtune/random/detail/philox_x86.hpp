@@ -13,7 +13,7 @@
 //! the tests compare them.
 
 #include <childtune/config.hpp>
-#include <childtune/exec/detail/cpu_features.hpp>
+#include <childtune/exec/cpu_isa.hpp>
 #include <childtune/exec/dispatch.hpp>
 #include <childtune/random/detail/philox_avx2.hpp>
 #include <childtune/random/detail/philox_avx512.hpp>

@@ -17,6 +17,7 @@
 #include <childtune/concepts.hpp>
 #include <childtune/error.hpp>
 #include <childtune/exec/backend.hpp>
+#include <childtune/exec/cpu_isa.hpp>
 #include <childtune/exec/cpu_runner.hpp>
 #include <childtune/exec/nonfinite.hpp>
 #include <childtune/registry/registry.hpp>
@@ -63,6 +64,11 @@ public:
             return n;
         }
     };
+
+    //! Chooses the CPU kernels' instruction set now (childtune/exec/cpu_isa.hpp):
+    //! a malformed CHILDTUNE_MAX_ISA fails the optimizer's constructor, not a step
+    //! whose device tensors were already stepped.
+    executor() { (void)childtune::cpu_kernel_isa(); }
 
     void bind_new(const at::Tensor& param, placement where) {
         tensors_.push_back({param, {}, where, kernels_of(param), {}, {}});
