@@ -15,6 +15,7 @@
 
 #include "bindings.hpp"
 
+#include <childtune/exec/cpu_isa.hpp>
 #include <childtune/mask/fisher.hpp>
 #include <childtune/select/top_p.hpp>
 #include <childtune/update/adam.hpp>
@@ -85,6 +86,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         .def("scores", &fisher_binding::scores)
         .def("select", &fisher_binding::select);
     m.def("stable_tensor_key", [](const std::string& name) { return ct::stable_tensor_key(name); });
+    m.def("cpu_kernel_isa", [] { return std::string(ct::cpu_isa_name(ct::cpu_kernel_isa())); });
 #ifdef CHILDTUNE_PY_CUDA
     m.attr("cuda_kernels") = true;
 #else
