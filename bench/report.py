@@ -466,6 +466,9 @@ def setup_section(run, step_ctx, select_ctx, build):
     lines.append("- **Compiler and flags**: g++ {}; `{}` compiled with `{}` (the last `-O` wins: `-O2`, no `-march`, "
                  "no fast-math: a user's flags); `bench_fisher_select` with `{}`.".format(
                      step_ctx.get("compiler", "?"), step_bin, flags_step or "?", flags_sel or "?"))
+    if "childtune_cpu_isa" in step_ctx:
+        lines.append("- **Kernels**: childtune's {} kernels (`childtune::cpu_kernel_isa()`; "
+                     "`CHILDTUNE_MAX_ISA` caps them).".format(step_ctx["childtune_cpu_isa"]))
     threads = "OpenMP threads: {}".format(step_ctx.get("openmp_threads", "?"))
     if "libtorch" in step_ctx:
         threads += "; LibTorch {}, intra-op threads {}".format(step_ctx["libtorch"], step_ctx.get("libtorch_threads", "?"))

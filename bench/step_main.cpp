@@ -4,6 +4,8 @@
 
 #include "step_support.hpp"
 
+#include <childtune/exec/cpu_isa.hpp>
+
 #include <benchmark/benchmark.h>
 
 #include <string>
@@ -11,6 +13,8 @@
 int main(int argc, char** argv) {
     bench::context().emplace_back("compiler", __VERSION__);
     bench::context().emplace_back("openmp_threads", std::to_string(childtune::default_backend{}.concurrency()));
+    // The kernels' instruction set (CHILDTUNE_MAX_ISA caps it at run time or at compile time).
+    bench::context().emplace_back("childtune_cpu_isa", std::string(childtune::cpu_isa_name(childtune::cpu_kernel_isa())));
     for (const auto& s : bench::shapes())
         if (s.model) {
             bench::context().emplace_back("model_layers", std::to_string(s.layers));

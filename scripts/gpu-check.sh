@@ -13,7 +13,8 @@
 # same card, and the summary gives childtune's time over each. Last, on the
 # host's CPU cores, the paired benchmarks (bench/step_paired.cpp: Child-Tuning_F
 # and the 8-bit state against the dense step, 64 Mi) run on every core and on
-# two: the 2-core machines these targets are otherwise measured on are bound by
+# two, with the host's widest kernels and with the AVX2 ones (CHILDTUNE_MAX_ISA):
+# the 2-core machines these targets are otherwise measured on are bound by
 # arithmetic, a many-core host by memory (docs/benchmarks.md).
 # JSON and logs go to $OUT_DIR (default build/gpu/results).
 #
@@ -136,11 +137,18 @@ echo "=== host CPU: the targets' ratios, timed in pairs ==="
 if [[ -x "$bin/bench_step" ]]; then
   host_n=67108864
   [[ -n "${SMOKE:-}" ]] && host_n=1048576
-  for threads in $(printf '%s\n' "$(nproc)" 2 | sort -nu); do
-    OMP_NUM_THREADS=$threads CHILDTUNE_BENCH_N=$host_n "$bin/bench_step" --benchmark_filter='^N=[^/]+/paired/' \
-        --benchmark_min_time="$min_time" --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
-        --benchmark_out="$out/host_pairs_$threads.json" --benchmark_out_format=json >"$out/host_pairs_$threads.log" 2>&1 \
-      || { status=1; echo "bench_step ($threads threads) FAILED"; tail -20 "$out/host_pairs_$threads.log"; }
+  # The widest kernels the host has, then the AVX2 ones (CHILDTUNE_MAX_ISA at run
+  # time): these hosts' Intel cores are where the AVX2 figures are missing.
+  for isa in widest avx2; do
+    cap=; [[ $isa == avx2 ]] && cap=avx2
+    for threads in $(printf '%s\n' "$(nproc)" 2 | sort -nu); do
+      run=host_pairs_${threads}_$isa
+      CHILDTUNE_MAX_ISA=$cap OMP_NUM_THREADS=$threads CHILDTUNE_BENCH_N=$host_n "$bin/bench_step" \
+          --benchmark_filter='^N=[^/]+/paired/' --benchmark_min_time="$min_time" --benchmark_repetitions=3 \
+          --benchmark_report_aggregates_only=true --benchmark_out="$out/$run.json" --benchmark_out_format=json \
+          >"$out/$run.log" 2>&1 \
+        || { status=1; echo "bench_step ($threads threads, $isa kernels) FAILED"; tail -20 "$out/$run.log"; }
+    done
   done
 else
   echo "skipped: no bench_step in $bin"
@@ -190,7 +198,8 @@ if os.path.exists(step) and os.path.exists(torch_path):
 for path in sorted(p for p in os.listdir(out) if p.startswith("host_pairs_") and p.endswith(".json")):
     data = json.load(open(os.path.join(out, path)))
     ctx = data.get("context", {})
-    print(f"host, {ctx.get('openmp_threads', '?')} threads of {ctx.get('num_cpus', '?')} CPUs (b / a, median of the pairs):")
+    print(f"host, {ctx.get('childtune_cpu_isa', '?')} kernels, {ctx.get('openmp_threads', '?')} threads of "
+          f"{ctx.get('num_cpus', '?')} CPUs (b / a, median of the pairs):")
     for b in data["benchmarks"]:
         if b.get("aggregate_name") == "median" and "ratio" in b:
             name = b["run_name"].removesuffix("/manual_time")

@@ -1,6 +1,7 @@
 """bench/report.py on a synthetic Google Benchmark JSON: the paired rows
 (bench/step_paired.cpp) become the "timed in pairs" table with their counters,
-and the ordinary tables are unchanged by them. Never a judgement of speed."""
+the ordinary tables are unchanged by them, and the setup names the kernels'
+instruction set. Never a judgement of speed."""
 
 import json
 import pathlib
@@ -28,10 +29,12 @@ def test_paired_table(tmp_path):
         row("N=16Mi/paired/8bit_vs_fp32_state", 24.0, bytes_per_param=56.0, a_ms=8.0, b_ms=16.0, ratio=1.9,
             ratio_of_sums=2.0),
     ]
-    (tmp_path / "step.json").write_text(json.dumps({"context": {"num_cpus": 2}, "benchmarks": benchmarks}))
+    context = {"num_cpus": 2, "childtune_cpu_isa": "avx2"}
+    (tmp_path / "step.json").write_text(json.dumps({"context": context, "benchmarks": benchmarks}))
     p = subprocess.run([sys.executable, str(REPORT), str(tmp_path), "--img", str(tmp_path / "img")],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
+    assert "- **Kernels**: childtune's avx2 kernels (`childtune::cpu_kernel_isa()`" in p.stdout
     assert "### Ratios timed in pairs" in p.stdout
     assert "| N = 16 Mi | Child-Tuning_F ÷ dense | 8.25 ms | 9.12 ms | 1.104 | 1.106 | – |" in p.stdout
     assert "| N = 16 Mi | 8-bit state ÷ fp32 state | 8.00 ms | 16.00 ms | 1.900 | 2.000 | – |" in p.stdout
