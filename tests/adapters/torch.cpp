@@ -180,7 +180,7 @@ void compare_with_published_rule(const childtune::mask_mode& mode, bool force_at
                     const auto view = b->view(childtune::stable_tensor_key(names[i]), static_cast<std::uint64_t>(t));
                     for (std::size_t j = 0; j < keep.size(); ++j) keep[j] = view.keep(j);
                     // The documented effective p: version 2 rounds p to units of 2^-16.
-                    keep_p = b->version == 1 ? b->p : std::nearbyint(b->p * 65536.0) / 65536.0;
+                    keep_p = b->version == 2 ? std::nearbyint(b->p * 65536.0) / 65536.0 : b->p;
                 } else if (const auto* f = std::get_if<childtune::fixed>(&mode)) {
                     for (std::size_t j = 0; j < keep.size(); ++j) keep[j] = f->masks.find(names[i])->test(j);
                 }

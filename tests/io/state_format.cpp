@@ -37,7 +37,7 @@ std::uint32_t file_version(const std::string& bytes) {
 } // namespace
 
 TEST_CASE("state files record the Bernoulli definition and resume it bit for bit", "[io][bernoulli]") {
-    for (std::uint32_t version : {1u, 2u}) {
+    for (std::uint32_t version : {1u, 2u, 3u}) {
         CAPTURE(version);
         const bernoulli mask{0.3, 11, version};
         run whole(mask);
@@ -47,7 +47,7 @@ TEST_CASE("state files record the Bernoulli definition and resume it bit for bit
         first.steps(0, 3);
         std::stringstream file;
         first.opt.save(file);
-        // Definition 1 is 0.1's format (version 1, kind 1); definition 2 needs version 3.
+        // Definition 1 is 0.1's format (version 1, kind 1); definitions 2 and 3 need version 3.
         CHECK(file_version(file.str()) == (version == 1 ? 1u : 3u));
 
         // Resumed by an optimizer made with the other definition: the file's wins.

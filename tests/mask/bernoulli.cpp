@@ -51,7 +51,7 @@ TEST_CASE("Bernoulli decisions follow the documented Philox definition", "[mask]
 
 TEST_CASE("Bernoulli kept fraction is binomial for many p", "[mask][bernoulli]") {
     const std::size_t n = 1'000'000;
-    for (std::uint32_t version : {1u, 2u})
+    for (std::uint32_t version : {1u, 2u, 3u})
         for (double p : {0.001, 0.1, 0.3, 0.5, 0.9, 0.999}) {
             const bernoulli b{p, 42, version};
             const auto keep = draw(b, 7, 0, n);
@@ -65,7 +65,7 @@ TEST_CASE("Bernoulli kept fraction is binomial for many p", "[mask][bernoulli]")
 TEST_CASE("Bernoulli masks are independent across steps, tensors and neighbouring elements", "[mask][bernoulli]") {
     const std::size_t n = 400'000;
     const double p = 0.3;
-    const bernoulli b{p, 9, GENERATE(1u, 2u)};
+    const bernoulli b{p, 9, GENERATE(1u, 2u, 3u)};
     const auto a = draw(b, 1, 10, n);
     const auto next_step = draw(b, 1, 11, n);
     const auto other_tensor = draw(b, 2, 10, n);
@@ -89,7 +89,7 @@ TEST_CASE("Bernoulli: the same key gives the same mask, and seeds change it", "[
 }
 
 TEST_CASE("Bernoulli bit words equal the scalar definition at every offset and on every ISA", "[mask][bernoulli]") {
-    const bernoulli b{0.37, 0xFEEDFACECAFEBEEFull, GENERATE(1u, 2u)};
+    const bernoulli b{0.37, 0xFEEDFACECAFEBEEFull, GENERATE(1u, 2u, 3u)};
     for (auto isa : isas()) {
         CAPTURE(b.version, static_cast<int>(isa));
         for (std::uint64_t base : {std::uint64_t{0}, std::uint64_t{4 * 0xFFFFFFF0ull}, std::uint64_t{1} << 40}) {
@@ -109,7 +109,7 @@ TEST_CASE("Bernoulli bit words equal the scalar definition at every offset and o
 }
 
 TEST_CASE("Bernoulli runs of keep words equal bits64 at aligned and unaligned starts", "[mask][bernoulli]") {
-    const bernoulli b{0.41, 0xABCDEFull, GENERATE(1u, 2u)};
+    const bernoulli b{0.41, 0xABCDEFull, GENERATE(1u, 2u, 3u)};
     for (auto isa : isas()) {
         for (std::uint64_t offset : {std::uint64_t{0}, std::uint64_t{5}, std::uint64_t{64}, std::uint64_t{127}, std::uint64_t{1} << 33}) {
             auto view = b.view(12, 8, offset);
@@ -125,7 +125,7 @@ TEST_CASE("Bernoulli runs of keep words equal bits64 at aligned and unaligned st
 }
 
 TEST_CASE("Bernoulli keep_octet gives keep() of elements i + 16k at every start, offset, definition and p", "[mask][bernoulli]") {
-    const std::uint32_t version = GENERATE(1u, 2u);
+    const std::uint32_t version = GENERATE(1u, 2u, 3u);
     for (const double p : {0.3, 0.5, 1.0}) {
         const bernoulli b{p, 99, version};
         for (std::uint64_t offset : {0u, 5u, 16u, 128u, 1001u}) {
@@ -141,7 +141,7 @@ TEST_CASE("Bernoulli keep_octet gives keep() of elements i + 16k at every start,
 }
 
 TEST_CASE("Bernoulli: a shard's view with an offset sees the whole tensor's decisions", "[mask][bernoulli]") {
-    const bernoulli b{0.25, 1, GENERATE(1u, 2u)};
+    const bernoulli b{0.25, 1, GENERATE(1u, 2u, 3u)};
     const auto whole = b.view(5, 2);
     for (std::uint64_t offset : {1u, 3u, 64u, 1001u}) {
         const auto shard = b.view(5, 2, offset);
@@ -150,7 +150,7 @@ TEST_CASE("Bernoulli: a shard's view with an offset sees the whole tensor's deci
 }
 
 TEST_CASE("Bernoulli p = 1 keeps everything, and p outside (0, 1) other than 1 is rejected", "[mask][bernoulli]") {
-    const std::uint32_t version = GENERATE(1u, 2u);
+    const std::uint32_t version = GENERATE(1u, 2u, 3u);
     const auto v = bernoulli{1.0, 0, version}.view(1, 1);
     CHECK(v.bits64(0) == ~std::uint64_t{0});
     CHECK(v.keep(12345));
@@ -182,7 +182,7 @@ TEST_CASE("bad input: Bernoulli p at 0, 1, -0.0, 1 + eps, NaN and below 2^-32", 
     CHECK(edge.keep_probability() == bernoulli::min_p);
     // Element indexes near 2^64 (shards far into a tensor) do not wrap into other
     // Philox blocks: bits64 still equals the per-element decisions.
-    for (std::uint32_t version : {1u, 2u}) {
+    for (std::uint32_t version : {1u, 2u, 3u}) {
         const auto far = bernoulli{0.5, 3, version}.view(9, 2, std::numeric_limits<std::uint64_t>::max() - 200);
         std::uint64_t expected = 0;
         for (unsigned j = 0; j < 64; ++j) expected |= std::uint64_t{far.keep(100 + j)} << j;
@@ -260,8 +260,8 @@ TEST_CASE("Bernoulli version 2 rounds p to units of 2^-16 and scales by the roun
     // The smallest p of version 2 is one unit.
     CHECK(bernoulli::min_p_of(2) == 1.0 / 65536.0);
     CHECK(bernoulli{bernoulli::min_p_v2, 0, 2}.view(0, 0).keep_probability() == bernoulli::min_p_v2);
-    CHECK(bernoulli{}.version == 2);
-    CHECK(childtune::bernoulli_default_version == 2);
+    CHECK(bernoulli{}.version == 3);
+    CHECK(childtune::bernoulli_default_version == 3);
     CHECK(bernoulli{0.3, 1, 1} != bernoulli{0.3, 1, 2});
 }
 
@@ -270,9 +270,122 @@ TEST_CASE("bad input: Bernoulli version 2 p below 2^-16 and unknown definition v
     CHECK_THROWS_WITH((bernoulli{std::nextafter(1.0 / 65536.0, 0.0), 0, 2}.validate()), Catch::Contains("below 2^-16"));
     CHECK_NOTHROW(bernoulli{1.0 / 65536.0, 0, 2}.validate());
     CHECK_NOTHROW(bernoulli{1e-5, 0, 1}.validate());
-    for (std::uint32_t v : {0u, 3u, 0xFFFFFFFFu})
+    for (std::uint32_t v : {0u, 4u, 0xFFFFFFFFu})
         CHECK_THROWS_WITH((bernoulli{0.5, 0, v}.validate()),
-                          Catch::Contains("definition version = " + std::to_string(v)) && Catch::Contains("not 1 or 2"));
+                          Catch::Contains("definition version = " + std::to_string(v)) && Catch::Contains("not 1, 2 or 3"));
+}
+
+namespace {
+// Version 3's draw of element e, transcribed from the definition in
+// mask/bernoulli.hpp: 32 plane bits, most significant first, from the blocks
+// 4 (16 s + m) + j / 8.
+std::uint32_t v3_draw(std::uint64_t seed, std::uint32_t key, std::uint32_t step, std::uint64_t e) {
+    const std::uint64_t s = e / 256, m = e % 16, k = (e % 256) / 16;
+    std::uint32_t draw = 0;
+    for (unsigned j = 0; j < 32; ++j) {
+        const std::uint64_t block = 4 * (16 * s + m) + j / 8;
+        const auto out = childtune::philox4x32({{static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key, step}},
+                                               {{static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)}});
+        const std::uint32_t plane = (out.w[(j % 8) / 2] >> (16 * (j % 2))) & 0xFFFFu;
+        draw |= ((plane >> k) & 1u) << (31 - j);
+    }
+    return draw;
+}
+} // namespace
+
+// Version 3, hand-derived from the same vector: element 256 s + m + 16 k takes
+// bit k of each 16-bit half of block 4 (16 s + m), low half first, word by word,
+// as its draw's top byte. Block 0 = 6627e8d5 e169c58d bc57ac4c 9b00dbd8 gives the
+// planes e8d5 6627 c58d e169 ac4c bc57 dbd8 9b00; element 0 (k = 0) reads their
+// bit 0: 1 1 1 1 0 1 0 0, a draw in [0xF4000000, 0xF5000000); element 16 (k = 1)
+// their bit 1: 0 1 0 0 0 1 0 0, a draw in [0x44000000, 0x45000000).
+TEST_CASE("Bernoulli version 3 known answers from the Philox KAT vector", "[mask][bernoulli]") {
+    const struct {
+        std::uint64_t element;
+        std::uint32_t threshold;
+        bool keep;
+    } cases[] = {{0, 0xF4000000u, false}, {0, 0xF5000000u, true}, {0, 0x80000000u, false}, {0, 0xFFFFFFFFu, true},
+                 {16, 0x44000000u, false}, {16, 0x45000000u, true}, {16, 0x80000000u, true}, {16, 0x40000000u, false}};
+    for (const auto& c : cases) {
+        const bernoulli b{c.threshold / 4294967296.0, 0, 3};
+        for (auto isa : isas()) {
+            auto v = b.view(0, 0);
+            v.set_isa(isa);
+            std::uint64_t words[4];
+            v.words(0, 4, words);
+            CAPTURE(c.element, c.threshold, static_cast<int>(isa));
+            CHECK(v.keep(c.element) == c.keep);
+            CHECK(((words[c.element / 64] >> (c.element % 64)) & 1u) == (c.keep ? 1u : 0u));
+        }
+    }
+}
+
+TEST_CASE("Bernoulli version 3 follows the documented layout (a transcription of the definition)", "[mask][bernoulli]") {
+    const std::uint64_t seed = 0x0123456789ABCDEFull;
+    const bernoulli b{0.3, seed, 3};
+    const auto threshold = static_cast<std::uint32_t>(std::nearbyint(0.3 * 4294967296.0));
+    CHECK(b.effective_p() == 0.3); // the 32-bit threshold of version 1: p is not rounded to 2^-16
+    for (std::uint64_t offset : {std::uint64_t{0}, std::uint64_t{77}, std::uint64_t{1} << 36}) {
+        const auto view = b.view(77, 5, offset);
+        CHECK(view.keep_probability() == 0.3);
+        for (auto isa : isas()) {
+            auto v = view;
+            v.set_isa(isa);
+            std::vector<std::uint64_t> words(12);
+            v.words(0, words.size(), words.data());
+            for (std::uint64_t i = 0; i < 64 * words.size(); ++i) {
+                const bool expected = v3_draw(seed, 77, 5, i + offset) < threshold;
+                INFO("offset " << offset << " element " << i << " isa " << static_cast<int>(isa));
+                REQUIRE(v.keep(i) == expected);
+                REQUIRE(((words[i / 64] >> (i % 64)) & 1u) == (expected ? 1u : 0u));
+            }
+        }
+    }
+}
+
+TEST_CASE("Bernoulli version 3 decides draws tied with the threshold through 8, 16, 24 and 32 bits on every ISA",
+          "[mask][bernoulli]") {
+    // The threshold is set to an element's own draw, with its low bits changed,
+    // so that the element's lane needs its second, third or fourth block; the
+    // keep words of the super-group around it (and of the runs the passes draw,
+    // 64 words) must still equal the transcription.
+    const std::uint64_t seed = 0xC0FFEE;
+    const std::uint32_t key = 4242, step = 9;
+    for (std::uint64_t target : {std::uint64_t{5}, std::uint64_t{300}, std::uint64_t{4095}, std::uint64_t{70000}}) {
+        const std::uint32_t draw = v3_draw(seed, key, step, target);
+        for (unsigned tied_bits : {8u, 16u, 24u, 31u, 32u}) {
+            for (int side : {-1, 1}) {
+                // Equal in the top `tied_bits` bits, then one unit of the next bit away.
+                std::uint32_t threshold = draw;
+                if (tied_bits < 32) {
+                    const std::uint32_t unit = std::uint32_t{1} << (31 - tied_bits);
+                    threshold = side > 0 ? (draw | unit) : (draw & ~unit);
+                    if (threshold == draw) threshold = side > 0 ? draw + unit : draw - unit;
+                }
+                if (threshold == 0) continue;
+                const double p = threshold / 4294967296.0;
+                const bernoulli b{p, seed, 3};
+                CHECK(b.effective_p() == p);
+                for (auto isa : isas()) {
+                    auto v = b.view(key, step);
+                    v.set_isa(isa);
+                    std::vector<std::uint64_t> words(64 * 3);
+                    v.words(0, words.size(), words.data());
+                    CAPTURE(target, tied_bits, side, static_cast<int>(isa));
+                    for (std::uint64_t e = target / 256 * 256; e < target / 256 * 256 + 256 && e < 64 * words.size(); ++e) {
+                        const bool expected = v3_draw(seed, key, step, e) < threshold;
+                        CAPTURE(e);
+                        REQUIRE(v.keep(e) == expected);
+                        REQUIRE(((words[e / 64] >> (e % 64)) & 1u) == (expected ? 1u : 0u));
+                        REQUIRE(((v.keep_octet(e / 16 * 16 % 256 < 128 ? e % 16 + e / 256 * 256 : e % 16 + e / 256 * 256 + 128) >>
+                                  ((e % 128) / 16)) &
+                                 1u) == (expected ? 1u : 0u));
+                    }
+                    REQUIRE(v.keep(target) == (draw < threshold));
+                }
+            }
+        }
+    }
 }
 
 namespace {
@@ -321,7 +434,7 @@ double chi2_2x2(const std::vector<std::uint64_t>& a, const std::vector<std::uint
 TEST_CASE("statistical: Bernoulli kept fraction over 10^8 decisions is within 4 sigma", "[mask][bernoulli][statistical]") {
     const std::size_t n = 100'000'000; // decisions per (version, p): 1562500 keep words
     std::vector<std::uint64_t> w(n / 64);
-    for (std::uint32_t version : {1u, 2u})
+    for (std::uint32_t version : {1u, 2u, 3u})
         for (double p : {0.01, 0.1, 0.3, 0.5, 0.9}) {
             const bernoulli b{p, 0x5EED0000u + version, version};
             b.view(0xA5A5A5A5u, 123).words(0, w.size(), w.data());
@@ -336,16 +449,18 @@ TEST_CASE("statistical: Bernoulli kept fraction over 10^8 decisions is within 4 
 TEST_CASE("statistical: Bernoulli decisions of neighbouring elements, steps, tensor keys and seeds are independent (chi^2 on 2x2 tables)",
           "[mask][bernoulli][statistical]") {
     const std::size_t n = std::size_t{1} << 24;
-    for (std::uint32_t version : {1u, 2u})
+    for (std::uint32_t version : {1u, 2u, 3u})
         for (double p : {0.1, 0.5}) {
             const bernoulli b{p, 1234567, version};
             bernoulli other_seed = b;
             other_seed.seed += 1;
             const auto a = words_of(b, 1000, 50, n);
             CAPTURE(version, p);
-            // Lags 1 (next lane), 16 (next word of the same block), 64 (version 2:
-            // the other 16-bit half of the same word) and 128.
-            for (std::size_t lag : {1u, 16u, 64u, 128u}) {
+            // Lags 1 (next lane), 16 (next word of the same block; version 3: the
+            // next bit of the same planes), 64 (version 2: the other 16-bit half of
+            // the same word), 128 and 256 (version 3: the same lane of the next
+            // super-group).
+            for (std::size_t lag : {1u, 16u, 64u, 128u, 256u}) {
                 CAPTURE(lag);
                 CHECK(chi2_2x2(a, shifted(a, lag), n - lag - 64) < 16.0);
             }
@@ -357,7 +472,7 @@ TEST_CASE("statistical: Bernoulli decisions of neighbouring elements, steps, ten
 
 TEST_CASE("statistical: Bernoulli decisions pass the Wald-Wolfowitz runs test", "[mask][bernoulli][statistical]") {
     const std::size_t n = std::size_t{1} << 24;
-    for (std::uint32_t version : {1u, 2u})
+    for (std::uint32_t version : {1u, 2u, 3u})
         for (double p : {0.1, 0.3, 0.5}) {
             const auto w = words_of(bernoulli{p, 99, version}, 7, 3, n);
             // Runs = 1 + the number of i with x_i != x_{i+1}.

@@ -159,9 +159,9 @@ def test_child_tuning_f_statistics_against_published():
             opt.step()
             delta = w.detach() - before
             moved = delta != 0
-            # childtune's Bernoulli definition 2 keeps with p rounded to a multiple of
-            # 2^-16 and scales by 1 / that p (mask/bernoulli.hpp); the published class by 1/p.
-            p_scale = round(p_keep * 65536) / 65536 if name == "childtune" else p_keep
+            # childtune's Bernoulli definition 3 (the default) keeps with p itself (to
+            # 2^-32) and scales by 1 / p, as the published class (mask/bernoulli.hpp).
+            p_scale = p_keep
             torch.testing.assert_close(delta[moved], torch.full((int(moved.sum()),), -1 / (1 + p_scale)), rtol=1e-6, atol=0)
             frac = moved.double().mean().item()
             assert abs(frac - p_keep) < 5 * (p_keep * (1 - p_keep) / n) ** 0.5, (name, frac)

@@ -55,7 +55,7 @@ inline std::vector<bool> keep_of(const childtune::mask_mode& mode, const tensor_
         const auto view = b->view(childtune::stable_tensor_key(spec.name), step);
         for (std::size_t i = 0; i < spec.size; ++i) keep[i] = view.keep(i);
         // The documented effective p: version 2 rounds p to units of 2^-16.
-        keep_p = b->version == 1 ? b->p : std::nearbyint(b->p * 65536.0) / 65536.0;
+        keep_p = b->version == 2 ? std::nearbyint(b->p * 65536.0) / 65536.0 : b->p;
     } else if (const auto* f = std::get_if<childtune::fixed>(&mode)) {
         const auto* m = f->masks.find(spec.name);
         for (std::size_t i = 0; i < spec.size; ++i) keep[i] = m->test(i);

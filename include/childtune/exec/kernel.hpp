@@ -170,16 +170,22 @@ CHILDTUNE_ALWAYS_INLINE void step_lanes(const typename Rule::template step_const
     for (std::size_t b = 0; b != Buffers; ++b) store(s[b] + i, state[b]);
 }
 
-//! Keep words `word` and `word` + 1 (`word` even) drawn with the generator of
-//! the instruction set whose registers V fills.
+//! Keep words `word` .. `word` + count - 1 drawn with the generator of the
+//! instruction set whose registers V fills.
 template <class V>
-CHILDTUNE_ALWAYS_INLINE void draw_two_words(const philox_keep_params& p, std::uint64_t word, std::uint64_t* two) {
+CHILDTUNE_ALWAYS_INLINE void draw_words(const philox_keep_params& p, std::uint64_t word, std::size_t count, std::uint64_t* out) {
     constexpr cpu_isa isa = std::is_arithmetic_v<V> ? cpu_isa::scalar
                             : sizeof(V) == 64       ? cpu_isa::avx512
                             : sizeof(V) == 32       ? cpu_isa::avx2
                                                     : cpu_isa::sse2;
-    philox_keep_words_kernel::run<isa>(&p, word, 2, two);
+    philox_keep_words_kernel::run<isa>(&p, word, count, out);
 }
+
+//! Keep words the pass draws at a time: a batch of definition 2 (two words), or
+//! a chunk of definition 3's super-groups (random/detail/philox_planes.hpp),
+//! whose tied lanes share their second pass.
+inline std::size_t pass_draw_words(const philox_keep_params& p) { return p.version == 3 ? 4 * plane_chunk : 2; }
+inline constexpr std::size_t max_pass_draw_words = 4 * plane_chunk;
 
 //! The pass over elements [begin, end) of one tensor; `begin` is a multiple of 64.
 //! (Loops over the Buffers and reductions count with != : both can be 0, and
@@ -199,24 +205,27 @@ CHILDTUNE_ALWAYS_INLINE void run_element_pass(const pass_arguments<Rule, S>& a, 
     alignas(64) S terms[reductions > 0 ? reductions : 1][64];
     const bool avx512_moves = compact_moves_in_lanes<V, S>() && a.kept_before && best_cpu_isa() >= cpu_isa::avx512;
 
-    // Draws in the pass: the keep words of the next 128 elements are drawn before
-    // the current 128 are stepped, so the out-of-order core runs the integer
-    // Philox rounds beside the update's divisions and square roots rather than
-    // in a phase of their own (docs/benchmarks.md measures it).
-    std::uint64_t drawn[2] = {}, ahead[2] = {};
-    if (a.draws) draw_two_words<V>(*a.draws, a.first_word, drawn);
+    // Draws in the pass: the keep words of the next chunk (pass_draw_words) are
+    // drawn before the current one is stepped, so the out-of-order core runs the
+    // integer Philox rounds beside the update's divisions and square roots
+    // rather than in a phase of their own (docs/benchmarks.md measures it).
+    alignas(64) std::uint64_t draw_buffers[2][max_pass_draw_words];
+    std::uint64_t* drawn = draw_buffers[0];
+    std::uint64_t* ahead = draw_buffers[1];
+    const std::size_t chunk = a.draws ? pass_draw_words(*a.draws) : 1; // a power of two
+    const std::size_t words_in_range = (end - begin + 63) / 64;
+    if (a.draws) draw_words<V>(*a.draws, a.first_word, std::min(chunk, words_in_range), drawn);
 
     for (std::size_t w = begin; w < end; w += 64) {
         const std::size_t n = std::min<std::size_t>(64, end - w);
         const std::size_t k = (w - begin) / 64;
         std::uint64_t bits = ~std::uint64_t{0};
         if (a.draws) {
-            if ((k & 1) == 0 && w + 128 < end) draw_two_words<V>(*a.draws, a.first_word + k + 2, ahead);
-            bits = drawn[k & 1];
-            if ((k & 1) == 1) {
-                drawn[0] = ahead[0];
-                drawn[1] = ahead[1];
-            }
+            const std::size_t r = k & (chunk - 1);
+            if (r == 0 && k + chunk < words_in_range)
+                draw_words<V>(*a.draws, a.first_word + k + chunk, std::min(chunk, words_in_range - k - chunk), ahead);
+            bits = drawn[r];
+            if (r == chunk - 1) std::swap(drawn, ahead);
         } else if (a.words) {
             bits = a.words[k];
         }

@@ -112,11 +112,13 @@ public:
     };
     //! The generator's parameters and the index of the keep word that starts at
     //! element `first`, when the view is a Bernoulli one that keeps less than
-    //! everything and element `first` starts a 128-element group (so words come
-    //! in the pairs version 2 draws together); else params is null.
+    //! everything and element `first` starts a 128-element group (version 3: a
+    //! 256-element super-group), so that words come in the batches the
+    //! definition draws together; else params is null.
     pass_draws draws_from(std::uint64_t first) const {
         const auto* b = std::get_if<bernoulli_view>(&v_);
-        if (!b || b->keep_probability() >= 1.0 || (b->offset() + first) % 128 != 0) return {};
+        const std::uint64_t group = b && b->version() == 3 ? 256 : 128;
+        if (!b || b->keep_probability() >= 1.0 || (b->offset() + first) % group != 0) return {};
         return {&b->keep_params(), (b->offset() + first) / 64};
     }
 

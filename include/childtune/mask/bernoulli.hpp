@@ -16,7 +16,7 @@
 //!     block = 16 * (i / 64) + i % 16,   word = (i % 64) / 16
 //!     keep  = out(block).w[word] < round(p * 2^32)     (always true when p == 1)
 //!
-//! Version 2 (the default; one 16-bit draw per decision, 8 per Philox call):
+//! Version 2 (the default before version 3; one 16-bit draw per decision, 8 per Philox call):
 //!
 //!     block = 16 * (i / 128) + i % 16,  j = (i % 128) / 16,  word = j % 4,  half = j / 4
 //!     u     = round(p * 2^16)                          (units of 2^-16, 1 .. 2^16)
@@ -26,9 +26,25 @@
 //! gradients are divided by it (so the expected gradient is still the dense
 //! one); p must be at least 2^-16. round is to nearest, ties to even.
 //!
-//! Each group of 64 (version 2: 128) elements uses 16 Philox blocks, one per SIMD
-//! lane, so one output word (half) compared across the lanes gives 16 consecutive
-//! decisions (on a GPU: a half-warp reads 16 consecutive elements). Nothing is
+//! Version 3 (the default; 32-bit draws as bit planes, decided lazily):
+//!
+//!     s = i / 256,  m = i % 16,  k = (i % 256) / 16       (element i = 256 s + m + 16 k)
+//!     plane(j) = (out(4 * (16 s + m) + j / 8).w[(j % 8) / 2] >> 16 * (j % 2)) & 0xFFFF,  j = 0 .. 31
+//!     draw  = sum over j of ((plane(j) >> k) & 1) << (31 - j)
+//!     keep  = draw < round(p * 2^32)                      (always true when p == 1)
+//!
+//! Each element's draw is 32 independent bits, as in version 1 (the same
+//! threshold, so p is kept to 2^-32), but the 16 elements of a lane share their
+//! Philox blocks bit by bit, most significant first. A comparison is decided at
+//! the first bit where the draw and the threshold differ, so the first block
+//! (8 bits of 16 draws) decides a lane with probability (1 - 2^-8)^16 ~ 0.94,
+//! and the next blocks are computed only for the lanes still tied: about 1.07
+//! Philox calls per 16 decisions instead of 2 (version 2) or 4 (version 1).
+//!
+//! Each group of 64 (version 2: 128; version 3: 256) elements uses 16 Philox
+//! blocks (version 3: at least), one per SIMD lane, so one output word (half,
+//! plane bit) across the lanes gives 16 consecutive decisions (on a GPU: a
+//! half-warp reads 16 consecutive elements). Nothing is
 //! stored; the same model gives the same mask on every backend, thread count,
 //! shard layout and rank.
 
@@ -67,12 +83,12 @@ public:
     //! The decisions of Child-Tuning_F for one tensor at one step: keep probability
     //! `p`, Philox key `seed`, the tensor's key, the step (counter word 3), the
     //! index of the view's first element in the whole tensor and the definition
-    //! `version` (1 or 2, see above).
+    //! `version` (1, 2 or 3, see above).
     bernoulli_view(double p, std::uint64_t seed, std::uint32_t tensor_key, std::uint64_t step, std::uint64_t offset,
-                   std::uint32_t version = 2)
+                   std::uint32_t version = 3)
         : p_(p), offset_(offset), all_(p >= 1.0), isa_(detail::best_philox_isa()) {
         std::uint32_t threshold;
-        if (version == 1) {
+        if (version != 2) {
             const double scaled = std::nearbyint(p * 4294967296.0);
             threshold = static_cast<std::uint32_t>(scaled < 1.0 ? 1.0 : (scaled > 4294967295.0 ? 4294967295.0 : scaled));
         } else {
@@ -83,7 +99,7 @@ public:
             threshold = static_cast<std::uint32_t>(clamped);
         }
         params_ = {static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32), tensor_key,
-                   static_cast<std::uint32_t>(step), threshold, version == 1 ? 1u : 2u};
+                   static_cast<std::uint32_t>(step), threshold, version == 1 || version == 2 ? version : 3u};
     }
 
     //! Whether element i (relative to the view's offset) is kept.
@@ -94,6 +110,17 @@ public:
             const auto out = block(16 * (e >> 6) + (e & 15));
             return out.w[(e >> 4) & 3] < params_.threshold;
         }
+        if (params_.version == 3) { // byte by byte, most significant first, until it differs
+            const unsigned k = static_cast<unsigned>(e >> 4) & 15;
+            for (unsigned level = 0; level < 4; ++level) {
+                const auto out = block(detail::plane_block(e >> 8, static_cast<unsigned>(e & 15), level));
+                unsigned draw = 0;
+                for (unsigned j = 0; j < 8; ++j) draw = draw << 1 | ((out.w[j / 2] >> (16 * (j % 2) + k)) & 1u);
+                const unsigned limit = (params_.threshold >> (24 - 8 * level)) & 0xFFu;
+                if (draw != limit) return draw < limit;
+            }
+            return false;
+        }
         const auto out = block(16 * (e >> 7) + (e & 15));
         const unsigned j = static_cast<unsigned>(e >> 4) & 7;
         return ((out.w[j & 3] >> (16 * (j >> 2))) & 0xFFFFu) < params_.threshold;
@@ -101,13 +128,21 @@ public:
     //! Decisions of elements i, i + 16, ..., i + 112 as bits 0..7 (the eight a
     //! thread of the Thrust adapter steps). When element i + offset is among the
     //! first 16 of its 128-element group they are the eight 16-bit draws of one
-    //! Philox block (version 2) or the draws of two blocks (version 1), so one or
-    //! two blocks serve all eight instead of eight blocks.
+    //! Philox block (version 2), the draws of two blocks (version 1) or eight
+    //! draws of one lane (version 3: one block, rarely more), so one or two
+    //! blocks serve all eight instead of eight blocks.
     CHILDTUNE_HD unsigned keep_octet(std::uint64_t i) const {
         if (all_) return 0xFFu;
         const std::uint64_t e = i + offset_;
         unsigned bits = 0;
         if ((e & 127) < 16) {
+            if (params_.version == 3) { // elements e + 16k' are draws k0 .. k0 + 7 of one lane
+                detail::plane_compare c;
+                for (unsigned level = 0; level < 4 && c.tied != 0; ++level)
+                    detail::compare_planes(c, block(detail::plane_block(e >> 8, static_cast<unsigned>(e & 15), level)),
+                                           params_.threshold, level);
+                return (c.below >> (e & 128 ? 8 : 0)) & 0xFFu;
+            }
             if (params_.version == 1) {
                 const auto low = block(16 * (e >> 6) + (e & 15)), high = block(16 * ((e >> 6) + 1) + (e & 15));
                 for (unsigned k = 0; k < 4; ++k) {
@@ -158,7 +193,7 @@ public:
     //! Probability of keeping an element (version 2: p rounded to 2^-16 units);
     //! kept gradients are divided by it.
     CHILDTUNE_HD double keep_probability() const { return p_; }
-    //! The mask definition of these decisions (1 or 2).
+    //! The mask definition of these decisions (1, 2 or 3).
     CHILDTUNE_HD std::uint32_t version() const { return params_.version; }
     //! The index of the view's first element in the whole tensor.
     CHILDTUNE_HD std::uint64_t offset() const { return offset_; }
@@ -181,9 +216,9 @@ private:
     detail::philox_isa isa_ = detail::philox_isa::scalar;
 };
 
-//! The mask definition new Bernoulli policies use (see above; version 2 makes
-//! eight decisions per Philox call instead of four).
-inline constexpr std::uint32_t bernoulli_default_version = 2;
+//! The mask definition new Bernoulli policies use (see above; version 3 makes
+//! about fifteen decisions per Philox call, with version 1's 32-bit p).
+inline constexpr std::uint32_t bernoulli_default_version = 3;
 
 //! Child-Tuning_F policy: hyperparameters only (keep probability, seed and the
 //! recorded definition version).
@@ -191,10 +226,11 @@ struct bernoulli {
     double p = 1.0;            //!< keep probability p_F in [min_p_of(version), 1]; the paper uses 0.1–0.3
     std::uint64_t seed = 0;    //!< Philox key
     //! The decision function (1: 0.1's 32-bit draws; 2: 16-bit draws, p in units
-    //! of 2^-16). State files record it; files without it are version 1.
+    //! of 2^-16; 3: 32-bit draws as bit planes). State files record it; files
+    //! without it are version 1.
     std::uint32_t version = bernoulli_default_version;
 
-    //! The smallest p the 32-bit keep threshold of version 1 represents
+    //! The smallest p the 32-bit keep threshold of versions 1 and 3 represents
     //! (threshold 1). Below it the threshold would be clamped to 1 while kept
     //! gradients are still divided by p: the expected gradient would grow by
     //! 2^-32/p, and in float state 1/p overflows to Inf for p < ~3e-39.
@@ -202,23 +238,23 @@ struct bernoulli {
     //! The smallest p of version 2: one unit of its 16-bit threshold.
     static constexpr double min_p_v2 = 1.0 / 65536.0;
     //! The smallest p definition `v` accepts.
-    static constexpr double min_p_of(std::uint32_t v) { return v == 1 ? min_p : min_p_v2; }
+    static constexpr double min_p_of(std::uint32_t v) { return v == 2 ? min_p_v2 : min_p; }
 
     //! What elements are kept with and kept gradients divided by: p itself for
-    //! version 1, round(p * 2^16) / 2^16 for version 2.
-    double effective_p() const { return version == 1 || p >= 1.0 ? p : std::nearbyint(p * 65536.0) / 65536.0; }
+    //! versions 1 and 3, round(p * 2^16) / 2^16 for version 2.
+    double effective_p() const { return version != 2 || p >= 1.0 ? p : std::nearbyint(p * 65536.0) / 65536.0; }
 
-    //! Throws childtune::error unless version is 1 or 2 and min_p_of(version) <= p <= 1.
+    //! Throws childtune::error unless version is 1, 2 or 3 and min_p_of(version) <= p <= 1.
     void validate() const {
-        if (version != 1 && version != 2)
-            detail::fail("bernoulli mask: definition version = " + std::to_string(version) + " is not 1 or 2");
+        if (version < 1 || version > 3)
+            detail::fail("bernoulli mask: definition version = " + std::to_string(version) + " is not 1, 2 or 3");
         if (!(p > 0.0 && p <= 1.0))
             detail::fail("bernoulli mask: keep probability p = " + detail::format_number(p) + " is outside (0, 1]");
         if (p < min_p_of(version))
             detail::fail("bernoulli mask: keep probability p = " + detail::format_number(p) +
-                         (version == 1 ? " is below 2^-32, the smallest the 32-bit keep threshold represents"
+                         (version != 2 ? " is below 2^-32, the smallest the 32-bit keep threshold represents"
                                        : " is below 2^-16, the smallest the 16-bit keep threshold of version 2 "
-                                         "represents (version 1 goes down to 2^-32)"));
+                                         "represents (versions 1 and 3 go down to 2^-32)"));
     }
     //! Decisions for the tensor with key `tensor_key` at step `step`; `offset` is
     //! the index of the view's first element in the whole tensor (for shards).

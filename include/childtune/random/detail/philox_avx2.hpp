@@ -8,7 +8,9 @@
 #include <childtune/config.hpp>
 #include <childtune/exec/detail/cpu_features.hpp>
 #include <childtune/random/detail/philox_keep.hpp>
+#include <childtune/random/detail/philox_planes.hpp>
 
+#include <bit>
 #include <cstdint>
 
 #if CHILDTUNE_HAS_AVX2_DISPATCH
@@ -58,13 +60,12 @@ __attribute__((target("avx2"))) CHILDTUNE_ALWAYS_INLINE avx2_blocks8 avx2_counte
 struct avx2_lanes {
     avx2_blocks8 h[2];
 };
-__attribute__((target("avx2"))) CHILDTUNE_ALWAYS_INLINE avx2_lanes philox_lanes_avx2(const philox_keep_params& p,
-                                                                                    std::uint64_t group) {
-    const std::uint64_t first = 16 * group;
-    avx2_blocks8 a = avx2_counters(p, first), b = avx2_counters(p, first + 8);
+__attribute__((target("avx2"))) CHILDTUNE_ALWAYS_INLINE avx2_lanes avx2_rounds(const philox_keep_params& p, avx2_blocks8 a,
+                                                                              avx2_blocks8 b) {
     // The round keys advance in vector registers (one addition each, not a broadcast).
     const __m256i w0 = _mm256_set1_epi32(static_cast<int>(philox_w0)), w1 = _mm256_set1_epi32(static_cast<int>(philox_w1));
     __m256i k0 = _mm256_set1_epi32(static_cast<int>(p.k0)), k1 = _mm256_set1_epi32(static_cast<int>(p.k1));
+#pragma GCC unroll 10
     for (int r = 0; r < 10; ++r) {
         if (r > 0) {
             k0 = _mm256_add_epi32(k0, w0);
@@ -74,6 +75,11 @@ __attribute__((target("avx2"))) CHILDTUNE_ALWAYS_INLINE avx2_lanes philox_lanes_
         avx2_round(b, k0, k1);
     }
     return {{a, b}};
+}
+__attribute__((target("avx2"))) CHILDTUNE_ALWAYS_INLINE avx2_lanes philox_lanes_avx2(const philox_keep_params& p,
+                                                                                    std::uint64_t group) {
+    const std::uint64_t first = 16 * group;
+    return avx2_rounds(p, avx2_counters(p, first), avx2_counters(p, first + 8));
 }
 
 //! Bits of `keep` (8 lanes) at 16·j + 8·half.
@@ -116,6 +122,111 @@ __attribute__((target("avx2"))) inline void philox_keep_pair_avx2(const philox_k
     }
     two[0] = lo;
     two[1] = hi;
+}
+
+//! Version 3: folds the eight planes of the blocks b into below, tied (eight
+//! lanes), against threshold bits 31 - 8·level .. 24 - 8·level. Bits above 15
+//! of the lanes are left undefined; callers mask them.
+__attribute__((target("avx2"))) CHILDTUNE_ALWAYS_INLINE void compare_planes_avx2(const avx2_blocks8& b, std::uint32_t threshold,
+                                                                                 unsigned level, __m256i& below, __m256i& tied) {
+    const __m256i words[4] = {b.x0, b.x1, b.x2, b.x3};
+#pragma GCC unroll 8
+    for (unsigned j = 0; j < 8; ++j) {
+        const __m256i plane = j % 2 ? _mm256_srli_epi32(words[j / 2], 16) : words[j / 2];
+        if ((threshold >> (31 - 8 * level - j)) & 1u) {
+            below = _mm256_or_si256(below, _mm256_andnot_si256(plane, tied));
+            tied = _mm256_and_si256(tied, plane);
+        } else {
+            tied = _mm256_andnot_si256(plane, tied);
+        }
+    }
+}
+
+//! One stage of a 16x16 bit transpose: rows r and r + b (lanes of 16 bits,
+//! `partner` holds each lane's row r ^ b, `upper` selects the lanes with r & b)
+//! swap the columns k & b of row r with the columns !(k & b) of row r + b.
+template <int B>
+__attribute__((target("avx2"))) CHILDTUNE_ALWAYS_INLINE __m256i transpose_stage_avx2(__m256i v, __m256i partner, __m256i upper,
+                                                                                   __m256i columns) {
+    const __m256i low_row = _mm256_blendv_epi8(v, partner, upper), high_row = _mm256_blendv_epi8(partner, v, upper);
+    const __m256i t = _mm256_and_si256(_mm256_xor_si256(_mm256_srli_epi16(low_row, B), high_row), columns);
+    return _mm256_xor_si256(v, _mm256_blendv_epi8(_mm256_slli_epi16(t, B), t, upper));
+}
+//! The 16x16 bit matrix whose row m is lane m (16-bit lanes, bit k = column k),
+//! transposed: lane k bit m. For definition 3 that turns the lanes' keep bits
+//! into the super-group's four keep words, in place.
+__attribute__((target("avx2"))) CHILDTUNE_ALWAYS_INLINE __m256i transpose_bits16_avx2(__m256i v) {
+    const __m256i upper8 = _mm256_setr_epi32(0, 0, 0, 0, -1, -1, -1, -1), upper4 = _mm256_setr_epi32(0, 0, -1, -1, 0, 0, -1, -1);
+    const __m256i upper2 = _mm256_setr_epi32(0, -1, 0, -1, 0, -1, 0, -1), upper1 = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
+    const __m256i swap_pairs = _mm256_setr_epi8(2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13, 2, 3, 0, 1, 6, 7, 4, 5, 10,
+                                                11, 8, 9, 14, 15, 12, 13);
+    v = transpose_stage_avx2<8>(v, _mm256_permute4x64_epi64(v, 0x4E), upper8, _mm256_set1_epi16(0x00FF));
+    v = transpose_stage_avx2<4>(v, _mm256_shuffle_epi32(v, 0x4E), upper4, _mm256_set1_epi16(0x0F0F));
+    v = transpose_stage_avx2<2>(v, _mm256_shuffle_epi32(v, 0xB1), upper2, _mm256_set1_epi16(0x3333));
+    return transpose_stage_avx2<1>(v, _mm256_shuffle_epi8(v, swap_pairs), upper1, _mm256_set1_epi16(0x5555));
+}
+
+//! Version 3, level 0 of super-group s (plane_first_scalar's result): lanes m
+//! = 0 .. 7 and 8 .. 15 as two batches in flight.
+__attribute__((target("avx2"))) inline void plane_first_avx2(const philox_keep_params& p, std::uint64_t s, std::uint64_t* four,
+                                                             plane_queue& q, std::uint32_t first_word) {
+    const std::uint64_t block0 = plane_block(s, 0, 0);
+    const __m256i hi = _mm256_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(block0 >> 32)));
+    const __m256i key = _mm256_set1_epi32(static_cast<int>(p.tensor_key)), step = _mm256_set1_epi32(static_cast<int>(p.step));
+    const __m256i lo0 = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(block0))),
+                                         _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
+    const __m256i lo1 = _mm256_add_epi32(lo0, _mm256_set1_epi32(32));
+    const avx2_lanes l = avx2_rounds(p, {lo0, hi, key, step}, {lo1, hi, key, step});
+    const __m256i low16 = _mm256_set1_epi32(0xFFFF);
+    // Named variables, not arrays indexed in a loop: GCC 12 kept such arrays in
+    // memory, and every plane then waited for a store and a reload.
+    __m256i below0 = _mm256_setzero_si256(), tied0 = _mm256_set1_epi32(-1);
+    __m256i below1 = _mm256_setzero_si256(), tied1 = _mm256_set1_epi32(-1);
+    compare_planes_avx2(l.h[0], p.threshold, 0, below0, tied0);
+    compare_planes_avx2(l.h[1], p.threshold, 0, below1, tied1);
+    below0 = _mm256_and_si256(below0, low16);
+    below1 = _mm256_and_si256(below1, low16);
+    // Lanes 0-3, 8-11 | 4-7, 12-15 after the pack; the permute puts them in order.
+    const __m256i rows = _mm256_permute4x64_epi64(_mm256_packus_epi32(below0, below1), 0xD8);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(four), transpose_bits16_avx2(rows));
+    const __m256i tied =
+        _mm256_permute4x64_epi64(_mm256_packus_epi32(_mm256_and_si256(tied0, low16), _mm256_and_si256(tied1, low16)), 0xD8);
+    // One bit per 16-bit lane: the even bits of the byte mask.
+    const unsigned queued_bytes =
+        ~static_cast<unsigned>(_mm256_movemask_epi8(_mm256_cmpeq_epi16(tied, _mm256_setzero_si256())));
+    if (queued_bytes == 0) return;
+    alignas(32) std::uint16_t t[16];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(t), tied);
+    for (unsigned rest = queued_bytes & 0x55555555u; rest != 0; rest &= rest - 1) {
+        const unsigned lane = static_cast<unsigned>(std::countr_zero(rest)) / 2;
+        q.push(plane_block(s, lane, 0), lane, t[lane], first_word);
+    }
+}
+
+__attribute__((target("avx2"))) CHILDTUNE_ALWAYS_INLINE __m256i avx2_load(const std::uint32_t* a) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a));
+}
+//! Version 3, level 1 of queue entries e .. e + 15, as two batches in flight.
+__attribute__((target("avx2"))) inline void plane_level_avx2(const philox_keep_params& p, plane_queue& q, std::size_t e) {
+    const __m256i key = _mm256_set1_epi32(static_cast<int>(p.tensor_key)), step = _mm256_set1_epi32(static_cast<int>(p.step));
+    const __m256i one = _mm256_set1_epi32(1), low16 = _mm256_set1_epi32(0xFFFF);
+    const avx2_lanes l = avx2_rounds(p, {_mm256_add_epi32(avx2_load(q.block_lo + e), one), avx2_load(q.block_hi + e), key, step},
+                                     {_mm256_add_epi32(avx2_load(q.block_lo + e + 8), one), avx2_load(q.block_hi + e + 8), key, step});
+    for (unsigned h = 0; h < 2; ++h) {
+        __m256i below = _mm256_setzero_si256(), tied = avx2_load(q.tied + e + 8 * h);
+        compare_planes_avx2(l.h[h], p.threshold, 1, below, tied);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(q.below + e + 8 * h), _mm256_and_si256(below, low16));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(q.tied + e + 8 * h), _mm256_and_si256(tied, low16));
+    }
+}
+
+//! Version 3's keep words with the AVX2 passes. Out of line: the callers are
+//! flattened kernels, and a copy of the driver and its queue in each of them
+//! cost compile time and threw GCC 12's -Wmaybe-uninitialized off in unrelated
+//! code of the same translation unit.
+__attribute__((target("avx2"), noinline, flatten)) inline void plane_words_avx2(const philox_keep_params& p, std::uint64_t first,
+                                                                                std::size_t count, std::uint64_t* out) {
+    plane_words<16>(p, first, count, out, plane_first_avx2, plane_level_avx2);
 }
 #endif
 

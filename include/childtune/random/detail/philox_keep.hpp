@@ -11,7 +11,11 @@
 //! consecutive keep bits with no shuffling. Version 2 (16-bit thresholds): the
 //! 16 blocks of group G serve elements 128·G .. 128·G + 127, the low halves of the
 //! four words the first 64 and the high halves the next 64, so one Philox batch
-//! gives two keep words by the same lane-wise compares.
+//! gives two keep words by the same lane-wise compares. Version 3 (bit planes):
+//! the 16 lanes of a 256-element super-group each hold 16 elements, one bit of
+//! a 16-bit plane each, so a block's eight planes decide the top 8 bits of 16
+//! draws at once, and a lane's next block is needed only while one of its
+//! elements still ties the threshold (see philox_plane_lane_scalar).
 
 #include <childtune/random/philox.hpp>
 
@@ -24,9 +28,9 @@ struct philox_keep_params {
     std::uint32_t k0, k1;     //!< Philox key (the seed)
     std::uint32_t tensor_key; //!< counter word 2
     std::uint32_t step;       //!< counter word 3
-    std::uint32_t threshold;  //!< version 1: keep iff the 32-bit draw < threshold (< 2^32);
+    std::uint32_t threshold;  //!< versions 1 and 3: keep iff the 32-bit draw < threshold (< 2^32);
                               //!< version 2: keep iff the 16-bit half < threshold (< 2^16)
-    std::uint32_t version = 1; //!< the mask definition (mask/bernoulli.hpp): 1 or 2
+    std::uint32_t version = 1; //!< the mask definition (mask/bernoulli.hpp): 1, 2 or 3
 };
 
 //! Philox4x32-10 block `block` of the keep stream (counter {block lo, block hi,
@@ -36,10 +40,59 @@ inline philox_block philox_keep_block(const philox_keep_params& p, std::uint64_t
                       {{p.k0, p.k1}});
 }
 
+//! Version 3: the Philox block holding planes 8·level .. 8·level + 7 of lane m
+//! of super-group s (elements 256s + m + 16k, k = 0 .. 15).
+CHILDTUNE_HD constexpr std::uint64_t plane_block(std::uint64_t s, unsigned m, unsigned level) {
+    return 4 * (16 * s + m) + level;
+}
+
+//! Version 3: a lane's 16 draws compared with the threshold, most significant
+//! bit first. Bit k of `below` is set once draw k is known to be below the
+//! threshold; bit k of `tied` while its leading bits equal the threshold's.
+struct plane_compare {
+    std::uint32_t below = 0, tied = 0xFFFFu;
+};
+//! Folds in one block's planes: plane j is 16-bit half j % 2 of word j / 2 and
+//! holds bit 31 - (8·level + j) of the lane's 16 draws (bit k of the plane for
+//! draw k), compared with the same bit of the threshold.
+CHILDTUNE_HD constexpr void compare_planes(plane_compare& c, const philox_block& out, std::uint32_t threshold,
+                                           unsigned level) {
+    for (unsigned j = 0; j < 8; ++j) {
+        const std::uint32_t plane = (out.w[j / 2] >> (16 * (j % 2))) & 0xFFFFu;
+        if ((threshold >> (31 - 8 * level - j)) & 1u) {
+            c.below |= c.tied & ~plane;
+            c.tied &= plane;
+        } else {
+            c.tied &= ~plane;
+        }
+    }
+}
+//! Version 3: the keep bits (bit k for element 256s + m + 16k) of lane m of
+//! super-group s, continuing `c` from block `level` on. A draw equal to the
+//! threshold in all 32 bits is not below it.
+inline std::uint32_t philox_plane_lane_scalar(const philox_keep_params& p, std::uint64_t s, unsigned m,
+                                              plane_compare c = {}, unsigned level = 0) {
+    for (; c.tied != 0 && level < 4; ++level) compare_planes(c, philox_keep_block(p, plane_block(s, m, level)), p.threshold, level);
+    return c.below;
+}
+//! Version 3: lane m's 16 keep bits at their places in the super-group's four
+//! keep words (element 256s + m + 16k is bit 16·(k % 4) + m of word 4s + k / 4).
+//! One multiplication spreads a nibble's four bits to bits 0, 16, 32 and 48
+//! (the four shifted copies of the nibble do not overlap), with no branch per bit.
+inline void scatter_lane_bits(std::uint32_t below, unsigned m, std::uint64_t* four) {
+    for (unsigned w = 0; w < 4; ++w)
+        four[w] |= ((std::uint64_t{(below >> (4 * w)) & 0xFu} * 0x0000200040008001ull) & 0x0001000100010001ull) << m;
+}
+
 //! Keep bits of elements 64w .. 64w + 63 (bit j for element 64w + j): the
 //! definition the vector variants reproduce.
 inline std::uint64_t philox_keep_word_scalar(const philox_keep_params& p, std::uint64_t w) {
     std::uint64_t word = 0;
+    if (p.version == 3) {
+        std::uint64_t four[4] = {};
+        for (unsigned m = 0; m < 16; ++m) scatter_lane_bits(philox_plane_lane_scalar(p, w / 4, m), m, four);
+        return four[w % 4];
+    }
     if (p.version == 1) {
         for (unsigned lane = 0; lane < 16; ++lane) {
             const auto out = philox_keep_block(p, 16 * w + lane);

@@ -6,7 +6,9 @@
 
 #include <childtune/config.hpp>
 #include <childtune/random/detail/philox_keep.hpp>
+#include <childtune/random/detail/philox_planes.hpp>
 
+#include <cstddef>
 #include <cstdint>
 
 #if CHILDTUNE_HAS_SSE2
@@ -52,10 +54,8 @@ CHILDTUNE_ALWAYS_INLINE sse2_blocks4 sse2_counters(const philox_keep_params& p, 
 struct sse2_lanes {
     sse2_blocks4 q[4];
 };
-CHILDTUNE_ALWAYS_INLINE sse2_lanes philox_lanes_sse2(const philox_keep_params& p, std::uint64_t group) {
-    const std::uint64_t first = 16 * group; // a multiple of 16: lo32 + 15 never wraps
-    sse2_blocks4 a = sse2_counters(p, first), b = sse2_counters(p, first + 4), c = sse2_counters(p, first + 8),
-                 d = sse2_counters(p, first + 12);
+CHILDTUNE_ALWAYS_INLINE sse2_lanes sse2_rounds(const philox_keep_params& p, sse2_blocks4 a, sse2_blocks4 b, sse2_blocks4 c,
+                                               sse2_blocks4 d) {
     std::uint32_t k0 = p.k0, k1 = p.k1;
     for (int r = 0; r < 10; ++r) {
         if (r > 0) {
@@ -69,6 +69,11 @@ CHILDTUNE_ALWAYS_INLINE sse2_lanes philox_lanes_sse2(const philox_keep_params& p
         sse2_round(d, vk0, vk1);
     }
     return {{a, b, c, d}};
+}
+CHILDTUNE_ALWAYS_INLINE sse2_lanes philox_lanes_sse2(const philox_keep_params& p, std::uint64_t group) {
+    const std::uint64_t first = 16 * group; // a multiple of 16: lo32 + 15 never wraps
+    return sse2_rounds(p, sse2_counters(p, first), sse2_counters(p, first + 4), sse2_counters(p, first + 8),
+                       sse2_counters(p, first + 12));
 }
 
 //! Bits of `keep` (4 lanes) at 16·j + 4·quarter.
@@ -110,6 +115,74 @@ inline void philox_keep_pair_sse2(const philox_keep_params& p, std::uint64_t gro
     }
     two[0] = lo;
     two[1] = hi;
+}
+
+//! Version 3: folds the eight planes of the blocks b into below, tied (four
+//! lanes), as compare_planes_avx2.
+CHILDTUNE_ALWAYS_INLINE void compare_planes_sse2(const sse2_blocks4& b, std::uint32_t threshold, unsigned level, __m128i& below,
+                                                 __m128i& tied) {
+    const __m128i words[4] = {b.x0, b.x1, b.x2, b.x3};
+    for (unsigned j = 0; j < 8; ++j) {
+        const __m128i plane = j % 2 ? _mm_srli_epi32(words[j / 2], 16) : words[j / 2];
+        if ((threshold >> (31 - 8 * level - j)) & 1u) {
+            below = _mm_or_si128(below, _mm_andnot_si128(plane, tied));
+            tied = _mm_and_si128(tied, plane);
+        } else {
+            tied = _mm_andnot_si128(plane, tied);
+        }
+    }
+}
+
+//! Version 3, level 0 of super-group s (plane_first_scalar's result): the 16
+//! lanes' first blocks as four interleaved batches of four, the bits placed
+//! and the tied lanes queued in scalar code.
+inline void plane_first_sse2(const philox_keep_params& p, std::uint64_t s, std::uint64_t* four, plane_queue& q,
+                             std::uint32_t first_word) {
+    const std::uint64_t block0 = plane_block(s, 0, 0);
+    const auto counters = [&](int quarter) { // lanes 4·quarter .. + 3: blocks block0 + 4m
+        return sse2_blocks4{_mm_add_epi32(_mm_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(block0) + 16u * quarter)),
+                                          _mm_setr_epi32(0, 4, 8, 12)),
+                            _mm_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(block0 >> 32))),
+                            _mm_set1_epi32(static_cast<int>(p.tensor_key)), _mm_set1_epi32(static_cast<int>(p.step))};
+    };
+    const sse2_lanes l = sse2_rounds(p, counters(0), counters(1), counters(2), counters(3));
+    const __m128i none = _mm_setzero_si128(), all = _mm_set1_epi32(-1), low16 = _mm_set1_epi32(0xFFFF);
+    __m128i b0 = none, b1 = none, b2 = none, b3 = none, t0 = all, t1 = all, t2 = all, t3 = all;
+    compare_planes_sse2(l.q[0], p.threshold, 0, b0, t0);
+    compare_planes_sse2(l.q[1], p.threshold, 0, b1, t1);
+    compare_planes_sse2(l.q[2], p.threshold, 0, b2, t2);
+    compare_planes_sse2(l.q[3], p.threshold, 0, b3, t3);
+    alignas(16) std::uint32_t below[16], tied[16];
+    _mm_store_si128(reinterpret_cast<__m128i*>(below), _mm_and_si128(b0, low16));
+    _mm_store_si128(reinterpret_cast<__m128i*>(below + 4), _mm_and_si128(b1, low16));
+    _mm_store_si128(reinterpret_cast<__m128i*>(below + 8), _mm_and_si128(b2, low16));
+    _mm_store_si128(reinterpret_cast<__m128i*>(below + 12), _mm_and_si128(b3, low16));
+    _mm_store_si128(reinterpret_cast<__m128i*>(tied), _mm_and_si128(t0, low16));
+    _mm_store_si128(reinterpret_cast<__m128i*>(tied + 4), _mm_and_si128(t1, low16));
+    _mm_store_si128(reinterpret_cast<__m128i*>(tied + 8), _mm_and_si128(t2, low16));
+    _mm_store_si128(reinterpret_cast<__m128i*>(tied + 12), _mm_and_si128(t3, low16));
+    four[0] = four[1] = four[2] = four[3] = 0;
+    for (unsigned m = 0; m < 16; ++m) {
+        scatter_lane_bits(below[m], m, four);
+        if (tied[m] != 0) q.push(block0 + 4 * m, m, tied[m], first_word);
+    }
+}
+
+//! Version 3, level 1 of queue entries e .. e + 15, as four interleaved batches.
+inline void plane_level_sse2(const philox_keep_params& p, plane_queue& q, std::size_t e) {
+    const auto counters = [&](std::size_t at) {
+        return sse2_blocks4{_mm_add_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q.block_lo + at)), _mm_set1_epi32(1)),
+                            _mm_loadu_si128(reinterpret_cast<const __m128i*>(q.block_hi + at)),
+                            _mm_set1_epi32(static_cast<int>(p.tensor_key)), _mm_set1_epi32(static_cast<int>(p.step))};
+    };
+    const sse2_lanes l = sse2_rounds(p, counters(e), counters(e + 4), counters(e + 8), counters(e + 12));
+    const __m128i low16 = _mm_set1_epi32(0xFFFF);
+    for (unsigned g = 0; g < 4; ++g) { // stores in between: no state kept across iterations
+        __m128i below = _mm_setzero_si128(), tied = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q.tied + e + 4 * g));
+        compare_planes_sse2(l.q[g], p.threshold, 1, below, tied);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(q.below + e + 4 * g), _mm_and_si128(below, low16));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(q.tied + e + 4 * g), _mm_and_si128(tied, low16));
+    }
 }
 #endif
 

@@ -18,6 +18,7 @@
 #include <childtune/random/detail/philox_avx2.hpp>
 #include <childtune/random/detail/philox_avx512.hpp>
 #include <childtune/random/detail/philox_keep.hpp>
+#include <childtune/random/detail/philox_planes.hpp>
 #include <childtune/random/detail/philox_sse2.hpp>
 
 #include <cstddef>
@@ -73,8 +74,27 @@ struct philox_keep_words_kernel {
         }
     }
 
+    //! Version 3: words first .. first + count - 1 by super-groups (philox_planes.hpp).
+    template <cpu_isa I>
+    static void planes(const philox_keep_params& p, std::uint64_t first, std::size_t count, std::uint64_t* out) {
+#if CHILDTUNE_HAS_AVX2_DISPATCH
+        if constexpr (I == cpu_isa::avx512) plane_words_avx512(p, first, count, out);
+        else if constexpr (I == cpu_isa::avx2) plane_words_avx2(p, first, count, out);
+        else
+#endif
+#if CHILDTUNE_HAS_SSE2
+        if constexpr (I == cpu_isa::sse2) plane_words<16>(p, first, count, out, plane_first_sse2, plane_level_sse2);
+        else
+#endif
+            plane_words_scalar(p, first, count, out);
+    }
+
     template <cpu_isa I>
     static void run(const philox_keep_params* p, std::uint64_t first, std::size_t count, std::uint64_t* out) {
+        if (p->version == 3) {
+            planes<I>(*p, first, count, out);
+            return;
+        }
         if (p->version == 1) {
             for (std::size_t k = 0; k < count; ++k) out[k] = word<I>(*p, first + k);
             return;
