@@ -47,8 +47,10 @@ METHODS = [
     ("blockwise8/quantise", "the 8-bit state's encoding alone: absmax, division and code of every value, block "
      "by block, as a step does for each moment (5 B/param: float in, code out)"),
     ("blockwise8/dequantise", "the 8-bit state's decoding alone: every code to its float (5 B/param)"),
+    ("childtune/ct_f+mask_v2", "the same with mask definition 2 (16-bit draws, the default before definition 3)"),
     ("philox/keep_bits", "Child-Tuning_F's Philox keep bits alone, as the fused step draws them (no tensor "
      "touched: the compute CT_F adds)"),
+    ("philox/keep_bits+mask_v2", "the same with mask definition 2"),
     ("childtune_torch/dense", "`childtune::torch::ChildTuningAdamW`, dense"),
     ("childtune_torch/ct_f", "`childtune::torch::ChildTuningAdamW`, Child-Tuning_F"),
     ("childtune_torch/ct_d", "`childtune::torch::ChildTuningAdamW`, Child-Tuning_D"),
@@ -58,6 +60,8 @@ METHODS = [
 PAIRED = [
     ("paired/ct_f_vs_dense", "`childtune/dense`", "`childtune/ct_f`", "Child-Tuning_F ÷ dense"),
     ("paired/8bit_vs_fp32_state", "`childtune/dense`", "`childtune/dense+8bit_state`", "8-bit state ÷ fp32 state"),
+    ("paired/ct_f+mask_v2_vs_dense", "`childtune/dense`", "`childtune/ct_f+mask_v2`",
+     "Child-Tuning_F with mask definition 2 ÷ dense"),
 ]
 MIXED = ["childtune/bf16/dense", "childtune/bf16/ct_f", "childtune/fp16/dense", "childtune/fp16/ct_f"]
 # (ours, peer, column title) for the speedup table: peer time / our time.

@@ -103,7 +103,8 @@ void plain_loop(benchmark::State& state, const bench::shape& s) {
 // them, for every parameter of the shape, on the step's threads, touching no
 // tensor (bytes_per_param = 0). It is the compute CT_F adds to the dense step;
 // when both cores are busy computing, CT_F's time is about dense + this.
-// `version` is the mask definition (1: four decisions per Philox call, 2: eight).
+// `version` is the mask definition (1: four decisions per Philox call, 2: eight,
+// 3: bit planes, about fifteen).
 void philox_keep_bits(benchmark::State& state, const bench::shape& s, std::uint32_t version) {
     const std::size_t base = bench::begin_memory();
     const childtune::bernoulli mask{bench::keep_probability, 42, version};
@@ -157,6 +158,11 @@ void core_dense_checked(benchmark::State& st, const bench::shape& s) { core_step
 void core_ct_f(benchmark::State& st, const bench::shape& s) { core_step(st, s, mode::ct_f, unchecked); }
 // Child-Tuning_F with 0.1's mask definition (32-bit draws), for the comparison.
 void core_ct_f_v1(benchmark::State& st, const bench::shape& s) { core_step(st, s, mode::ct_f, unchecked, 1); }
+// ... and with definition 2 (16-bit draws), the default before definition 3.
+void core_ct_f_v2(benchmark::State& st, const bench::shape& s) { core_step(st, s, mode::ct_f, unchecked, 2); }
+void keep_bits(benchmark::State& st, const bench::shape& s) {
+    philox_keep_bits(st, s, childtune::bernoulli_default_version);
+}
 void keep_bits_v1(benchmark::State& st, const bench::shape& s) { philox_keep_bits(st, s, 1); }
 void keep_bits_v2(benchmark::State& st, const bench::shape& s) { philox_keep_bits(st, s, 2); }
 void core_ct_d(benchmark::State& st, const bench::shape& s) { core_step(st, s, mode::ct_d, unchecked); }
@@ -245,8 +251,10 @@ const add_method m_ct_f_8bit{{38, "childtune/ct_f+8bit_state", &core_ct_f_8bit, 
 const add_method m_ct_f_v1{{35, "childtune/ct_f+mask_v1", &core_ct_f_v1, everywhere}};
 const add_method m_quantise8{{43, "blockwise8/quantise", &blockwise8_quantise, bench::flat}};
 const add_method m_dequantise8{{44, "blockwise8/dequantise", &blockwise8_dequantise, bench::flat}};
-const add_method m_philox{{36, "philox/keep_bits", &keep_bits_v2, everywhere}};
+const add_method m_ct_f_v2{{46, "childtune/ct_f+mask_v2", &core_ct_f_v2, everywhere}};
+const add_method m_philox{{36, "philox/keep_bits", &keep_bits, everywhere}};
 const add_method m_philox_v1{{39, "philox/keep_bits+mask_v1", &keep_bits_v1, everywhere}};
+const add_method m_philox_v2{{45, "philox/keep_bits+mask_v2", &keep_bits_v2, everywhere}};
 const add_method m_bf16_dense{{50, "childtune/bf16/dense", &bf16_dense, bench::largest_flat}};
 const add_method m_bf16_ct_f{{51, "childtune/bf16/ct_f", &bf16_ct_f, bench::largest_flat}};
 const add_method m_fp16_dense{{52, "childtune/fp16/dense", &fp16_dense, bench::largest_flat}};

@@ -22,16 +22,19 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 namespace {
 
 using bench::mode;
 
-//! One side of a pair: a core method's mask mode and optimizer options.
+//! One side of a pair: a core method's mask mode, optimizer options and (for
+//! Child-Tuning_F) Bernoulli mask definition.
 struct side {
     mode m;
     childtune::optimizer_options options;
+    std::uint32_t mask_version = childtune::bernoulli_default_version;
 };
 
 double median(std::vector<double> v) {
@@ -46,8 +49,8 @@ void paired(benchmark::State& state, const bench::shape& s, side a, side b) {
     // (The problem carries Child-Tuning_D masks when either side needs them.)
     auto& prob = bench::problem_for(s, a.m == mode::ct_d || b.m == mode::ct_d ? mode::ct_d : mode::dense);
     const std::size_t base = bench::begin_memory();
-    const auto opt_a = bench::core_optimizer(prob, s, a.m, a.options);
-    const auto opt_b = bench::core_optimizer(prob, s, b.m, b.options);
+    const auto opt_a = bench::core_optimizer(prob, s, a.m, a.options, a.mask_version);
+    const auto opt_b = bench::core_optimizer(prob, s, b.m, b.options, b.mask_version);
     std::vector<double> time_a, time_b;
     const auto step_a = [&] { time_a.push_back(bench::seconds_of([&] { opt_a->step(); })); };
     const auto step_b = [&] { time_b.push_back(bench::seconds_of([&] { opt_b->step(); })); };
@@ -85,6 +88,10 @@ constexpr childtune::optimizer_options state8{.on_nonfinite = childtune::nonfini
 void ct_f_vs_dense(benchmark::State& st, const bench::shape& s) {
     paired(st, s, {mode::dense, fp32_state}, {mode::ct_f, fp32_state});
 }
+// The same with mask definition 2 (16-bit draws), the default before definition 3.
+void ct_f_v2_vs_dense(benchmark::State& st, const bench::shape& s) {
+    paired(st, s, {mode::dense, fp32_state}, {mode::ct_f, fp32_state, 2});
+}
 // Dense AdamW with 8-bit blockwise state (b) against fp32 state (a).
 void state8_vs_fp32(benchmark::State& st, const bench::shape& s) {
     paired(st, s, {mode::dense, fp32_state}, {mode::dense, state8});
@@ -93,5 +100,6 @@ void state8_vs_fp32(benchmark::State& st, const bench::shape& s) {
 constexpr unsigned everywhere = bench::flat | bench::model;
 const bench::add_method m_ct_f_vs_dense{{60, "paired/ct_f_vs_dense", &ct_f_vs_dense, everywhere}};
 const bench::add_method m_8bit_vs_fp32{{61, "paired/8bit_vs_fp32_state", &state8_vs_fp32, everywhere}};
+const bench::add_method m_ct_f_v2_vs_dense{{62, "paired/ct_f+mask_v2_vs_dense", &ct_f_v2_vs_dense, everywhere}};
 
 } // namespace
