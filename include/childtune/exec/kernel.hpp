@@ -170,15 +170,18 @@ CHILDTUNE_ALWAYS_INLINE void step_lanes(const typename Rule::template step_const
     for (std::size_t b = 0; b != Buffers; ++b) store(s[b] + i, state[b]);
 }
 
+//! The instruction set whose registers V fills.
+template <class V>
+inline constexpr cpu_isa isa_of_vector = std::is_arithmetic_v<V> ? cpu_isa::scalar
+                                         : sizeof(V) == 64       ? cpu_isa::avx512
+                                         : sizeof(V) == 32       ? cpu_isa::avx2
+                                                                 : cpu_isa::sse2;
+
 //! Keep words `word` .. `word` + count - 1 drawn with the generator of the
 //! instruction set whose registers V fills.
 template <class V>
 CHILDTUNE_ALWAYS_INLINE void draw_words(const philox_keep_params& p, std::uint64_t word, std::size_t count, std::uint64_t* out) {
-    constexpr cpu_isa isa = std::is_arithmetic_v<V> ? cpu_isa::scalar
-                            : sizeof(V) == 64       ? cpu_isa::avx512
-                            : sizeof(V) == 32       ? cpu_isa::avx2
-                                                    : cpu_isa::sse2;
-    philox_keep_words_kernel::run<isa>(&p, word, count, out);
+    philox_keep_words_kernel::run<isa_of_vector<V>>(&p, word, count, out);
 }
 
 //! Keep words the pass draws at a time: a batch of definition 2 (two words), or
@@ -214,6 +217,8 @@ CHILDTUNE_ALWAYS_INLINE void run_element_pass(const pass_arguments<Rule, S>& a, 
     std::uint64_t* ahead = draw_buffers[1];
     const std::size_t chunk = a.draws ? pass_draw_words(*a.draws) : 1; // a power of two
     const std::size_t words_in_range = (end - begin + 63) / 64;
+    const bool planes = a.draws && a.draws->version == 3;
+    plane_queue queue;
     if (a.draws) draw_words<V>(*a.draws, a.first_word, std::min(chunk, words_in_range), drawn);
 
     for (std::size_t w = begin; w < end; w += 64) {
@@ -222,8 +227,19 @@ CHILDTUNE_ALWAYS_INLINE void run_element_pass(const pass_arguments<Rule, S>& a, 
         std::uint64_t bits = ~std::uint64_t{0};
         if (a.draws) {
             const std::size_t r = k & (chunk - 1);
-            if (r == 0 && k + chunk < words_in_range)
-                draw_words<V>(*a.draws, a.first_word + k + chunk, std::min(chunk, words_in_range - k - chunk), ahead);
+            const std::size_t next = k - r + chunk; // the next chunk's first word
+            if (next < words_in_range) {
+                if (!planes) {
+                    if (r == 0) draw_words<V>(*a.draws, a.first_word + next, std::min(chunk, words_in_range - next), ahead);
+                } else if (r % 4 == 0 && next + r < words_in_range) {
+                    // Definition 3: the next chunk's super-group r / 4 while these four
+                    // words are stepped, and its queue finished at the end of this chunk.
+                    philox_keep_words_kernel::plane_first<isa_of_vector<V>>(*a.draws, (a.first_word + next + r) / 4, ahead + r,
+                                                                           queue, static_cast<std::uint32_t>(r));
+                }
+                if (planes && r == chunk - 1)
+                    philox_keep_words_kernel::plane_finish_queue<isa_of_vector<V>>(*a.draws, queue, ahead);
+            }
             bits = drawn[r];
             if (r == chunk - 1) std::swap(drawn, ahead);
         } else if (a.words) {

@@ -15,6 +15,7 @@
 //! batch of 16 lanes needs a second block whenever one of its 256 draws does,
 //! which is two times in three.
 
+#include <childtune/config.hpp>
 #include <childtune/random/detail/philox_keep.hpp>
 
 #include <algorithm>
@@ -74,6 +75,24 @@ inline void plane_level_scalar(const philox_keep_params& p, plane_queue& q, std:
     q.tied[e] = c.tied;
 }
 
+//! Finishes the lanes queued by first passes into `words` (the chunk's keep
+//! words, indexed by the queue's places): level 1 by `level_one(p, queue, e)`
+//! for entries e .. e + Lanes - 1, then levels 2 and 3 of the lanes still tied.
+template <std::size_t Lanes, class LevelOne>
+CHILDTUNE_ALWAYS_INLINE void plane_finish(const philox_keep_params& p, plane_queue& q, std::uint64_t* words, LevelOne level_one) {
+    q.pad(Lanes);
+    for (std::size_t e = 0; e < q.count; e += Lanes) level_one(p, q, e);
+    for (std::size_t e = 0; e < q.count; ++e) {
+        std::uint32_t below = q.below[e];
+        const unsigned lane = q.place[e] % 16;
+        if (q.tied[e] != 0) // tied through 16 bits: the definition's levels 2 and 3
+            below = philox_plane_lane_scalar(p, (std::uint64_t{q.block_hi[e]} << 32 | q.block_lo[e]) / 64, lane,
+                                             {below, q.tied[e]}, 2);
+        scatter_lane_bits(below, lane, words + q.place[e] / 16);
+    }
+    q.count = 0;
+}
+
 //! Keep words first .. first + count - 1 of definition 3. `first_pass(p, s,
 //! four, queue, word)` runs level 0 of super-group s; `level_one(p, queue, e)`
 //! runs level 1 of queue entries e .. e + Lanes - 1.
@@ -90,18 +109,8 @@ void plane_words(const philox_keep_params& p, std::uint64_t first, std::size_t c
         // or end is staged and copied.
         const bool in_place = w % 4 == 0 && end - w >= 4 * groups;
         std::uint64_t* const words = in_place ? out + (w - first) : staged;
-        q.count = 0;
         for (std::size_t g = 0; g < groups; ++g) first_pass(p, s0 + g, words + 4 * g, q, static_cast<std::uint32_t>(4 * g));
-        q.pad(Lanes);
-        for (std::size_t e = 0; e < q.count; e += Lanes) level_one(p, q, e);
-        for (std::size_t e = 0; e < q.count; ++e) {
-            std::uint32_t below = q.below[e];
-            const unsigned lane = q.place[e] % 16;
-            if (q.tied[e] != 0) // tied through 16 bits: the definition's levels 2 and 3
-                below = philox_plane_lane_scalar(p, (std::uint64_t{q.block_hi[e]} << 32 | q.block_lo[e]) / 64, lane,
-                                                 {below, q.tied[e]}, 2);
-            scatter_lane_bits(below, lane, words + q.place[e] / 16);
-        }
+        plane_finish<Lanes>(p, q, words, level_one);
         const std::uint64_t last = std::min<std::uint64_t>(end, 4 * (s0 + groups));
         if (!in_place) std::copy(staged + (w - 4 * s0), staged + (last - 4 * s0), out + (w - first));
         w = last;

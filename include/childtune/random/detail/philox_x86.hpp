@@ -89,6 +89,39 @@ struct philox_keep_words_kernel {
             plane_words_scalar(p, first, count, out);
     }
 
+    //! Version 3, as the fused pass interleaves it (exec/kernel.hpp): level 0 of
+    //! super-group s into four[0..3], its tied lanes queued ...
+    template <cpu_isa I>
+    CHILDTUNE_ALWAYS_INLINE static void plane_first(const philox_keep_params& p, std::uint64_t s, std::uint64_t* four,
+                                                    plane_queue& q, std::uint32_t first_word) {
+#if CHILDTUNE_HAS_AVX2_DISPATCH
+        if constexpr (I == cpu_isa::avx512) plane_first_avx512(p, s, four, q, first_word);
+        else if constexpr (I == cpu_isa::avx2) plane_first_avx2(p, s, four, q, first_word);
+        else
+#endif
+#if CHILDTUNE_HAS_SSE2
+        if constexpr (I == cpu_isa::sse2) plane_first_sse2(p, s, four, q, first_word);
+        else
+#endif
+            plane_first_scalar(p, s, four, q, first_word);
+    }
+    //! ... and the queue finished into the chunk's words: once per chunk, out of
+    //! line (inlined into every flattened kernel it cost compile time and threw
+    //! GCC 12's -Wmaybe-uninitialized off in unrelated code of the same unit).
+    template <cpu_isa I>
+    __attribute__((noinline)) static void plane_finish_queue(const philox_keep_params& p, plane_queue& q, std::uint64_t* words) {
+#if CHILDTUNE_HAS_AVX2_DISPATCH
+        if constexpr (I == cpu_isa::avx512) plane_finish<16>(p, q, words, plane_level_avx512);
+        else if constexpr (I == cpu_isa::avx2) plane_finish<16>(p, q, words, plane_level_avx2);
+        else
+#endif
+#if CHILDTUNE_HAS_SSE2
+        if constexpr (I == cpu_isa::sse2) plane_finish<16>(p, q, words, plane_level_sse2);
+        else
+#endif
+            plane_finish<1>(p, q, words, plane_level_scalar);
+    }
+
     template <cpu_isa I>
     static void run(const philox_keep_params* p, std::uint64_t first, std::size_t count, std::uint64_t* out) {
         if (p->version == 3) {
