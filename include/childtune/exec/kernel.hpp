@@ -209,9 +209,11 @@ CHILDTUNE_ALWAYS_INLINE void run_element_pass(const pass_arguments<Rule, S>& a, 
     const bool avx512_moves = compact_moves_in_lanes<V, S>() && a.kept_before && best_cpu_isa() >= cpu_isa::avx512;
 
     // Draws in the pass: the keep words of the next chunk (pass_draw_words) are
-    // drawn before the current one is stepped, so the out-of-order core runs the
-    // integer Philox rounds beside the update's divisions and square roots
-    // rather than in a phase of their own (docs/benchmarks.md measures it).
+    // drawn while the current one is stepped (definition 2: in one go at its
+    // start; definition 3: a super-group per four words), so the out-of-order
+    // core runs the integer Philox rounds beside the update's divisions and
+    // square roots rather than in a phase of their own (docs/benchmarks.md
+    // measures both).
     alignas(64) std::uint64_t draw_buffers[2][max_pass_draw_words];
     std::uint64_t* drawn = draw_buffers[0];
     std::uint64_t* ahead = draw_buffers[1];
