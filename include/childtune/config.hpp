@@ -27,6 +27,13 @@
 #define CHILDTUNE_ALWAYS_INLINE inline
 #endif
 
+//! Keeps a rarely taken path out of the flattened step kernels that call it.
+#if defined(__GNUC__) || defined(__clang__)
+#define CHILDTUNE_NOINLINE __attribute__((noinline))
+#else
+#define CHILDTUNE_NOINLINE
+#endif
+
 //! Host/device code that must be inlined into its caller. The step kernels rely
 //! on it: a wide vector passed by value between a function compiled for AVX2 and
 //! one compiled without it would be passed differently on each side, so update

@@ -109,7 +109,7 @@ struct philox_keep_words_kernel {
     //! line (inlined into every flattened kernel it cost compile time and threw
     //! GCC 12's -Wmaybe-uninitialized off in unrelated code of the same unit).
     template <cpu_isa I>
-    __attribute__((noinline)) static void plane_finish_queue(const philox_keep_params& p, plane_queue& q, std::uint64_t* words) {
+    CHILDTUNE_NOINLINE static void plane_finish_queue(const philox_keep_params& p, plane_queue& q, std::uint64_t* words) {
 #if CHILDTUNE_HAS_AVX2_DISPATCH
         if constexpr (I == cpu_isa::avx512) plane_finish<16>(p, q, words, plane_level_avx512);
         else if constexpr (I == cpu_isa::avx2) plane_finish<16>(p, q, words, plane_level_avx2);
