@@ -34,7 +34,9 @@ TEST_CASE("thread count: an explicit count wins, then CHILDTUNE_NUM_THREADS, the
     CHECK(choose_thread_count(in) == 16); // 64 hardware threads shared by 4 ranks
     in.omp_num_threads_set = true;
     CHECK(choose_thread_count(in) == 64); // the user's OMP_NUM_THREADS (OpenMP's default follows it)
-    in.childtune_num_threads = "5";
+    // emplace, not `= "5"`: GCC 12.2 at -O3 warns -Wrestrict on an optional<string>
+    // assigned a literal (a false positive, GCC bug 105329) when it inlines deeply.
+    in.childtune_num_threads.emplace("5");
     CHECK(choose_thread_count(in) == 5);
     in.explicit_threads = 2;
     CHECK(choose_thread_count(in) == 2);

@@ -4,6 +4,7 @@
 //! selection produces, what a user loads from disk, and what the optimizer's
 //! fixed-mask mode consumes.
 
+#include <childtune/config.hpp>
 #include <childtune/error.hpp>
 #include <childtune/io/atomic_file.hpp>
 #include <childtune/io/binary.hpp>
@@ -45,6 +46,18 @@ struct mask_summary {
 //! set is caught.
 class mask_set {
 public:
+    mask_set() = default;
+    mask_set(const mask_set&) = default;
+    mask_set(mask_set&&) noexcept = default;
+    mask_set& operator=(const mask_set&) = default;
+    mask_set& operator=(mask_set&&) noexcept = default;
+    //! Out of line: GCC 12 at -O3 inlines the destructor of a mask_mode
+    //! (std::variant<dense, bernoulli, fixed>) through every alternative and, when
+    //! the variant holds another one, can warn -Wmaybe-uninitialized on this
+    //! set's members (a false positive that depends on the caller's inlining, and
+    //! breaks users' -Werror builds that construct group options in place).
+    CHILDTUNE_NOINLINE ~mask_set() = default;
+
     //! One tensor's mask.
     struct entry {
         //! Tensor name (the optimizer's registration name).
