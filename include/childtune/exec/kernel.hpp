@@ -177,11 +177,23 @@ inline constexpr cpu_isa isa_of_vector = std::is_arithmetic_v<V> ? cpu_isa::scal
                                          : sizeof(V) == 32       ? cpu_isa::avx2
                                                                  : cpu_isa::sse2;
 
-//! Keep words `word` .. `word` + count - 1 drawn with the generator of the
-//! instruction set whose registers V fills.
+//! Keep words `word` .. `word` + count - 1 of definition 1 or 2, drawn with the
+//! generator of the instruction set whose registers V fills.
 template <class V>
 CHILDTUNE_ALWAYS_INLINE void draw_words(const philox_keep_params& p, std::uint64_t word, std::size_t count, std::uint64_t* out) {
-    philox_keep_words_kernel::run<isa_of_vector<V>>(&p, word, count, out);
+    philox_keep_words_kernel::batches<isa_of_vector<V>>(p, word, count, out);
+}
+//! Definition 3: level 0 of the super-group whose four keep words start at word
+//! `word` (a multiple of 4) into four[0..3], its tied lanes queued for
+//! finish_plane_queue with the chunk's words from `chunk_word` on.
+template <class V>
+CHILDTUNE_ALWAYS_INLINE void draw_plane_first(const philox_keep_params& p, std::uint64_t word, std::uint64_t* four,
+                                              plane_queue& queue, std::size_t chunk_word) {
+    philox_keep_words_kernel::plane_first<isa_of_vector<V>>(p, word / 4, four, queue, static_cast<std::uint32_t>(chunk_word));
+}
+template <class V>
+CHILDTUNE_ALWAYS_INLINE void finish_plane_queue(const philox_keep_params& p, plane_queue& queue, std::uint64_t* chunk) {
+    philox_keep_words_kernel::plane_finish_queue<isa_of_vector<V>>(p, queue, chunk);
 }
 
 //! Keep words the pass draws at a time: a batch of definition 2 (two words), or
@@ -221,7 +233,13 @@ CHILDTUNE_ALWAYS_INLINE void run_element_pass(const pass_arguments<Rule, S>& a, 
     const std::size_t words_in_range = (end - begin + 63) / 64;
     const bool planes = a.draws && a.draws->version == 3;
     plane_queue queue;
-    if (a.draws) draw_words<V>(*a.draws, a.first_word, std::min(chunk, words_in_range), drawn);
+    if (planes) {
+        for (std::size_t r = 0; r < std::min(chunk, words_in_range); r += 4)
+            draw_plane_first<V>(*a.draws, a.first_word + r, drawn + r, queue, r);
+        finish_plane_queue<V>(*a.draws, queue, drawn);
+    } else if (a.draws) {
+        draw_words<V>(*a.draws, a.first_word, std::min(chunk, words_in_range), drawn);
+    }
 
     for (std::size_t w = begin; w < end; w += 64) {
         const std::size_t n = std::min<std::size_t>(64, end - w);
@@ -236,11 +254,9 @@ CHILDTUNE_ALWAYS_INLINE void run_element_pass(const pass_arguments<Rule, S>& a, 
                 } else if (r % 4 == 0 && next + r < words_in_range) {
                     // Definition 3: the next chunk's super-group r / 4 while these four
                     // words are stepped, and its queue finished at the end of this chunk.
-                    philox_keep_words_kernel::plane_first<isa_of_vector<V>>(*a.draws, (a.first_word + next + r) / 4, ahead + r,
-                                                                           queue, static_cast<std::uint32_t>(r));
+                    draw_plane_first<V>(*a.draws, a.first_word + next + r, ahead + r, queue, r);
                 }
-                if (planes && r == chunk - 1)
-                    philox_keep_words_kernel::plane_finish_queue<isa_of_vector<V>>(*a.draws, queue, ahead);
+                if (planes && r == chunk - 1) finish_plane_queue<V>(*a.draws, queue, ahead);
             }
             bits = drawn[r];
             if (r == chunk - 1) std::swap(drawn, ahead);

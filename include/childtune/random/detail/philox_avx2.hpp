@@ -219,15 +219,6 @@ __attribute__((target("avx2"))) inline void plane_level_avx2(const philox_keep_p
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(q.tied + e + 8 * h), _mm256_and_si256(tied, low16));
     }
 }
-
-//! Version 3's keep words with the AVX2 passes. Out of line: the callers are
-//! flattened kernels, and a copy of the driver and its queue in each of them
-//! cost compile time and threw GCC 12's -Wmaybe-uninitialized off in unrelated
-//! code of the same translation unit.
-__attribute__((target("avx2"), noinline, flatten)) inline void plane_words_avx2(const philox_keep_params& p, std::uint64_t first,
-                                                                                std::size_t count, std::uint64_t* out) {
-    plane_words<16>(p, first, count, out, plane_first_avx2, plane_level_avx2);
-}
 #endif
 
 } // namespace childtune::detail

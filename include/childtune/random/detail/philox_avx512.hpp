@@ -164,13 +164,6 @@ __attribute__((target("avx512f"))) inline void plane_level_avx512(const philox_k
     _mm512_storeu_si512(q.below + e, _mm512_maskz_and_epi32(all, below, low16));
     _mm512_storeu_si512(q.tied + e, _mm512_maskz_and_epi32(all, tied, low16));
 }
-
-//! Version 3's keep words with the AVX-512 passes (out of line, as plane_words_avx2).
-__attribute__((target("avx512f"), noinline, flatten)) inline void plane_words_avx512(const philox_keep_params& p,
-                                                                                     std::uint64_t first, std::size_t count,
-                                                                                     std::uint64_t* out) {
-    plane_words<16>(p, first, count, out, plane_first_avx512, plane_level_avx512);
-}
 #endif
 
 } // namespace childtune::detail

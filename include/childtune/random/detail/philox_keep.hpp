@@ -108,5 +108,10 @@ inline std::uint64_t philox_keep_word_scalar(const philox_keep_params& p, std::u
     }
     return word;
 }
+//! Version 2: words 2G and 2G + 1, which one batch of 16 blocks serves.
+inline void philox_keep_pair_scalar(const philox_keep_params& p, std::uint64_t group, std::uint64_t* two) {
+    two[0] = philox_keep_word_scalar(p, 2 * group);
+    two[1] = philox_keep_word_scalar(p, 2 * group + 1);
+}
 
 } // namespace childtune::detail

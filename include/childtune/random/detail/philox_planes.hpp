@@ -78,8 +78,8 @@ inline void plane_level_scalar(const philox_keep_params& p, plane_queue& q, std:
 //! Finishes the lanes queued by first passes into `words` (the chunk's keep
 //! words, indexed by the queue's places): level 1 by `level_one(p, queue, e)`
 //! for entries e .. e + Lanes - 1, then levels 2 and 3 of the lanes still tied.
-template <std::size_t Lanes, class LevelOne>
-CHILDTUNE_ALWAYS_INLINE void plane_finish(const philox_keep_params& p, plane_queue& q, std::uint64_t* words, LevelOne level_one) {
+template <std::size_t Lanes, auto level_one>
+CHILDTUNE_ALWAYS_INLINE void plane_finish(const philox_keep_params& p, plane_queue& q, std::uint64_t* words) {
     q.pad(Lanes);
     for (std::size_t e = 0; e < q.count; e += Lanes) level_one(p, q, e);
     for (std::size_t e = 0; e < q.count; ++e) {
@@ -93,12 +93,11 @@ CHILDTUNE_ALWAYS_INLINE void plane_finish(const philox_keep_params& p, plane_que
     q.count = 0;
 }
 
-//! Keep words first .. first + count - 1 of definition 3. `first_pass(p, s,
-//! four, queue, word)` runs level 0 of super-group s; `level_one(p, queue, e)`
-//! runs level 1 of queue entries e .. e + Lanes - 1.
-template <std::size_t Lanes, class FirstPass, class LevelOne>
-void plane_words(const philox_keep_params& p, std::uint64_t first, std::size_t count, std::uint64_t* out,
-                 FirstPass first_pass, LevelOne level_one) {
+//! Keep words first .. first + count - 1 of definition 3: `first_pass(p, s,
+//! four, queue, word)` runs level 0 of super-group s, and after every chunk of
+//! them `finish_queue(p, queue, words)` the queued lanes (plane_finish).
+template <auto first_pass, auto finish_queue>
+void plane_words(const philox_keep_params& p, std::uint64_t first, std::size_t count, std::uint64_t* out) {
     plane_queue q;
     std::uint64_t staged[4 * plane_chunk];
     const std::uint64_t end = first + count;
@@ -110,16 +109,11 @@ void plane_words(const philox_keep_params& p, std::uint64_t first, std::size_t c
         const bool in_place = w % 4 == 0 && end - w >= 4 * groups;
         std::uint64_t* const words = in_place ? out + (w - first) : staged;
         for (std::size_t g = 0; g < groups; ++g) first_pass(p, s0 + g, words + 4 * g, q, static_cast<std::uint32_t>(4 * g));
-        plane_finish<Lanes>(p, q, words, level_one);
+        finish_queue(p, q, words);
         const std::uint64_t last = std::min<std::uint64_t>(end, 4 * (s0 + groups));
         if (!in_place) std::copy(staged + (w - 4 * s0), staged + (last - 4 * s0), out + (w - first));
         w = last;
     }
-}
-
-//! plane_words with the scalar passes.
-inline void plane_words_scalar(const philox_keep_params& p, std::uint64_t first, std::size_t count, std::uint64_t* out) {
-    plane_words<1>(p, first, count, out, plane_first_scalar, plane_level_scalar);
 }
 
 } // namespace childtune::detail

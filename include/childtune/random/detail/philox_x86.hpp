@@ -33,112 +33,84 @@ using philox_isa = cpu_isa;
 inline philox_isa best_philox_isa() { return best_cpu_isa(); }
 inline bool philox_isa_available(philox_isa isa) { return cpu_supports(isa); }
 
-//! The keep words of groups first .. first + count - 1, as a kernel for the
-//! one instruction-set dispatch (exec/dispatch.hpp). Each instruction set has
-//! its own generator (philox_sse2.hpp, philox_avx2.hpp, philox_avx512.hpp): the
+//! The keep-word generators of one instruction set, for the kernel below to be
+//! written once over: version 1's word, version 2's pair, and version 3's first
+//! pass and level-1 pass with the queue entries that pass takes at a time.
+template <auto Word, auto Pair, auto PlaneFirst, auto PlaneLevel, std::size_t PlaneLanes>
+struct philox_generator_set {
+    static constexpr auto word = Word;              //!< version 1: keep word w
+    static constexpr auto pair = Pair;              //!< version 2: words 2G and 2G + 1
+    static constexpr auto plane_first = PlaneFirst; //!< version 3: level 0 of super-group s
+    static constexpr auto plane_level = PlaneLevel; //!< version 3: level 1 of plane_lanes queue entries
+    static constexpr std::size_t plane_lanes = PlaneLanes;
+};
+//! Instruction set I's generators: the scalar definition unless a vector header
+//! (philox_sse2.hpp, philox_avx2.hpp, philox_avx512.hpp) is compiled in. Each
+//! variant is named here once; the vector ones need their own code because the
 //! 32x32->64-bit multiplies and the compare-to-mask have no generic-vector form
-//! that compiles to these instructions (written with GCC's vector extensions
-//! the generator ran 2-4x slower under GCC 12).
+//! that compiles to these instructions (written with GCC's vector extensions the
+//! generator ran 2-4x slower under GCC 12).
+template <cpu_isa I>
+struct philox_generators
+    : philox_generator_set<philox_keep_word_scalar, philox_keep_pair_scalar, plane_first_scalar, plane_level_scalar, 1> {};
+#if CHILDTUNE_HAS_SSE2
+template <>
+struct philox_generators<cpu_isa::sse2>
+    : philox_generator_set<philox_keep_word_sse2, philox_keep_pair_sse2, plane_first_sse2, plane_level_sse2, 16> {};
+#endif
+#if CHILDTUNE_HAS_AVX2_DISPATCH
+template <>
+struct philox_generators<cpu_isa::avx2>
+    : philox_generator_set<philox_keep_word_avx2, philox_keep_pair_avx2, plane_first_avx2, plane_level_avx2, 16> {};
+template <>
+struct philox_generators<cpu_isa::avx512>
+    : philox_generator_set<philox_keep_word_avx512, philox_keep_pair_avx512, plane_first_avx512, plane_level_avx512, 16> {};
+#endif
+
+//! The keep words of groups first .. first + count - 1, as a kernel for the
+//! one instruction-set dispatch (exec/dispatch.hpp), over the generators of
+//! each instruction set. The fused pass (exec/kernel.hpp) draws with its pieces.
 struct philox_keep_words_kernel {
     static constexpr cpu_isa max_isa = cpu_isa::avx512;
     static constexpr bool scalar_entry = true;
 
+    //! Versions 1 and 2: words `first` .. first + count - 1.
     template <cpu_isa I>
-    static std::uint64_t word(const philox_keep_params& p, std::uint64_t w) {
-#if CHILDTUNE_HAS_AVX2_DISPATCH
-        if constexpr (I == cpu_isa::avx512) return philox_keep_word_avx512(p, w);
-        else if constexpr (I == cpu_isa::avx2) return philox_keep_word_avx2(p, w);
-        else
-#endif
-#if CHILDTUNE_HAS_SSE2
-        if constexpr (I == cpu_isa::sse2) return philox_keep_word_sse2(p, w);
-        else
-#endif
-            return philox_keep_word_scalar(p, w);
-    }
-    //! Version 2: words 2G and 2G + 1 from one batch of 16 blocks.
-    template <cpu_isa I>
-    static void pair(const philox_keep_params& p, std::uint64_t group, std::uint64_t* two) {
-#if CHILDTUNE_HAS_AVX2_DISPATCH
-        if constexpr (I == cpu_isa::avx512) philox_keep_pair_avx512(p, group, two);
-        else if constexpr (I == cpu_isa::avx2) philox_keep_pair_avx2(p, group, two);
-        else
-#endif
-#if CHILDTUNE_HAS_SSE2
-        if constexpr (I == cpu_isa::sse2) philox_keep_pair_sse2(p, group, two);
-        else
-#endif
-        {
-            two[0] = philox_keep_word_scalar(p, 2 * group);
-            two[1] = philox_keep_word_scalar(p, 2 * group + 1);
+    CHILDTUNE_ALWAYS_INLINE static void batches(const philox_keep_params& p, std::uint64_t first, std::size_t count,
+                                                std::uint64_t* out) {
+        using G = philox_generators<I>;
+        if (p.version == 1) {
+            for (std::size_t k = 0; k < count; ++k) out[k] = G::word(p, first + k);
+            return;
+        }
+        for (std::size_t k = 0; k < count;) {
+            const std::uint64_t w = first + k;
+            std::uint64_t two[2];
+            G::pair(p, w >> 1, two);
+            if ((w & 1) == 0) out[k++] = two[0];
+            if (k < count) out[k++] = two[1];
         }
     }
 
-    //! Version 3: words first .. first + count - 1 by super-groups (philox_planes.hpp).
-    template <cpu_isa I>
-    static void planes(const philox_keep_params& p, std::uint64_t first, std::size_t count, std::uint64_t* out) {
-#if CHILDTUNE_HAS_AVX2_DISPATCH
-        if constexpr (I == cpu_isa::avx512) plane_words_avx512(p, first, count, out);
-        else if constexpr (I == cpu_isa::avx2) plane_words_avx2(p, first, count, out);
-        else
-#endif
-#if CHILDTUNE_HAS_SSE2
-        if constexpr (I == cpu_isa::sse2) plane_words<16>(p, first, count, out, plane_first_sse2, plane_level_sse2);
-        else
-#endif
-            plane_words_scalar(p, first, count, out);
-    }
-
-    //! Version 3, as the fused pass interleaves it (exec/kernel.hpp): level 0 of
-    //! super-group s into four[0..3], its tied lanes queued ...
+    //! Version 3 by super-groups (philox_planes.hpp): level 0 of super-group s
+    //! into four[0..3], its tied lanes queued ...
     template <cpu_isa I>
     CHILDTUNE_ALWAYS_INLINE static void plane_first(const philox_keep_params& p, std::uint64_t s, std::uint64_t* four,
                                                     plane_queue& q, std::uint32_t first_word) {
-#if CHILDTUNE_HAS_AVX2_DISPATCH
-        if constexpr (I == cpu_isa::avx512) plane_first_avx512(p, s, four, q, first_word);
-        else if constexpr (I == cpu_isa::avx2) plane_first_avx2(p, s, four, q, first_word);
-        else
-#endif
-#if CHILDTUNE_HAS_SSE2
-        if constexpr (I == cpu_isa::sse2) plane_first_sse2(p, s, four, q, first_word);
-        else
-#endif
-            plane_first_scalar(p, s, four, q, first_word);
+        philox_generators<I>::plane_first(p, s, four, q, first_word);
     }
     //! ... and the queue finished into the chunk's words: once per chunk, out of
     //! line (inlined into every flattened kernel it cost compile time and threw
     //! GCC 12's -Wmaybe-uninitialized off in unrelated code of the same unit).
     template <cpu_isa I>
     CHILDTUNE_NOINLINE static void plane_finish_queue(const philox_keep_params& p, plane_queue& q, std::uint64_t* words) {
-#if CHILDTUNE_HAS_AVX2_DISPATCH
-        if constexpr (I == cpu_isa::avx512) plane_finish<16>(p, q, words, plane_level_avx512);
-        else if constexpr (I == cpu_isa::avx2) plane_finish<16>(p, q, words, plane_level_avx2);
-        else
-#endif
-#if CHILDTUNE_HAS_SSE2
-        if constexpr (I == cpu_isa::sse2) plane_finish<16>(p, q, words, plane_level_sse2);
-        else
-#endif
-            plane_finish<1>(p, q, words, plane_level_scalar);
+        plane_finish<philox_generators<I>::plane_lanes, philox_generators<I>::plane_level>(p, q, words);
     }
 
     template <cpu_isa I>
     static void run(const philox_keep_params* p, std::uint64_t first, std::size_t count, std::uint64_t* out) {
-        if (p->version == 3) {
-            planes<I>(*p, first, count, out);
-            return;
-        }
-        if (p->version == 1) {
-            for (std::size_t k = 0; k < count; ++k) out[k] = word<I>(*p, first + k);
-            return;
-        }
-        for (std::size_t k = 0; k < count;) {
-            const std::uint64_t w = first + k;
-            std::uint64_t two[2];
-            pair<I>(*p, w >> 1, two);
-            if ((w & 1) == 0) out[k++] = two[0];
-            if (k < count) out[k++] = two[1];
-        }
+        if (p->version == 3) plane_words<plane_first<I>, plane_finish_queue<I>>(*p, first, count, out);
+        else batches<I>(*p, first, count, out);
     }
 };
 
