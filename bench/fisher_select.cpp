@@ -53,12 +53,16 @@ void note_release(void* p) {
 
 } // namespace
 
-void* operator new(std::size_t n) {
+// The allocating and freeing functions out of line: inlined into a caller,
+// malloc() and free() meet the calls of the builtin operator new and delete that
+// GCC 12 also sees there, and -Wmismatched-new-delete reports a false positive
+// (whether it does depends on what else that caller inlines).
+__attribute__((noinline)) void* operator new(std::size_t n) {
     void* p = std::malloc(n == 0 ? 1 : n);
     note_allocation(p);
     return p;
 }
-void* operator new(std::size_t n, std::align_val_t a) {
+__attribute__((noinline)) void* operator new(std::size_t n, std::align_val_t a) {
     const auto align = static_cast<std::size_t>(a);
     void* p = std::aligned_alloc(align, (n + align - 1) / align * align);
     note_allocation(p);
@@ -66,7 +70,7 @@ void* operator new(std::size_t n, std::align_val_t a) {
 }
 void* operator new[](std::size_t n) { return operator new(n); }
 void* operator new[](std::size_t n, std::align_val_t a) { return operator new(n, a); }
-void operator delete(void* p) noexcept {
+__attribute__((noinline)) void operator delete(void* p) noexcept {
     note_release(p);
     std::free(p);
 }
