@@ -46,11 +46,16 @@ struct mask_summary {
 //! set is caught.
 class mask_set {
 public:
+    //! An empty set.
     mask_set() = default;
+    //! A copy of every mask.
     mask_set(const mask_set&) = default;
-    mask_set(mask_set&&) noexcept = default;
-    mask_set& operator=(const mask_set&) = default;
-    mask_set& operator=(mask_set&&) noexcept = default;
+    //! Takes the masks of `other`, which is left valid but unspecified.
+    mask_set(mask_set&& other) noexcept = default;
+    //! Replaces the masks with copies of `other`'s.
+    mask_set& operator=(const mask_set& other) = default;
+    //! Replaces the masks with `other`'s, which is left valid but unspecified.
+    mask_set& operator=(mask_set&& other) noexcept = default;
     //! Out of line: GCC 12 at -O3 inlines the destructor of a mask_mode
     //! (std::variant<dense, bernoulli, fixed>) through every alternative and, when
     //! the variant holds another one, can warn -Wmaybe-uninitialized on this
