@@ -177,11 +177,13 @@ inline constexpr cpu_isa isa_of_vector = std::is_arithmetic_v<V> ? cpu_isa::scal
                                          : sizeof(V) == 32       ? cpu_isa::avx2
                                                                  : cpu_isa::sse2;
 
-//! Keep words `word` .. `word` + count - 1 of definition 1 or 2, drawn with the
-//! generator of the instruction set whose registers V fills.
+//! Keep words `word` .. `word` + count - 1 drawn with the generator of the
+//! instruction set whose registers V fills (definition 3 out of line: the pass
+//! draws its words this way once, and later chunks super-group by super-group).
 template <class V>
 CHILDTUNE_ALWAYS_INLINE void draw_words(const philox_keep_params& p, std::uint64_t word, std::size_t count, std::uint64_t* out) {
-    philox_keep_words_kernel::batches<isa_of_vector<V>>(p, word, count, out);
+    if (p.version == 3) philox_keep_words_kernel::plane_words_once<isa_of_vector<V>>(p, word, count, out);
+    else philox_keep_words_kernel::batches<isa_of_vector<V>>(p, word, count, out);
 }
 //! Definition 3: level 0 of the super-group whose four keep words start at word
 //! `word` (a multiple of 4) into four[0..3], its tied lanes queued for
@@ -233,13 +235,7 @@ CHILDTUNE_ALWAYS_INLINE void run_element_pass(const pass_arguments<Rule, S>& a, 
     const std::size_t words_in_range = (end - begin + 63) / 64;
     const bool planes = a.draws && a.draws->version == 3;
     plane_queue queue;
-    if (planes) {
-        for (std::size_t r = 0; r < std::min(chunk, words_in_range); r += 4)
-            draw_plane_first<V>(*a.draws, a.first_word + r, drawn + r, queue, r);
-        finish_plane_queue<V>(*a.draws, queue, drawn);
-    } else if (a.draws) {
-        draw_words<V>(*a.draws, a.first_word, std::min(chunk, words_in_range), drawn);
-    }
+    if (a.draws) draw_words<V>(*a.draws, a.first_word, std::min(chunk, words_in_range), drawn);
 
     for (std::size_t w = begin; w < end; w += 64) {
         const std::size_t n = std::min<std::size_t>(64, end - w);

@@ -107,6 +107,15 @@ struct philox_keep_words_kernel {
         plane_finish<philox_generators<I>::plane_lanes, philox_generators<I>::plane_level>(p, q, words);
     }
 
+    //! Version 3's words out of line, for a caller that needs them once (the
+    //! fused pass's first chunk): inlined, the driver and a second copy of the
+    //! first pass in every flattened kernel cost 15-20 % more compile time.
+    template <cpu_isa I>
+    CHILDTUNE_NOINLINE static void plane_words_once(const philox_keep_params& p, std::uint64_t first, std::size_t count,
+                                                    std::uint64_t* out) {
+        plane_words<plane_first<I>, plane_finish_queue<I>>(p, first, count, out);
+    }
+
     template <cpu_isa I>
     static void run(const philox_keep_params* p, std::uint64_t first, std::size_t count, std::uint64_t* out) {
         if (p->version == 3) plane_words<plane_first<I>, plane_finish_queue<I>>(*p, first, count, out);
