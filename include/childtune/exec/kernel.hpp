@@ -220,6 +220,7 @@ CHILDTUNE_ALWAYS_INLINE void run_element_pass(const pass_arguments<Rule, S>& a, 
                                      a.keep_probability != S(1));
     alignas(64) S scratch[Buffers > 0 ? Buffers : 1][64];
     alignas(64) S terms[reductions > 0 ? reductions : 1][64];
+    const bool default_masking = a.masking == masking_options{};
     const bool avx512_moves = compact_moves_in_lanes<V, S>() && a.kept_before && best_cpu_isa() >= cpu_isa::avx512;
 
     // Draws in the pass: the keep words of the next chunk (pass_draw_words) are
@@ -272,19 +273,28 @@ CHILDTUNE_ALWAYS_INLINE void run_element_pass(const pass_arguments<Rule, S>& a, 
         const P* const grad = x.grad + w;
 
         std::size_t j = 0;
-        // Every element kept: the rule runs without selects. (In the wide kernel
-        // only: the SSE2 one serves CPUs without AVX2, and a second copy of the
-        // loop costs every program compile time.)
-        bool all_kept = false;
+        // Every element kept: the rule runs without selects. Under the default
+        // masking options, only the gradient's select remains. (In the wide
+        // kernels only: the SSE2 one serves CPUs without AVX2, and each copy of
+        // the loop costs every program compile time.)
+        bool stepped = false;
         if constexpr (sizeof(V) >= 32) {
             if (bits == ~std::uint64_t{0}) {
                 const auto all = plan.all_kept(all_lanes{});
                 for (; j + lanes <= n; j += lanes)
                     step_lanes<Rule, Pass, Buffers, V>(c, all, param, grad, s, j, &terms[0][0], 64);
-                all_kept = true;
+                stepped = true;
+            } else if (default_masking) {
+                // The update and decay selects fold away: a tenth of a masked
+                // AVX2 step in cache (docs/benchmarks.md).
+                const auto all = lane_mask(static_cast<V*>(nullptr), ~std::uint64_t{0});
+                for (; j + lanes <= n; j += lanes, bits >>= lanes)
+                    step_lanes<Rule, Pass, Buffers, V>(c, plan.gradient_only(lane_mask(static_cast<V*>(nullptr), bits), all),
+                                                       param, grad, s, j, &terms[0][0], 64);
+                stepped = true;
             }
         }
-        if (!all_kept)
+        if (!stepped)
             for (; j + lanes <= n; j += lanes, bits >>= lanes)
                 step_lanes<Rule, Pass, Buffers, V>(c, plan(lane_mask(static_cast<V*>(nullptr), bits)), param, grad, s, j,
                                                    &terms[0][0], 64);
