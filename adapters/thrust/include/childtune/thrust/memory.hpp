@@ -132,8 +132,12 @@ void copy_to_system(const Policy& policy, const T* from, std::size_t n, T* to) {
 template <class T, class Policy>
 class scratch {
 public:
+    //! Allocates through `policy`, not through the member copy of it: GCC at -O1
+    //! takes the member (an empty tag type, nothing to initialise) of an object
+    //! still under construction for a read of uninitialised memory
+    //! (-Wmaybe-uninitialized), which a user's -Werror build would stop on.
     scratch(const Policy& policy, std::size_t n, const char* what)
-        : policy_(policy), buffer_(::thrust::get_temporary_buffer<T>(policy_, static_cast<std::ptrdiff_t>(n ? n : 1))) {
+        : policy_(policy), buffer_(::thrust::get_temporary_buffer<T>(policy, static_cast<std::ptrdiff_t>(n ? n : 1))) {
         if (buffer_.second < static_cast<std::ptrdiff_t>(n ? n : 1)) {
             release();
             childtune::detail::fail(std::string("childtune::thrust: cannot allocate ") + std::to_string(n * sizeof(T)) +
