@@ -9,6 +9,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "support/phase_sums.hpp"
+
 #include <bit>
 #include <cstddef>
 #include <cstdint>
@@ -17,6 +19,7 @@
 #include <vector>
 
 using namespace childtune::detail;
+using test_support::bits_of;
 
 namespace {
 
@@ -58,8 +61,6 @@ std::vector<std::uint64_t> test_words() {
     for (int i = 0; i < 2000; ++i) words.push_back(rng());
     return words;
 }
-
-std::uint32_t bits_of(float x) { return std::bit_cast<std::uint32_t>(x); }
 
 } // namespace
 

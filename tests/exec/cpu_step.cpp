@@ -12,6 +12,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "support/cpu_isas.hpp"
 #include "support/phase_sums.hpp"
 
 #include <cstring>
@@ -98,17 +99,10 @@ std::vector<double> vector_step(typename Rule::template step_constants<S> c, mas
     return blocks;
 }
 
-std::vector<detail::cpu_isa> isas() {
-    std::vector<detail::cpu_isa> out;
-    for (auto isa : {detail::cpu_isa::scalar, detail::cpu_isa::sse2, detail::cpu_isa::avx2, detail::cpu_isa::avx512})
-        if (detail::cpu_supports(isa)) out.push_back(isa);
-    return out;
-}
-
 template <class Rule, class S, class P, class MaskView>
 void check_vector_equals_scalar(const typename Rule::options& o, const MaskView& mask, masking_options mo,
                                 detail::keep_source source) {
-  for (const auto isa : isas()) {
+  for (const auto isa : test_support::supported_cpu_isas()) {
     CAPTURE(static_cast<int>(isa));
     std::mt19937 rng(5);
     std::normal_distribution<float> normal(0.0f, 1.0f);

@@ -10,6 +10,9 @@
 
 #include <catch2/catch.hpp>
 
+#include "support/cpu_isas.hpp"
+#include "support/phase_sums.hpp"
+
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -19,6 +22,7 @@
 
 using namespace childtune;
 using detail::cpu_isa;
+using test_support::bits_of;
 
 namespace {
 
@@ -51,13 +55,6 @@ struct convert_kernel {
     }
 };
 
-std::vector<cpu_isa> isas() {
-    std::vector<cpu_isa> out;
-    for (auto isa : {cpu_isa::scalar, cpu_isa::sse2, cpu_isa::avx2, cpu_isa::avx512})
-        if (detail::cpu_supports(isa)) out.push_back(isa);
-    return out;
-}
-
 //! `values` followed by copies in which one lane of every 16-element group is
 //! replaced by `nan` (lane k of group v for k = v mod 16), padded to a multiple
 //! of 16: an AVX-512 vector (two F16C halves) sees a NaN in either half alone,
@@ -68,12 +65,6 @@ std::vector<T> with_nan_lanes(std::vector<T> values, T nan) {
     const std::size_t n = values.size();
     for (std::size_t i = 0; i < n; ++i) values.push_back((i / 16) % 16 == i % 16 ? nan : values[i]);
     return values;
-}
-
-std::uint32_t bits_of(float f) {
-    std::uint32_t u;
-    std::memcpy(&u, &f, sizeof u);
-    return u;
 }
 
 //! Floats whose float16 rounding is decided near a boundary: for every exponent
@@ -119,7 +110,7 @@ TEST_CASE("float16 lanes: widening equals the scalar definition for every patter
     for (std::uint32_t h = 0; h <= 0xFFFF; ++h) all.push_back(float16::from_bits(static_cast<std::uint16_t>(h)));
     // A signalling NaN (F16C would quieten it) in one lane of ordinary vectors.
     const std::vector<float16> in = with_nan_lanes(all, float16::from_bits(0x7C01));
-    for (const auto isa : isas()) {
+    for (const auto isa : test_support::supported_cpu_isas()) {
         CAPTURE(static_cast<int>(isa));
         std::vector<float> out(in.size());
         detail::dispatch<convert_kernel<float16, true>>(isa, static_cast<const void*>(in.data()),
@@ -136,7 +127,7 @@ TEST_CASE("float16 lanes: narrowing equals the scalar definition at every roundi
     const std::uint32_t payload_nan_bits = 0xFFC12345u; // a quiet NaN with a payload F16C would keep
     std::memcpy(&payload_nan, &payload_nan_bits, sizeof payload_nan);
     const std::vector<float> in = with_nan_lanes(boundary_floats(), payload_nan);
-    for (const auto isa : isas()) {
+    for (const auto isa : test_support::supported_cpu_isas()) {
         CAPTURE(static_cast<int>(isa));
         std::vector<float16> out(in.size());
         detail::dispatch<convert_kernel<float16, false>>(isa, static_cast<const void*>(in.data()),
@@ -155,7 +146,7 @@ TEST_CASE("bfloat16 lanes: both directions equal the scalar definition", "[exec]
     const std::uint32_t payload_nan_bits = 0x7FA00001u; // a signalling NaN: narrowing writes 0x7FC0
     std::memcpy(&payload_nan, &payload_nan_bits, sizeof payload_nan);
     const std::vector<float> floats = with_nan_lanes(boundary_floats(), payload_nan);
-    for (const auto isa : isas()) {
+    for (const auto isa : test_support::supported_cpu_isas()) {
         CAPTURE(static_cast<int>(isa));
         std::vector<float> wide(all.size());
         detail::dispatch<convert_kernel<bfloat16, true>>(isa, static_cast<const void*>(all.data()),

@@ -31,13 +31,13 @@ using test_support::error_with;
 
 namespace {
 
-constexpr std::size_t n = 3000; // 12 blocks, the last one ragged
+constexpr std::size_t n_elements = 3000; // 12 blocks, the last one ragged
 
 const mask_set& fixed_masks() {
     static const mask_set m = [] {
-        bit_mask b(n);
+        bit_mask b(n_elements);
         std::mt19937 rng(5);
-        for (std::size_t i = 0; i < n; ++i) b.set(i, rng() % 10 < 3);
+        for (std::size_t i = 0; i < n_elements; ++i) b.set(i, rng() % 10 < 3);
         mask_set s;
         s.add("w", std::move(b));
         return s;
@@ -50,24 +50,24 @@ const mask_set& fixed_masks() {
 struct quadratic {
     std::vector<float> a, t;
     std::vector<std::vector<float>> noise;
-    explicit quadratic(int steps) : a(n), t(n) {
+    explicit quadratic(int steps) : a(n_elements), t(n_elements) {
         std::mt19937 rng(7);
         std::normal_distribution<float> normal;
-        for (std::size_t i = 0; i < n; ++i) {
+        for (std::size_t i = 0; i < n_elements; ++i) {
             a[i] = 0.5f + 0.3f * static_cast<float>(i % 7);
             t[i] = normal(rng);
         }
         for (int s = 0; s < steps; ++s) {
-            noise.emplace_back(n);
+            noise.emplace_back(n_elements);
             for (auto& x : noise.back()) x = 0.1f * normal(rng);
         }
     }
     void gradient(const std::vector<float>& p, std::vector<float>& g, int step) const {
-        for (std::size_t i = 0; i < n; ++i) g[i] = a[i] * (p[i] - t[i]) + noise[static_cast<std::size_t>(step)][i];
+        for (std::size_t i = 0; i < n_elements; ++i) g[i] = a[i] * (p[i] - t[i]) + noise[static_cast<std::size_t>(step)][i];
     }
     double loss(const std::vector<float>& p) const {
         double f = 0.0;
-        for (std::size_t i = 0; i < n; ++i) f += 0.5 * a[i] * (static_cast<double>(p[i]) - t[i]) * (static_cast<double>(p[i]) - t[i]);
+        for (std::size_t i = 0; i < n_elements; ++i) f += 0.5 * a[i] * (static_cast<double>(p[i]) - t[i]) * (static_cast<double>(p[i]) - t[i]);
         return f;
     }
 };
@@ -87,7 +87,7 @@ struct divergence {
 template <class Rule>
 divergence run_pair(const typename Rule::options& o, const mask_mode& mode, bool compact = false, int steps = 100) {
     const quadratic q(steps);
-    std::vector<float> p32(n, 0.0f), p8(n, 0.0f), g32(n), g8(n);
+    std::vector<float> p32(n_elements, 0.0f), p8(n_elements, 0.0f), g32(n_elements), g8(n_elements);
     optimizer<Rule> full(mode, {.compact_fixed_state = compact});
     optimizer<Rule> small(mode, {.compact_fixed_state = compact, .storage = state_storage::blockwise8});
     full.add_group("g", o);
@@ -208,12 +208,12 @@ TEST_CASE("8-bit state follows the fp32 trajectory over 100 steps", "[exec][bloc
 TEST_CASE("Child-Tuning_F with 8-bit state steps exactly the elements that fp32 state steps", "[exec][blockwise8]") {
     // On the first step a dropped element's gradient is 0, so its moments stay 0
     // and it does not move: the elements that move are the kept ones. The 8-bit
-    // windows (1024 elements; n spans three, the last ragged) draw their own keep
+    // windows (1024 elements; n_elements spans three, the last ragged) draw their own keep
     // words, the fp32 pass draws them over the whole range.
     const quadratic q(1);
     for (const std::uint64_t seed : {std::uint64_t{1}, std::uint64_t{0x5EED}, std::uint64_t{77}}) {
         CAPTURE(seed);
-        std::vector<float> p32(n, 0.5f), p8(n, 0.5f), g32(n), g8(n);
+        std::vector<float> p32(n_elements, 0.5f), p8(n_elements, 0.5f), g32(n_elements), g8(n_elements);
         optimizer<adamw> full(bernoulli{0.3, seed});
         optimizer<adamw> small(bernoulli{0.3, seed}, {.storage = state_storage::blockwise8});
         full.add_group("g", {.lr = 1e-2, .weight_decay = 0.0});
@@ -225,13 +225,13 @@ TEST_CASE("Child-Tuning_F with 8-bit state steps exactly the elements that fp32 
         REQUIRE(full.step());
         REQUIRE(small.step());
         std::size_t moved = 0, differing = 0;
-        for (std::size_t i = 0; i < n; ++i) {
+        for (std::size_t i = 0; i < n_elements; ++i) {
             moved += p32[i] != 0.5f;
             differing += (p32[i] != 0.5f) != (p8[i] != 0.5f);
         }
         CHECK(differing == 0);
-        CHECK(moved > n / 4); // about 0.3 n: the comparison is not vacuous
-        CHECK(moved < n / 3);
+        CHECK(moved > n_elements / 4); // about 0.3 n_elements: the comparison is not vacuous
+        CHECK(moved < n_elements / 3);
     }
 }
 
@@ -239,7 +239,7 @@ TEST_CASE("compact Child-Tuning_D 8-bit state equals full 8-bit state bit for bi
     // Masked elements' moments stay exactly 0 in the full layout, so each block's
     // absmax, and every kept element's code, are those of the compact layout.
     const quadratic q(20);
-    std::vector<float> pf(n, 0.0f), pc(n, 0.0f), gf(n), gc(n);
+    std::vector<float> pf(n_elements, 0.0f), pc(n_elements, 0.0f), gf(n_elements), gc(n_elements);
     optimizer<adamw> full(fixed{fixed_masks()}, {.storage = state_storage::blockwise8});
     optimizer<adamw> compact(fixed{fixed_masks()}, {.compact_fixed_state = true, .storage = state_storage::blockwise8});
     full.add_group("g", {.lr = 1e-2});
@@ -251,7 +251,7 @@ TEST_CASE("compact Child-Tuning_D 8-bit state equals full 8-bit state bit for bi
         q.gradient(pc, gc, s);
         REQUIRE(full.step());
         REQUIRE(compact.step());
-        REQUIRE(std::memcmp(pf.data(), pc.data(), n * sizeof(float)) == 0);
+        REQUIRE(std::memcmp(pf.data(), pc.data(), n_elements * sizeof(float)) == 0);
     }
     CHECK(compact.state_bytes() < full.state_bytes() / 2);
 }
@@ -261,7 +261,7 @@ TEST_CASE("8-bit state saves, loads and resumes bit-identically", "[exec][blockw
     for (bool compact : {false, true}) {
         CAPTURE(compact);
         const optimizer_options options{.compact_fixed_state = compact, .storage = state_storage::blockwise8};
-        std::vector<float> pa(n, 0.0f), ga(n);
+        std::vector<float> pa(n_elements, 0.0f), ga(n_elements);
         optimizer<adamw> a(fixed{fixed_masks()}, options);
         a.add_group("g", {.lr = 1e-2});
         a.add_parameter(0, "w", pa, ga);
@@ -275,7 +275,7 @@ TEST_CASE("8-bit state saves, loads and resumes bit-identically", "[exec][blockw
         // for fp32 state: the file's storage wins, as its layout does.
         for (bool same_options : {true, false}) {
             CAPTURE(same_options);
-            std::vector<float> pb = pa, gb(n), pa2 = pa, ga2(n);
+            std::vector<float> pb = pa, gb(n_elements), pa2 = pa, ga2(n_elements);
             optimizer<adamw> b(fixed{fixed_masks()}, same_options ? options : optimizer_options{.compact_fixed_state = compact});
             b.add_group("g", {.lr = 1e-2});
             b.add_parameter(0, "w", pb, gb);
@@ -293,7 +293,7 @@ TEST_CASE("8-bit state saves, loads and resumes bit-identically", "[exec][blockw
                 REQUIRE(a2.step());
                 REQUIRE(b.step());
             }
-            REQUIRE(std::memcmp(pa2.data(), pb.data(), n * sizeof(float)) == 0);
+            REQUIRE(std::memcmp(pa2.data(), pb.data(), n_elements * sizeof(float)) == 0);
             std::stringstream sa, sb;
             a2.save(sa);
             b.save(sb);
@@ -303,7 +303,7 @@ TEST_CASE("8-bit state saves, loads and resumes bit-identically", "[exec][blockw
 }
 
 TEST_CASE("fp32 state files are written as before when no tensor holds 8-bit state", "[exec][blockwise8][io]") {
-    std::vector<float> p(n, 1.0f), g(n, 0.5f);
+    std::vector<float> p(n_elements, 1.0f), g(n_elements, 0.5f);
     optimizer<adamw> opt(dense{});
     opt.add_group("g", {});
     opt.add_parameter(0, "w", p, g);

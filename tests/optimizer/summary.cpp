@@ -13,7 +13,7 @@
 using namespace childtune;
 
 namespace {
-struct model {
+struct summary_model {
     std::vector<float> w = std::vector<float>(100, 0.0f), b = std::vector<float>(3, 0.0f), h = std::vector<float>(4, 0.0f);
     std::vector<float> gw = std::vector<float>(100, 1.0f), gb = std::vector<float>(3, 1.0f), gh = std::vector<float>(4, 1.0f);
     void attach(optimizer<sgd>& opt) {
@@ -38,7 +38,7 @@ fixed hand_mask() { // 3 of 100 and 1 of 3 kept
 } // namespace
 
 TEST_CASE("summary: tensors, elements, policy and kept counts per group, by hand", "[optimizer][summary]") {
-    model m;
+    summary_model m;
     optimizer<sgd> opt(hand_mask());
     m.attach(opt);
     optimizer_summary s = summarize(opt);
@@ -72,7 +72,7 @@ TEST_CASE("summary: tensors, elements, policy and kept counts per group, by hand
 }
 
 TEST_CASE("summary: the kept count of a Bernoulli step equals a naive count of its draws", "[optimizer][summary]") {
-    model m;
+    summary_model m;
     const bernoulli policy{0.3, 21};
     optimizer<sgd> opt(policy);
     m.attach(opt);
@@ -95,7 +95,7 @@ TEST_CASE("summary: the kept count of a Bernoulli step equals a naive count of i
 }
 
 TEST_CASE("summary: a filtered policy counts its dense tensors as fully kept", "[optimizer][summary]") {
-    model m;
+    summary_model m;
     optimizer<sgd> opt(filtered{name_filter().include_glob("*.w"), bernoulli{0.5, 3}});
     m.attach(opt);
     REQUIRE(opt.step());

@@ -51,7 +51,7 @@ namespace {
 
 //! 270 k elements: the core optimizer splits the step over OpenMP threads, the
 //! Fisher norm of layer.0.w spans 4 blocks, and odd sizes end inside keep words.
-const std::vector<std::pair<std::string, std::size_t>> shapes = {
+const std::vector<std::pair<std::string, std::size_t>> run_shapes = {
     {"embed.w", 1000}, {"layer.0.w", 200003}, {"layer.0.b", 7}, {"layer.1.w", 65537}, {"layer.1.b", 1}, {"head.w", 130}};
 bool masked(const std::string& name) { return name.rfind("layer", 0) == 0; }
 constexpr int steps = 4;
@@ -94,15 +94,15 @@ const core_run& core() {
     static const core_run run = [] {
         core_run r;
         childtune::fisher_accumulator<float> acc(determinism::reference_fisher(fisher_batches));
-        for (const auto& [name, size] : shapes)
+        for (const auto& [name, size] : run_shapes)
             if (masked(name)) acc.add_tensor(name, size);
         for (int b = 0; b < fisher_batches; ++b) {
-            for (std::size_t k = 0; k < shapes.size(); ++k)
-                if (masked(shapes[k].first))
-                    acc.accumulate(shapes[k].first, values(500 + static_cast<std::uint64_t>(b), k, shapes[k].second, 0.1, true));
+            for (std::size_t k = 0; k < run_shapes.size(); ++k)
+                if (masked(run_shapes[k].first))
+                    acc.accumulate(run_shapes[k].first, values(500 + static_cast<std::uint64_t>(b), k, run_shapes[k].second, 0.1, true));
             acc.end_batch();
         }
-        for (const auto& [name, size] : shapes)
+        for (const auto& [name, size] : run_shapes)
             if (masked(name)) r.fisher_scores.emplace_back(acc.raw_scores(name).begin(), acc.raw_scores(name).end());
         r.masks = acc.select(0.3).masks;
 
@@ -111,15 +111,15 @@ const core_run& core() {
             childtune::optimizer<adamw> opt(mode);
             opt.add_group("layers", layer_options, true);
             opt.add_group("head", head_options, false);
-            for (std::size_t k = 0; k < shapes.size(); ++k) {
-                w.push_back(values(1, k, shapes[k].second, 1.0));
-                g.emplace_back(shapes[k].second);
+            for (std::size_t k = 0; k < run_shapes.size(); ++k) {
+                w.push_back(values(1, k, run_shapes[k].second, 1.0));
+                g.emplace_back(run_shapes[k].second);
             }
-            for (std::size_t k = 0; k < shapes.size(); ++k) opt.add_parameter(masked(shapes[k].first) ? 0 : 1, shapes[k].first, w[k], g[k]);
+            for (std::size_t k = 0; k < run_shapes.size(); ++k) opt.add_parameter(masked(run_shapes[k].first) ? 0 : 1, run_shapes[k].first, w[k], g[k]);
             r.params.emplace_back();
             for (int t = 0; t < steps; ++t) {
-                for (std::size_t k = 0; k < shapes.size(); ++k) { // into the registered memory
-                    const auto v = values(100 + static_cast<std::uint64_t>(t), k, shapes[k].second, 0.1);
+                for (std::size_t k = 0; k < run_shapes.size(); ++k) { // into the registered memory
+                    const auto v = values(100 + static_cast<std::uint64_t>(t), k, run_shapes[k].second, 0.1);
                     std::copy(v.begin(), v.end(), g[k].begin());
                 }
                 opt.step();
@@ -137,19 +137,19 @@ void check_device_run() {
     const core_run& expected = core();
 
     ct::fisher_accumulator<float> acc(determinism::reference_fisher(fisher_batches));
-    for (const auto& [name, size] : shapes)
+    for (const auto& [name, size] : run_shapes)
         if (masked(name)) acc.add_tensor(name, size);
     for (int b = 0; b < fisher_batches; ++b) {
-        for (std::size_t k = 0; k < shapes.size(); ++k)
-            if (masked(shapes[k].first)) {
+        for (std::size_t k = 0; k < run_shapes.size(); ++k)
+            if (masked(run_shapes[k].first)) {
                 const ::thrust::device_vector<float> g =
-                    values(500 + static_cast<std::uint64_t>(b), k, shapes[k].second, 0.1, true);
-                acc.accumulate(::thrust::device, shapes[k].first, ::thrust::raw_pointer_cast(g.data()), g.size());
+                    values(500 + static_cast<std::uint64_t>(b), k, run_shapes[k].second, 0.1, true);
+                acc.accumulate(::thrust::device, run_shapes[k].first, ::thrust::raw_pointer_cast(g.data()), g.size());
             }
         acc.end_batch();
     }
     std::size_t m = 0;
-    for (const auto& [name, size] : shapes)
+    for (const auto& [name, size] : run_shapes)
         if (masked(name)) {
             INFO("Fisher scores of " << name);
             std::vector<float> s(size);
@@ -168,21 +168,21 @@ void check_device_run() {
         ct::optimizer<adamw> opt;
         opt.add_group("layers", layer_options, true);
         opt.add_group("head", head_options, false);
-        for (std::size_t k = 0; k < shapes.size(); ++k) {
-            w.emplace_back(values(1, k, shapes[k].second, 1.0));
-            g.emplace_back(shapes[k].second);
+        for (std::size_t k = 0; k < run_shapes.size(); ++k) {
+            w.emplace_back(values(1, k, run_shapes[k].second, 1.0));
+            g.emplace_back(run_shapes[k].second);
         }
-        for (std::size_t k = 0; k < shapes.size(); ++k)
-            opt.add_parameter(::thrust::device, masked(shapes[k].first) ? 0 : 1, shapes[k].first, w[k], g[k]);
+        for (std::size_t k = 0; k < run_shapes.size(); ++k)
+            opt.add_parameter(::thrust::device, masked(run_shapes[k].first) ? 0 : 1, run_shapes[k].first, w[k], g[k]);
         opt.set_mask(modes[mode]);
         for (int t = 0; t < steps; ++t) {
-            for (std::size_t k = 0; k < shapes.size(); ++k) {
-                const auto v = values(100 + static_cast<std::uint64_t>(t), k, shapes[k].second, 0.1);
+            for (std::size_t k = 0; k < run_shapes.size(); ++k) {
+                const auto v = values(100 + static_cast<std::uint64_t>(t), k, run_shapes[k].second, 0.1);
                 ::thrust::copy(v.begin(), v.end(), g[k].begin());
             }
             opt.step(::thrust::device);
-            for (std::size_t k = 0; k < shapes.size(); ++k) {
-                INFO("step " << t << ", tensor " << shapes[k].first);
+            for (std::size_t k = 0; k < run_shapes.size(); ++k) {
+                INFO("step " << t << ", tensor " << run_shapes[k].first);
                 REQUIRE(same_bits(to_host(w[k]), expected.params[mode][static_cast<std::size_t>(t)][k]));
             }
         }

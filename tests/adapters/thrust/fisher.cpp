@@ -56,7 +56,7 @@ bool same_masks(const mask_set& a, const mask_set& b) {
 }
 
 // Tensors that cross the norm's 64 Ki blocks and the masks' 64-bit words.
-const std::vector<std::pair<std::string, std::size_t>> shapes = {
+const std::vector<std::pair<std::string, std::size_t>> fisher_shapes = {
     {"embed", 1}, {"layer.0.w", 1000}, {"layer.0.b", 64}, {"layer.1.w", 65536 + 300}, {"layer.1.b", 131072 + 77}};
 
 template <class G>
@@ -73,13 +73,13 @@ template <class Score, class G>
 void check_accumulator(fisher_options options) {
     fisher_accumulator<Score> cpu(options);
     ct::fisher_accumulator<Score> dev(options);
-    for (const auto& [name, size] : shapes) {
+    for (const auto& [name, size] : fisher_shapes) {
         cpu.add_tensor(name, size);
         dev.add_tensor(name, size);
     }
     std::mt19937 rng(3);
     for (int batch = 0; batch < 3; ++batch) {
-        for (const auto& [name, size] : shapes) {
+        for (const auto& [name, size] : fisher_shapes) {
             // Batch 1 has large gradients, so clipping (max_grad_norm 1) cuts in.
             const auto g = gradient<G>(size, rng, batch == 1 ? 0.5f : 1e-3f);
             const ::thrust::device_vector<G> dg(g.begin(), g.end());
@@ -89,7 +89,7 @@ void check_accumulator(fisher_options options) {
         cpu.end_batch();
         dev.end_batch();
     }
-    for (const auto& [name, size] : shapes) {
+    for (const auto& [name, size] : fisher_shapes) {
         CAPTURE(name);
         REQUIRE(same_bits(cpu.scores(name), dev.scores(::thrust::device, name)));
     }

@@ -39,7 +39,7 @@ namespace ct = ::childtune::thrust;
 
 namespace {
 
-const std::vector<std::pair<std::string, std::size_t>> shapes = {
+const std::vector<std::pair<std::string, std::size_t>> optimizer_shapes = {
     {"layer.0.w", 300}, {"layer.0.b", 17}, {"layer.1.w", 1000}, {"head.w", 130}};
 
 bool is_head(const std::string& name) { return name.rfind("head", 0) == 0; }
@@ -52,7 +52,7 @@ struct model {
     model() {
         std::mt19937 rng(9);
         std::normal_distribution<float> normal(0.0f, 1.0f);
-        for (const auto& [name, size] : shapes) {
+        for (const auto& [name, size] : optimizer_shapes) {
             w.emplace_back(size);
             g.emplace_back(size);
             for (auto& x : w.back()) x = P(normal(rng));
@@ -76,7 +76,7 @@ struct model {
 
 mask_set some_masks() {
     mask_set m;
-    for (const auto& [name, size] : shapes) {
+    for (const auto& [name, size] : optimizer_shapes) {
         if (is_head(name)) continue;
         bit_mask bits(size);
         for (std::size_t i = name.size() % 4; i < size; i += 4) bits.set(i);
@@ -96,10 +96,10 @@ struct twin_optimizers {
             core.add_group(masked ? "layers" : "head", *o, masked);
             dev.add_group(masked ? "layers" : "head", *o, masked);
         }
-        for (std::size_t t = 0; t < shapes.size(); ++t) {
-            const std::size_t group = is_head(shapes[t].first) ? 1 : 0;
-            core.add_parameter(group, shapes[t].first, m.w[t], m.g[t]);
-            dev.add_parameter(::thrust::device, group, shapes[t].first, m.dw[t], m.dg[t]);
+        for (std::size_t t = 0; t < optimizer_shapes.size(); ++t) {
+            const std::size_t group = is_head(optimizer_shapes[t].first) ? 1 : 0;
+            core.add_parameter(group, optimizer_shapes[t].first, m.w[t], m.g[t]);
+            dev.add_parameter(::thrust::device, group, optimizer_shapes[t].first, m.dw[t], m.dg[t]);
         }
     }
     void set_mask(const childtune::mask_mode& mode) {

@@ -45,7 +45,7 @@ using childtune::sgd;
 
 namespace {
 
-constexpr std::size_t sizes[] = {1, 63, 64, 65, 255, 256, 257, 1000, 4097};
+constexpr std::size_t tensor_sizes[] = {1, 63, 64, 65, 255, 256, 257, 1000, 4097};
 
 using childtune_thrust_test::same_bits;
 
@@ -100,7 +100,7 @@ void check_batch(const Policy& policy, const typename Rule::options& options, co
     if constexpr (std::is_same_v<Mask, fixed>) uploaded = ::childtune::thrust::device_mask_set::upload(policy, mask.masks);
     std::mt19937 rng(11);
     std::vector<twin<P, S>> tensors;
-    for (std::size_t k = 0; k < std::size(sizes); ++k) tensors.emplace_back(std::to_string(k), sizes[k], rng);
+    for (std::size_t k = 0; k < std::size(tensor_sizes); ++k) tensors.emplace_back(std::to_string(k), tensor_sizes[k], rng);
     const std::size_t buffers = Rule::state_buffers(options);
 
     for (std::uint64_t step = 1; step <= 3; ++step) {
@@ -135,9 +135,9 @@ void check_batch(const Policy& policy, const typename Rule::options& options, co
 template <class Rule, class P, class S>
 void check_all_masks(const typename Rule::options& options) {
     fixed f;
-    for (std::size_t k = 0; k < std::size(sizes); ++k) {
-        bit_mask bits(sizes[k]);
-        for (std::size_t i = k % 3; i < sizes[k]; i += 3) bits.set(i);
+    for (std::size_t k = 0; k < std::size(tensor_sizes); ++k) {
+        bit_mask bits(tensor_sizes[k]);
+        for (std::size_t i = k % 3; i < tensor_sizes[k]; i += 3) bits.set(i);
         f.masks.add(std::to_string(k), std::move(bits));
     }
     for (auto mo : {masking_options{mask_target::gradient, true}, masking_options{mask_target::update, false}}) {
