@@ -20,7 +20,9 @@ from torch.utils import cpp_extension
 ROOT = os.path.dirname(os.path.abspath(__file__))
 INCLUDES = [os.path.join(ROOT, "include"), os.path.join(ROOT, "adapters", "torch", "include"),
             os.path.join(ROOT, "adapters", "thrust", "include")]
-CXX_FLAGS = ["-std=c++20", "-O2", "-fopenmp", "-fvisibility=hidden"]
+# -g0: Python's own compile flags carry -g, which for these LibTorch-heavy units
+# makes objects of ~60 MB, a 20x larger extension and half again the compile time.
+CXX_FLAGS = ["-std=c++20", "-O2", "-g0", "-fopenmp", "-fvisibility=hidden"]
 
 
 def want_cuda():
