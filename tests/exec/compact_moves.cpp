@@ -6,10 +6,9 @@
 
 #include <childtune/exec/detail/compact_moves.hpp>
 #include <childtune/exec/cpu_isa.hpp>
+#include <childtune/numeric/half.hpp>
 
 #include <catch2/catch.hpp>
-
-#include "support/phase_sums.hpp"
 
 #include <bit>
 #include <cstddef>
@@ -19,7 +18,6 @@
 #include <vector>
 
 using namespace childtune::detail;
-using test_support::bits_of;
 
 namespace {
 
@@ -93,7 +91,7 @@ TEST_CASE("the AVX2 and AVX-512 expand and compress of compact state move the sc
             REQUIRE(m.expand(kept.data(), bits, block) == count);
             for (std::size_t i = 0; i < 64; ++i) {
                 CAPTURE(i);
-                REQUIRE(bits_of(block[i]) == bits_of(expected[i]));
+                REQUIRE(float_bits(block[i]) == float_bits(expected[i]));
             }
 
             // Compress a block of distinct values: the kept lanes in order, guards after them untouched.
@@ -104,9 +102,9 @@ TEST_CASE("the AVX2 and AVX-512 expand and compress of compact state move the sc
             REQUIRE(m.compress(source, bits, out.data()) == count);
             for (std::size_t i = 0; i < count; ++i) {
                 CAPTURE(i);
-                REQUIRE(bits_of(out[i]) == bits_of(want[i]));
+                REQUIRE(float_bits(out[i]) == float_bits(want[i]));
             }
-            for (std::size_t i = count; i < out.size(); ++i) REQUIRE(bits_of(out[i]) == bits_of(guard));
+            for (std::size_t i = count; i < out.size(); ++i) REQUIRE(float_bits(out[i]) == float_bits(guard));
         }
     }
 #else

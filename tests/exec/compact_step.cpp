@@ -7,6 +7,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "support/cpu_isas.hpp"
 #include "support/phase_sums.hpp"
 
 #include <bit>
@@ -37,8 +38,7 @@ void check_compact_equals_full(const typename Rule::options& o) {
     for (auto w : mask.words()) kept_before.push_back(kept_before.back() + static_cast<std::uint32_t>(std::popcount(w)));
     const std::size_t kept = kept_before.back();
 
-    for (auto isa : {detail::cpu_isa::scalar, detail::cpu_isa::sse2, detail::cpu_isa::avx2, detail::cpu_isa::avx512}) {
-        if (!detail::cpu_supports(isa)) continue;
+    for (auto isa : test_support::supported_cpu_isas()) {
         CAPTURE(static_cast<int>(isa));
         std::vector<S> p(n), g(n);
         for (auto& e : p) e = normal(rng);

@@ -11,7 +11,6 @@
 #include <catch2/catch.hpp>
 
 #include "support/cpu_isas.hpp"
-#include "support/phase_sums.hpp"
 
 #include <algorithm>
 #include <cstddef>
@@ -22,7 +21,7 @@
 
 using namespace childtune;
 using detail::cpu_isa;
-using test_support::bits_of;
+using detail::float_bits;
 
 namespace {
 
@@ -117,7 +116,7 @@ TEST_CASE("float16 lanes: widening equals the scalar definition for every patter
                                                          static_cast<void*>(out.data()), in.size());
         for (std::size_t i = 0; i < in.size(); ++i) {
             INFO("pattern 0x" << std::hex << in[i].bits);
-            REQUIRE(bits_of(out[i]) == bits_of(detail::float_from_float16_bits(in[i].bits)));
+            REQUIRE(float_bits(out[i]) == float_bits(detail::float_from_float16_bits(in[i].bits)));
         }
     }
 }
@@ -133,7 +132,7 @@ TEST_CASE("float16 lanes: narrowing equals the scalar definition at every roundi
         detail::dispatch<convert_kernel<float16, false>>(isa, static_cast<const void*>(in.data()),
                                                           static_cast<void*>(out.data()), in.size());
         for (std::size_t i = 0; i < in.size(); ++i) {
-            INFO("float 0x" << std::hex << bits_of(in[i]));
+            INFO("float 0x" << std::hex << float_bits(in[i]));
             REQUIRE(out[i].bits == detail::float16_bits_from_float(in[i]));
         }
     }
@@ -151,12 +150,12 @@ TEST_CASE("bfloat16 lanes: both directions equal the scalar definition", "[exec]
         std::vector<float> wide(all.size());
         detail::dispatch<convert_kernel<bfloat16, true>>(isa, static_cast<const void*>(all.data()),
                                                           static_cast<void*>(wide.data()), all.size());
-        for (std::size_t i = 0; i < all.size(); ++i) REQUIRE(bits_of(wide[i]) == (std::uint32_t{all[i].bits} << 16));
+        for (std::size_t i = 0; i < all.size(); ++i) REQUIRE(float_bits(wide[i]) == (std::uint32_t{all[i].bits} << 16));
         std::vector<bfloat16> narrow(floats.size());
         detail::dispatch<convert_kernel<bfloat16, false>>(isa, static_cast<const void*>(floats.data()),
                                                            static_cast<void*>(narrow.data()), floats.size());
         for (std::size_t i = 0; i < floats.size(); ++i) {
-            INFO("float 0x" << std::hex << bits_of(floats[i]));
+            INFO("float 0x" << std::hex << float_bits(floats[i]));
             REQUIRE(narrow[i].bits == detail::bfloat16_bits_from_float(floats[i]));
         }
     }

@@ -7,16 +7,11 @@
 #include <childtune/update/rule_traits.hpp>
 
 #include <array>
-#include <bit>
-#include <cstdint>
 #include <cstddef>
 #include <cstring>
 #include <vector>
 
 namespace test_support {
-
-//! A float's bits, for comparisons that tell -0 from +0 and NaN payloads apart.
-inline std::uint32_t bits_of(float x) { return std::bit_cast<std::uint32_t>(x); }
 
 //! Whether two vectors hold the same bits. (Empty vectors may hold null
 //! pointers, which memcmp must not be given.)
