@@ -2,6 +2,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <array>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -382,6 +384,85 @@ TEST_CASE("Bernoulli version 3 decides draws tied with the threshold through 8, 
                                  1u) == (expected ? 1u : 0u));
                     }
                     REQUIRE(v.keep(target) == (draw < threshold));
+                }
+            }
+        }
+    }
+}
+
+namespace {
+// The 16 draws of lane m of super-group s (elements 256 s + m + 16 k), from the
+// lane's four blocks: v3_draw for a whole lane at once.
+std::array<std::uint32_t, 16> v3_lane_draws(std::uint64_t seed, std::uint32_t key, std::uint32_t step, std::uint64_t s,
+                                            unsigned m) {
+    std::array<std::uint32_t, 16> draws{};
+    for (unsigned level = 0; level < 4; ++level) {
+        const std::uint64_t block = 4 * (16 * s + m) + level;
+        const auto out = childtune::philox4x32({{static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key, step}},
+                                               {{static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)}});
+        for (unsigned j = 0; j < 8; ++j) {
+            const std::uint32_t plane = (out.w[j / 2] >> (16 * (j % 2))) & 0xFFFFu;
+            for (unsigned k = 0; k < 16; ++k) draws[k] |= ((plane >> k) & 1u) << (31 - (8 * level + j));
+        }
+    }
+    return draws;
+}
+} // namespace
+
+TEST_CASE("Bernoulli version 3 queues any pattern of tied lanes: keep words equal the transcription on every ISA",
+          "[mask][bernoulli]") {
+    // A lane whose draws tie the threshold in their top byte waits for its
+    // second block in a queue that the vector generators fill without a branch
+    // (a permutation per mask of eight lanes). Over 4096 super-groups every
+    // count of tied lanes in a half up to three occurs, and chunks of 16
+    // super-groups queue more lanes than one vector pass takes.
+    const std::uint64_t seed = 0x5EED0F7155ull;
+    const std::uint32_t key = 99, step = 3;
+    const double p = 0.3;
+    const auto threshold = static_cast<std::uint32_t>(std::nearbyint(p * 4294967296.0));
+    constexpr std::uint64_t groups = 4096;
+    std::vector<std::uint64_t> expected(4 * groups, 0);
+    std::array<std::size_t, 9> halves_with{};
+    std::size_t largest_chunk = 0, chunk_lanes = 0;
+    for (std::uint64_t s = 0; s < groups; ++s) {
+        unsigned tied_in_half[2] = {0, 0};
+        for (unsigned m = 0; m < 16; ++m) {
+            const auto draws = v3_lane_draws(seed, key, step, s, m);
+            bool tied = false;
+            for (unsigned k = 0; k < 16; ++k) {
+                const std::uint64_t e = 256 * s + m + 16 * k;
+                if (draws[k] < threshold) expected[e / 64] |= std::uint64_t{1} << (e % 64);
+                tied = tied || (draws[k] >> 24) == (threshold >> 24);
+            }
+            tied_in_half[m / 8] += tied ? 1u : 0u;
+        }
+        ++halves_with[tied_in_half[0]];
+        ++halves_with[tied_in_half[1]];
+        chunk_lanes += tied_in_half[0] + tied_in_half[1];
+        if (s % 16 == 15) {
+            largest_chunk = std::max(largest_chunk, chunk_lanes);
+            chunk_lanes = 0;
+        }
+    }
+    CAPTURE(halves_with[0], halves_with[1], halves_with[2], halves_with[3], largest_chunk);
+    REQUIRE(halves_with[0] > 0);
+    REQUIRE(halves_with[1] > 0);
+    REQUIRE(halves_with[2] > 0);
+    REQUIRE(halves_with[3] > 0);
+    REQUIRE(largest_chunk > 16);
+
+    const bernoulli b{p, seed, 3};
+    for (auto isa : isas()) {
+        auto v = b.view(key, step);
+        v.set_isa(isa);
+        for (std::uint64_t first : {std::uint64_t{0}, std::uint64_t{6}}) { // word 0, and a ragged start (word 6)
+            CAPTURE(static_cast<int>(isa), first);
+            std::vector<std::uint64_t> words(expected.size() - first);
+            v.words(64 * first, words.size(), words.data());
+            for (std::size_t w = 0; w < words.size(); ++w) {
+                if (words[w] != expected[first + w]) {
+                    INFO("word " << first + w);
+                    REQUIRE(words[w] == expected[first + w]);
                 }
             }
         }

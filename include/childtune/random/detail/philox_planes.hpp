@@ -19,6 +19,7 @@
 #include <childtune/random/detail/philox_keep.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 
@@ -31,7 +32,10 @@ inline constexpr std::size_t plane_chunk = 16;
 //! A lane's keep bits decided by level 0 are already written; level 1 starts
 //! from `below` = 0, so it yields exactly the bits still to be set.
 struct plane_queue {
-    //! 16 lanes per super-group, and room for one vector's padding.
+    //! 16 lanes per super-group, and room for one vector's padding. (The
+    //! vector first passes store whole vectors of slots from `count` on, used
+    //! or not: before super-group g at most 16·g are used, so those stores end
+    //! by 16·plane_chunk.)
     static constexpr std::size_t capacity = 16 * plane_chunk + 16;
     std::uint32_t block_lo[capacity], block_hi[capacity]; //!< the lane's level-0 block, plane_block(s, m, 0)
     std::uint32_t tied[capacity];                         //!< its tied draws after level 0 (then 1)
@@ -52,6 +56,20 @@ struct plane_queue {
         for (std::size_t e = count; e % lanes != 0; ++e) block_lo[e] = block_hi[e] = tied[e] = 0;
     }
 };
+
+//! For a vector's lane mask m (8 lanes), the lanes whose bit is set in order,
+//! one byte each, low byte first (the rest 0): the permutation that packs
+//! those lanes to the front, so a vector generator queues its tied lanes
+//! without a branch per lane.
+inline constexpr auto plane_pack_indices = [] {
+    std::array<std::uint64_t, 256> t{};
+    for (unsigned m = 0; m < 256; ++m) {
+        unsigned n = 0;
+        for (unsigned lane = 0; lane < 8; ++lane)
+            if ((m >> lane) & 1u) t[m] |= std::uint64_t{lane} << (8 * n++);
+    }
+    return t;
+}();
 
 //! Scalar first pass of super-group s: its four keep words after level 0 in
 //! four[0..3], and its tied lanes queued.
