@@ -2,6 +2,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "support/cpu_isas.hpp"
+
 #include <algorithm>
 #include <array>
 #include <bit>
@@ -13,7 +15,6 @@
 #include <vector>
 
 using childtune::bernoulli;
-using childtune::detail::philox_isa;
 
 namespace {
 // |count - n p| must stay within 5 binomial standard deviations. The masks are
@@ -30,13 +31,6 @@ std::vector<bool> draw(const bernoulli& b, std::uint32_t key, std::uint64_t step
     std::vector<bool> keep(n);
     for (std::size_t i = 0; i < n; ++i) keep[i] = v.keep(i);
     return keep;
-}
-
-std::vector<philox_isa> isas() {
-    std::vector<philox_isa> out;
-    for (auto isa : {philox_isa::scalar, philox_isa::sse2, philox_isa::avx2, philox_isa::avx512})
-        if (childtune::detail::philox_isa_available(isa)) out.push_back(isa);
-    return out;
 }
 } // namespace
 
@@ -92,7 +86,7 @@ TEST_CASE("Bernoulli: the same key gives the same mask, and seeds change it", "[
 
 TEST_CASE("Bernoulli bit words equal the scalar definition at every offset and on every ISA", "[mask][bernoulli]") {
     const bernoulli b{0.37, 0xFEEDFACECAFEBEEFull, GENERATE(1u, 2u, 3u)};
-    for (auto isa : isas()) {
+    for (auto isa : test_support::supported_cpu_isas()) {
         CAPTURE(b.version, static_cast<int>(isa));
         for (std::uint64_t base : {std::uint64_t{0}, std::uint64_t{4 * 0xFFFFFFF0ull}, std::uint64_t{1} << 40}) {
             auto view = b.view(3, 17, base);
@@ -112,7 +106,7 @@ TEST_CASE("Bernoulli bit words equal the scalar definition at every offset and o
 
 TEST_CASE("Bernoulli runs of keep words equal bits64 at aligned and unaligned starts", "[mask][bernoulli]") {
     const bernoulli b{0.41, 0xABCDEFull, GENERATE(1u, 2u, 3u)};
-    for (auto isa : isas()) {
+    for (auto isa : test_support::supported_cpu_isas()) {
         for (std::uint64_t offset : {std::uint64_t{0}, std::uint64_t{5}, std::uint64_t{64}, std::uint64_t{127}, std::uint64_t{1} << 33}) {
             auto view = b.view(12, 8, offset);
             view.set_isa(isa);
@@ -204,7 +198,7 @@ TEST_CASE("Bernoulli version 2 known answers from the Philox KAT vector", "[mask
         const bernoulli b{units / 65536.0, 0, 2};
         CAPTURE(units);
         CHECK(b.effective_p() == units / 65536.0);
-        for (auto isa : isas()) {
+        for (auto isa : test_support::supported_cpu_isas()) {
             auto v = b.view(0, 0);
             v.set_isa(isa);
             CHECK(v.keep_probability() == units / 65536.0);
@@ -278,20 +272,27 @@ TEST_CASE("bad input: Bernoulli version 2 p below 2^-16 and unknown definition v
 }
 
 namespace {
-// Version 3's draw of element e, transcribed from the definition in
-// mask/bernoulli.hpp: 32 plane bits, most significant first, from the blocks
-// 4 (16 s + m) + j / 8.
-std::uint32_t v3_draw(std::uint64_t seed, std::uint32_t key, std::uint32_t step, std::uint64_t e) {
-    const std::uint64_t s = e / 256, m = e % 16, k = (e % 256) / 16;
-    std::uint32_t draw = 0;
-    for (unsigned j = 0; j < 32; ++j) {
-        const std::uint64_t block = 4 * (16 * s + m) + j / 8;
+// Version 3's draws, transcribed from the definition in mask/bernoulli.hpp:
+// the 16 draws of lane m of super-group s (elements 256 s + m + 16 k), each 32
+// plane bits, most significant first; plane j is half j % 2 of word (j % 8) / 2
+// of block 4 (16 s + m) + j / 8.
+std::array<std::uint32_t, 16> v3_lane_draws(std::uint64_t seed, std::uint32_t key, std::uint32_t step, std::uint64_t s,
+                                            unsigned m) {
+    std::array<std::uint32_t, 16> draws{};
+    for (unsigned level = 0; level < 4; ++level) {
+        const std::uint64_t block = 4 * (16 * s + m) + level;
         const auto out = childtune::philox4x32({{static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key, step}},
                                                {{static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)}});
-        const std::uint32_t plane = (out.w[(j % 8) / 2] >> (16 * (j % 2))) & 0xFFFFu;
-        draw |= ((plane >> k) & 1u) << (31 - j);
+        for (unsigned j = 0; j < 8; ++j) {
+            const std::uint32_t plane = (out.w[j / 2] >> (16 * (j % 2))) & 0xFFFFu;
+            for (unsigned k = 0; k < 16; ++k) draws[k] |= ((plane >> k) & 1u) << (31 - (8 * level + j));
+        }
     }
-    return draw;
+    return draws;
+}
+// The draw of element e = 256 s + m + 16 k.
+std::uint32_t v3_draw(std::uint64_t seed, std::uint32_t key, std::uint32_t step, std::uint64_t e) {
+    return v3_lane_draws(seed, key, step, e / 256, static_cast<unsigned>(e % 16))[(e % 256) / 16];
 }
 } // namespace
 
@@ -310,7 +311,7 @@ TEST_CASE("Bernoulli version 3 known answers from the Philox KAT vector", "[mask
                  {16, 0x44000000u, false}, {16, 0x45000000u, true}, {16, 0x80000000u, true}, {16, 0x40000000u, false}};
     for (const auto& c : cases) {
         const bernoulli b{c.threshold / 4294967296.0, 0, 3};
-        for (auto isa : isas()) {
+        for (auto isa : test_support::supported_cpu_isas()) {
             auto v = b.view(0, 0);
             v.set_isa(isa);
             std::uint64_t words[4];
@@ -330,7 +331,7 @@ TEST_CASE("Bernoulli version 3 follows the documented layout (a transcription of
     for (std::uint64_t offset : {std::uint64_t{0}, std::uint64_t{77}, std::uint64_t{1} << 36}) {
         const auto view = b.view(77, 5, offset);
         CHECK(view.keep_probability() == 0.3);
-        for (auto isa : isas()) {
+        for (auto isa : test_support::supported_cpu_isas()) {
             auto v = view;
             v.set_isa(isa);
             std::vector<std::uint64_t> words(12);
@@ -368,7 +369,7 @@ TEST_CASE("Bernoulli version 3 decides draws tied with the threshold through 8, 
                 const double p = threshold / 4294967296.0;
                 const bernoulli b{p, seed, 3};
                 CHECK(b.effective_p() == p);
-                for (auto isa : isas()) {
+                for (auto isa : test_support::supported_cpu_isas()) {
                     auto v = b.view(key, step);
                     v.set_isa(isa);
                     std::vector<std::uint64_t> words(64 * 3);
@@ -389,25 +390,6 @@ TEST_CASE("Bernoulli version 3 decides draws tied with the threshold through 8, 
         }
     }
 }
-
-namespace {
-// The 16 draws of lane m of super-group s (elements 256 s + m + 16 k), from the
-// lane's four blocks: v3_draw for a whole lane at once.
-std::array<std::uint32_t, 16> v3_lane_draws(std::uint64_t seed, std::uint32_t key, std::uint32_t step, std::uint64_t s,
-                                            unsigned m) {
-    std::array<std::uint32_t, 16> draws{};
-    for (unsigned level = 0; level < 4; ++level) {
-        const std::uint64_t block = 4 * (16 * s + m) + level;
-        const auto out = childtune::philox4x32({{static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key, step}},
-                                               {{static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)}});
-        for (unsigned j = 0; j < 8; ++j) {
-            const std::uint32_t plane = (out.w[j / 2] >> (16 * (j % 2))) & 0xFFFFu;
-            for (unsigned k = 0; k < 16; ++k) draws[k] |= ((plane >> k) & 1u) << (31 - (8 * level + j));
-        }
-    }
-    return draws;
-}
-} // namespace
 
 TEST_CASE("Bernoulli version 3 queues any pattern of tied lanes: keep words equal the transcription on every ISA",
           "[mask][bernoulli]") {
@@ -452,7 +434,7 @@ TEST_CASE("Bernoulli version 3 queues any pattern of tied lanes: keep words equa
     REQUIRE(largest_chunk > 16);
 
     const bernoulli b{p, seed, 3};
-    for (auto isa : isas()) {
+    for (auto isa : test_support::supported_cpu_isas()) {
         auto v = b.view(key, step);
         v.set_isa(isa);
         for (std::uint64_t first : {std::uint64_t{0}, std::uint64_t{6}}) { // word 0, and a ragged start (word 6)
