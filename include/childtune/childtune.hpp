@@ -67,6 +67,7 @@
 #include <childtune/optimizer.hpp>
 #include <childtune/optimizer/basic_optimizer.hpp>
 #include <childtune/optimizer/summary.hpp>
+#include <childtune/random/ars.hpp>
 #include <childtune/random/philox.hpp>
 #include <childtune/registry/gradient_step.hpp>
 #include <childtune/registry/options.hpp>
