@@ -99,12 +99,13 @@ void plain_loop(benchmark::State& state, const bench::shape& s) {
     bench::report(state, s, 28.0, base, bench::core_threads());
 }
 
-// Child-Tuning_F's keep bits alone: Philox4x32-10 exactly as the fused step draws
+// Child-Tuning_F's keep bits alone (the default definition 4 draws them with
+// ARS-7, the earlier ones with Philox4x32-10), exactly as the fused step draws
 // them, for every parameter of the shape, on the step's threads, touching no
 // tensor (bytes_per_param = 0). It is the compute CT_F adds to the dense step;
 // when both cores are busy computing, CT_F's time is about dense + this.
 // `version` is the mask definition (1: four decisions per Philox call, 2: eight,
-// 3: bit planes, about fifteen).
+// 3: bit planes, about fifteen; 4: bit planes of consecutive elements, ARS-7).
 void philox_keep_bits(benchmark::State& state, const bench::shape& s, std::uint32_t version) {
     const std::size_t base = bench::begin_memory();
     const childtune::bernoulli mask{bench::keep_probability, 42, version};
@@ -160,11 +161,14 @@ void core_ct_f(benchmark::State& st, const bench::shape& s) { core_step(st, s, m
 void core_ct_f_v1(benchmark::State& st, const bench::shape& s) { core_step(st, s, mode::ct_f, unchecked, 1); }
 // ... and with definition 2 (16-bit draws), the default before definition 3.
 void core_ct_f_v2(benchmark::State& st, const bench::shape& s) { core_step(st, s, mode::ct_f, unchecked, 2); }
+// ... and with definition 3 (Philox bit planes), the default before definition 4.
+void core_ct_f_v3(benchmark::State& st, const bench::shape& s) { core_step(st, s, mode::ct_f, unchecked, 3); }
 void keep_bits(benchmark::State& st, const bench::shape& s) {
     philox_keep_bits(st, s, childtune::bernoulli_default_version);
 }
 void keep_bits_v1(benchmark::State& st, const bench::shape& s) { philox_keep_bits(st, s, 1); }
 void keep_bits_v2(benchmark::State& st, const bench::shape& s) { philox_keep_bits(st, s, 2); }
+void keep_bits_v3(benchmark::State& st, const bench::shape& s) { philox_keep_bits(st, s, 3); }
 void core_ct_d(benchmark::State& st, const bench::shape& s) { core_step(st, s, mode::ct_d, unchecked); }
 // Child-Tuning_D with state for the kept elements only (opt-in): GB/s still
 // counts 28 B per parameter, so it is the dense-equivalent rate.
@@ -255,6 +259,8 @@ const add_method m_ct_f_v2{{46, "childtune/ct_f+mask_v2", &core_ct_f_v2, everywh
 const add_method m_philox{{36, "philox/keep_bits", &keep_bits, everywhere}};
 const add_method m_philox_v1{{39, "philox/keep_bits+mask_v1", &keep_bits_v1, everywhere}};
 const add_method m_philox_v2{{45, "philox/keep_bits+mask_v2", &keep_bits_v2, everywhere}};
+const add_method m_ct_f_v3{{47, "childtune/ct_f+mask_v3", &core_ct_f_v3, everywhere}};
+const add_method m_philox_v3{{48, "philox/keep_bits+mask_v3", &keep_bits_v3, everywhere}};
 const add_method m_bf16_dense{{50, "childtune/bf16/dense", &bf16_dense, bench::largest_flat}};
 const add_method m_bf16_ct_f{{51, "childtune/bf16/ct_f", &bf16_ct_f, bench::largest_flat}};
 const add_method m_fp16_dense{{52, "childtune/fp16/dense", &fp16_dense, bench::largest_flat}};

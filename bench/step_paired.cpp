@@ -92,6 +92,10 @@ void ct_f_vs_dense(benchmark::State& st, const bench::shape& s) {
 void ct_f_v2_vs_dense(benchmark::State& st, const bench::shape& s) {
     paired(st, s, {mode::dense, fp32_state}, {mode::ct_f, fp32_state, 2});
 }
+// ... and with definition 3 (Philox bit planes), the default before definition 4.
+void ct_f_v3_vs_dense(benchmark::State& st, const bench::shape& s) {
+    paired(st, s, {mode::dense, fp32_state}, {mode::ct_f, fp32_state, 3});
+}
 // Dense AdamW with 8-bit blockwise state (b) against fp32 state (a).
 void state8_vs_fp32(benchmark::State& st, const bench::shape& s) {
     paired(st, s, {mode::dense, fp32_state}, {mode::dense, state8});
@@ -101,5 +105,6 @@ constexpr unsigned everywhere = bench::flat | bench::model;
 const bench::add_method m_ct_f_vs_dense{{60, "paired/ct_f_vs_dense", &ct_f_vs_dense, everywhere}};
 const bench::add_method m_8bit_vs_fp32{{61, "paired/8bit_vs_fp32_state", &state8_vs_fp32, everywhere}};
 const bench::add_method m_ct_f_v2_vs_dense{{62, "paired/ct_f+mask_v2_vs_dense", &ct_f_v2_vs_dense, everywhere}};
+const bench::add_method m_ct_f_v3_vs_dense{{63, "paired/ct_f+mask_v3_vs_dense", &ct_f_v3_vs_dense, everywhere}};
 
 } // namespace

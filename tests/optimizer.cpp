@@ -694,7 +694,7 @@ TEST_CASE("bad input: Bernoulli p at the edges of its range (0 excluded, 1 inclu
         INFO("p = " << p);
         require_rejected(opt, m, [&] { opt.set_mask(bernoulli{p, 1, 1}); }, {"bernoulli mask", "below 2^-32"});
     }
-    // ... and definition 3 (the default), which has the same 32-bit threshold.
+    // ... and definitions 3 and 4 (the default), which have the same 32-bit threshold.
     for (const double p : {bernoulli::min_p / 2, std::nextafter(bernoulli::min_p, 0.0)}) {
         INFO("p = " << p);
         require_rejected(opt, m, [&] { opt.set_mask(bernoulli{p, 1}); }, {"bernoulli mask", "below 2^-32"});
@@ -704,10 +704,14 @@ TEST_CASE("bad input: Bernoulli p at the edges of its range (0 excluded, 1 inclu
         INFO("p = " << p);
         require_rejected(opt, m, [&] { opt.set_mask(bernoulli{p, 1, 2}); }, {"bernoulli mask", "below 2^-16"});
     }
-    require_rejected(opt, m, [&] { opt.set_mask(bernoulli{0.5, 1, 4}); }, {"bernoulli mask", "definition version = 4"});
+    for (const double p : {bernoulli::min_p / 2, std::nextafter(bernoulli::min_p, 0.0)}) {
+        INFO("p = " << p << ", definition 3");
+        require_rejected(opt, m, [&] { opt.set_mask(bernoulli{p, 1, 3}); }, {"bernoulli mask", "below 2^-32"});
+    }
+    require_rejected(opt, m, [&] { opt.set_mask(bernoulli{0.5, 1, 5}); }, {"bernoulli mask", "definition version = 5"});
     // The edges themselves are valid, and steps under them keep the parameters finite.
     for (const bernoulli& b : {bernoulli{bernoulli::min_p, 1, 1}, bernoulli{bernoulli::min_p_v2, 1, 2}, bernoulli{bernoulli::min_p, 1, 3},
-                               bernoulli{1.0, 1}}) {
+                               bernoulli{bernoulli::min_p, 1, 4}, bernoulli{1.0, 1}}) {
         INFO("p = " << b.p << ", definition " << b.version);
         opt.set_mask(b);
         m.new_gradients();

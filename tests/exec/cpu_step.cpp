@@ -156,7 +156,7 @@ void check_all_masks(const typename Rule::options& o) {
         check_vector_equals_scalar<Rule, S, P>(o, fixed_view(fixed_bits), mo, keep_source::words);
         // Child-Tuning_F by every definition, with the keep words fetched and
         // drawn inside the pass (exec/kernel.hpp), as optimizers draw them.
-        for (const std::uint32_t version : {1u, 2u, 3u})
+        for (const std::uint32_t version : {1u, 2u, 3u, 4u})
             for (const auto source : {keep_source::words, keep_source::drawn_in_pass}) {
                 CAPTURE(version, static_cast<int>(source));
                 check_vector_equals_scalar<Rule, S, P>(o, bernoulli{0.3, 8, version}.view(4, 2), mo, source);

@@ -193,7 +193,11 @@ TEST_CASE("8-bit state takes 2 bytes and 1/64 per parameter and buffer, 0.3 of t
 // Measured on this problem (g++ 12, x86-64, 2026-12-03), worst over 100 steps
 // of |p8 - p32| / |p32 - p0|: AdamW 3.4 %, Adam 3.4 %, SGD 1.2 %, LAMB 16.5 %,
 // Lion 18 %; final losses apart by at most 0.4 % of the loss decrease (Lion
-// 3.7 %). The bounds below leave a margin of about 1.5.
+// 3.7 %). The bounds below leave a margin of about 1.5. LAMB's Child-Tuning_F
+// run depends on the mask more than the others: over eight seeds and mask
+// definitions 3 and 4 (2026-12-06) its final losses were apart by 0.3-1.9 %
+// of the decrease (the 8-bit run ending lower in 14 of 16) and its worst
+// divergence was 17.6-22.4 %, hence its loss bound of 3 %.
 TEST_CASE("8-bit state follows the fp32 trajectory over 100 steps", "[exec][blockwise8]") {
     SECTION("AdamW, torch flavour") { check_bounds<adamw>({.lr = 1e-2, .weight_decay = 1e-2}, 0.05, 0.01); }
     SECTION("AdamW, legacy flavour") {
@@ -202,7 +206,7 @@ TEST_CASE("8-bit state follows the fp32 trajectory over 100 steps", "[exec][bloc
     SECTION("Adam") { check_bounds<adam>({.lr = 1e-2}, 0.05, 0.01); }
     SECTION("SGD with momentum") { check_bounds<sgd>({.lr = 1e-2, .momentum = 0.9}, 0.02, 0.01); }
     SECTION("Lion") { check_bounds<lion>({.lr = 1e-2}, 0.27, 0.06); }
-    SECTION("LAMB") { check_bounds<lamb>({.lr = 1e-1}, 0.25, 0.01); }
+    SECTION("LAMB") { check_bounds<lamb>({.lr = 1e-1}, 0.25, 0.03); }
 }
 
 TEST_CASE("Child-Tuning_F with 8-bit state steps exactly the elements that fp32 state steps", "[exec][blockwise8]") {

@@ -47,7 +47,7 @@ TEST_CASE("Bernoulli decisions follow the documented Philox definition", "[mask]
 
 TEST_CASE("Bernoulli kept fraction is binomial for many p", "[mask][bernoulli]") {
     const std::size_t n = 1'000'000;
-    for (std::uint32_t version : {1u, 2u, 3u})
+    for (std::uint32_t version : {1u, 2u, 3u, 4u})
         for (double p : {0.001, 0.1, 0.3, 0.5, 0.9, 0.999}) {
             const bernoulli b{p, 42, version};
             const auto keep = draw(b, 7, 0, n);
@@ -61,7 +61,7 @@ TEST_CASE("Bernoulli kept fraction is binomial for many p", "[mask][bernoulli]")
 TEST_CASE("Bernoulli masks are independent across steps, tensors and neighbouring elements", "[mask][bernoulli]") {
     const std::size_t n = 400'000;
     const double p = 0.3;
-    const bernoulli b{p, 9, GENERATE(1u, 2u, 3u)};
+    const bernoulli b{p, 9, GENERATE(1u, 2u, 3u, 4u)};
     const auto a = draw(b, 1, 10, n);
     const auto next_step = draw(b, 1, 11, n);
     const auto other_tensor = draw(b, 2, 10, n);
@@ -85,7 +85,7 @@ TEST_CASE("Bernoulli: the same key gives the same mask, and seeds change it", "[
 }
 
 TEST_CASE("Bernoulli bit words equal the scalar definition at every offset and on every ISA", "[mask][bernoulli]") {
-    const bernoulli b{0.37, 0xFEEDFACECAFEBEEFull, GENERATE(1u, 2u, 3u)};
+    const bernoulli b{0.37, 0xFEEDFACECAFEBEEFull, GENERATE(1u, 2u, 3u, 4u)};
     for (auto isa : test_support::supported_cpu_isas()) {
         CAPTURE(b.version, static_cast<int>(isa));
         for (std::uint64_t base : {std::uint64_t{0}, std::uint64_t{4 * 0xFFFFFFF0ull}, std::uint64_t{1} << 40}) {
@@ -105,7 +105,7 @@ TEST_CASE("Bernoulli bit words equal the scalar definition at every offset and o
 }
 
 TEST_CASE("Bernoulli runs of keep words equal bits64 at aligned and unaligned starts", "[mask][bernoulli]") {
-    const bernoulli b{0.41, 0xABCDEFull, GENERATE(1u, 2u, 3u)};
+    const bernoulli b{0.41, 0xABCDEFull, GENERATE(1u, 2u, 3u, 4u)};
     for (auto isa : test_support::supported_cpu_isas()) {
         for (std::uint64_t offset : {std::uint64_t{0}, std::uint64_t{5}, std::uint64_t{64}, std::uint64_t{127}, std::uint64_t{1} << 33}) {
             auto view = b.view(12, 8, offset);
@@ -120,15 +120,17 @@ TEST_CASE("Bernoulli runs of keep words equal bits64 at aligned and unaligned st
     }
 }
 
-TEST_CASE("Bernoulli keep_octet gives keep() of elements i + 16k at every start, offset, definition and p", "[mask][bernoulli]") {
-    const std::uint32_t version = GENERATE(1u, 2u, 3u);
+TEST_CASE("Bernoulli keep_octet gives keep() of elements i + dk at every start, offset, definition and p", "[mask][bernoulli]") {
+    const std::uint32_t version = GENERATE(1u, 2u, 3u, 4u);
     for (const double p : {0.3, 0.5, 1.0}) {
         const bernoulli b{p, 99, version};
         for (std::uint64_t offset : {0u, 5u, 16u, 128u, 1001u}) {
             const auto view = b.view(7, 3, offset);
+            const std::uint64_t d = view.octet_stride();
+            CHECK(d == (version == 4 ? 1u : 16u));
             for (std::uint64_t i = 0; i < 600; ++i) {
                 unsigned expected = 0;
-                for (unsigned k = 0; k < 8; ++k) expected |= static_cast<unsigned>(view.keep(i + 16 * k)) << k;
+                for (unsigned k = 0; k < 8; ++k) expected |= static_cast<unsigned>(view.keep(i + d * k)) << k;
                 INFO("version " << version << ", p " << p << ", offset " << offset << ", i " << i);
                 REQUIRE(view.keep_octet(i) == expected);
             }
@@ -137,7 +139,7 @@ TEST_CASE("Bernoulli keep_octet gives keep() of elements i + 16k at every start,
 }
 
 TEST_CASE("Bernoulli: a shard's view with an offset sees the whole tensor's decisions", "[mask][bernoulli]") {
-    const bernoulli b{0.25, 1, GENERATE(1u, 2u, 3u)};
+    const bernoulli b{0.25, 1, GENERATE(1u, 2u, 3u, 4u)};
     const auto whole = b.view(5, 2);
     for (std::uint64_t offset : {1u, 3u, 64u, 1001u}) {
         const auto shard = b.view(5, 2, offset);
@@ -146,7 +148,7 @@ TEST_CASE("Bernoulli: a shard's view with an offset sees the whole tensor's deci
 }
 
 TEST_CASE("Bernoulli p = 1 keeps everything, and p outside (0, 1) other than 1 is rejected", "[mask][bernoulli]") {
-    const std::uint32_t version = GENERATE(1u, 2u, 3u);
+    const std::uint32_t version = GENERATE(1u, 2u, 3u, 4u);
     const auto v = bernoulli{1.0, 0, version}.view(1, 1);
     CHECK(v.bits64(0) == ~std::uint64_t{0});
     CHECK(v.keep(12345));
@@ -178,7 +180,7 @@ TEST_CASE("bad input: Bernoulli p at 0, 1, -0.0, 1 + eps, NaN and below 2^-32", 
     CHECK(edge.keep_probability() == bernoulli::min_p);
     // Element indexes near 2^64 (shards far into a tensor) do not wrap into other
     // Philox blocks: bits64 still equals the per-element decisions.
-    for (std::uint32_t version : {1u, 2u, 3u}) {
+    for (std::uint32_t version : {1u, 2u, 3u, 4u}) {
         const auto far = bernoulli{0.5, 3, version}.view(9, 2, std::numeric_limits<std::uint64_t>::max() - 200);
         std::uint64_t expected = 0;
         for (unsigned j = 0; j < 64; ++j) expected |= std::uint64_t{far.keep(100 + j)} << j;
@@ -256,8 +258,8 @@ TEST_CASE("Bernoulli version 2 rounds p to units of 2^-16 and scales by the roun
     // The smallest p of version 2 is one unit.
     CHECK(bernoulli::min_p_of(2) == 1.0 / 65536.0);
     CHECK(bernoulli{bernoulli::min_p_v2, 0, 2}.view(0, 0).keep_probability() == bernoulli::min_p_v2);
-    CHECK(bernoulli{}.version == 3);
-    CHECK(childtune::bernoulli_default_version == 3);
+    CHECK(bernoulli{}.version == 4);
+    CHECK(childtune::bernoulli_default_version == 4);
     CHECK(bernoulli{0.3, 1, 1} != bernoulli{0.3, 1, 2});
 }
 
@@ -266,9 +268,9 @@ TEST_CASE("bad input: Bernoulli version 2 p below 2^-16 and unknown definition v
     CHECK_THROWS_WITH((bernoulli{std::nextafter(1.0 / 65536.0, 0.0), 0, 2}.validate()), Catch::Contains("below 2^-16"));
     CHECK_NOTHROW(bernoulli{1.0 / 65536.0, 0, 2}.validate());
     CHECK_NOTHROW(bernoulli{1e-5, 0, 1}.validate());
-    for (std::uint32_t v : {0u, 4u, 0xFFFFFFFFu})
+    for (std::uint32_t v : {0u, 5u, 0xFFFFFFFFu})
         CHECK_THROWS_WITH((bernoulli{0.5, 0, v}.validate()),
-                          Catch::Contains("definition version = " + std::to_string(v)) && Catch::Contains("not 1, 2 or 3"));
+                          Catch::Contains("definition version = " + std::to_string(v)) && Catch::Contains("not 1, 2, 3 or 4"));
 }
 
 namespace {
@@ -293,6 +295,48 @@ std::array<std::uint32_t, 16> v3_lane_draws(std::uint64_t seed, std::uint32_t ke
 // The draw of element e = 256 s + m + 16 k.
 std::uint32_t v3_draw(std::uint64_t seed, std::uint32_t key, std::uint32_t step, std::uint64_t e) {
     return v3_lane_draws(seed, key, step, e / 256, static_cast<unsigned>(e % 16))[(e % 256) / 16];
+}
+// Version 4's draws, transcribed the same way: the 32 draws of lane l of
+// super-group s (elements 256 s + 32 l + b); plane j is bit b of word j % 4 of
+// the ARS-7 block 4 (16 s + 8 ((j % 8) / 4) + l) + j / 8.
+std::array<std::uint32_t, 32> v4_lane_draws(std::uint64_t seed, std::uint32_t key, std::uint32_t step, std::uint64_t s,
+                                            unsigned l) {
+    std::array<std::uint32_t, 32> draws{};
+    for (unsigned j = 0; j < 32; j += 4) {
+        const std::uint64_t block = 4 * (16 * s + 8 * ((j % 8) / 4) + l) + j / 8;
+        const auto out = childtune::ars4x32<7>({{static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key, step}},
+                                               {{static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32), 0, 0}});
+        for (unsigned k = 0; k < 4; ++k)
+            for (unsigned b = 0; b < 32; ++b) draws[b] |= ((out.w[k] >> b) & 1u) << (31 - (j + k));
+    }
+    return draws;
+}
+// The draw of element e under version 3 or 4.
+std::uint32_t plane_draw(std::uint32_t version, std::uint64_t seed, std::uint32_t key, std::uint32_t step, std::uint64_t e) {
+    if (version == 3) return v3_draw(seed, key, step, e);
+    return v4_lane_draws(seed, key, step, e / 256, static_cast<unsigned>(e % 256 / 32))[e % 32];
+}
+// The views of version 3 on every instruction set, and of version 4 on every
+// instruction set and with each AES path this CPU has (random/detail/ars_x86.hpp).
+std::vector<childtune::bernoulli_view> views_on_every_path(const childtune::bernoulli_view& view) {
+    std::vector<childtune::bernoulli_view> out;
+    std::vector<childtune::detail::aes_path> paths{childtune::detail::aes_path::automatic};
+    if (view.version() == 4) {
+        paths = {childtune::detail::aes_path::software};
+        if (childtune::detail::cpu_has_aesni()) paths.push_back(childtune::detail::aes_path::aesni);
+#if CHILDTUNE_HAS_AVX2_DISPATCH
+        if (childtune::detail::cpu_has_vaes()) paths.push_back(childtune::detail::aes_path::vaes);
+#endif
+    }
+    for (auto isa : test_support::supported_cpu_isas())
+        for (auto path : paths) {
+            if (path == childtune::detail::aes_path::vaes && isa < childtune::detail::cpu_isa::avx2) continue;
+            auto v = view;
+            v.set_isa(isa);
+            v.set_aes_path(path);
+            out.push_back(v);
+        }
+    return out;
 }
 } // namespace
 
@@ -323,22 +367,22 @@ TEST_CASE("Bernoulli version 3 known answers from the Philox KAT vector", "[mask
     }
 }
 
-TEST_CASE("Bernoulli version 3 follows the documented layout (a transcription of the definition)", "[mask][bernoulli]") {
+TEST_CASE("Bernoulli versions 3 and 4 follow the documented layout (a transcription of the definition)", "[mask][bernoulli]") {
     const std::uint64_t seed = 0x0123456789ABCDEFull;
-    const bernoulli b{0.3, seed, 3};
+    const std::uint32_t version = GENERATE(3u, 4u);
+    const bernoulli b{0.3, seed, version};
     const auto threshold = static_cast<std::uint32_t>(std::nearbyint(0.3 * 4294967296.0));
     CHECK(b.effective_p() == 0.3); // the 32-bit threshold of version 1: p is not rounded to 2^-16
     for (std::uint64_t offset : {std::uint64_t{0}, std::uint64_t{77}, std::uint64_t{1} << 36}) {
         const auto view = b.view(77, 5, offset);
         CHECK(view.keep_probability() == 0.3);
-        for (auto isa : test_support::supported_cpu_isas()) {
-            auto v = view;
-            v.set_isa(isa);
+        for (const auto& v : views_on_every_path(view)) {
             std::vector<std::uint64_t> words(12);
             v.words(0, words.size(), words.data());
             for (std::uint64_t i = 0; i < 64 * words.size(); ++i) {
-                const bool expected = v3_draw(seed, 77, 5, i + offset) < threshold;
-                INFO("offset " << offset << " element " << i << " isa " << static_cast<int>(isa));
+                const bool expected = plane_draw(version, seed, 77, 5, i + offset) < threshold;
+                INFO("version " << version << " offset " << offset << " element " << i << " AES path "
+                                << static_cast<int>(v.keep_params().aes));
                 REQUIRE(v.keep(i) == expected);
                 REQUIRE(((words[i / 64] >> (i % 64)) & 1u) == (expected ? 1u : 0u));
             }
@@ -346,7 +390,7 @@ TEST_CASE("Bernoulli version 3 follows the documented layout (a transcription of
     }
 }
 
-TEST_CASE("Bernoulli version 3 decides draws tied with the threshold through 8, 16, 24 and 32 bits on every ISA",
+TEST_CASE("Bernoulli versions 3 and 4 decide draws tied with the threshold through 8, 16, 24 and 32 bits on every ISA",
           "[mask][bernoulli]") {
     // The threshold is set to an element's own draw, with its low bits changed,
     // so that the element's lane needs its second, third or fourth block; the
@@ -354,8 +398,9 @@ TEST_CASE("Bernoulli version 3 decides draws tied with the threshold through 8, 
     // 64 words) must still equal the transcription.
     const std::uint64_t seed = 0xC0FFEE;
     const std::uint32_t key = 4242, step = 9;
+    const std::uint32_t version = GENERATE(3u, 4u);
     for (std::uint64_t target : {std::uint64_t{5}, std::uint64_t{300}, std::uint64_t{4095}, std::uint64_t{70000}}) {
-        const std::uint32_t draw = v3_draw(seed, key, step, target);
+        const std::uint32_t draw = plane_draw(version, seed, key, step, target);
         for (unsigned tied_bits : {8u, 16u, 24u, 31u, 32u}) {
             for (int side : {-1, 1}) {
                 // Equal in the top `tied_bits` bits, then one unit of the next bit away.
@@ -367,22 +412,23 @@ TEST_CASE("Bernoulli version 3 decides draws tied with the threshold through 8, 
                 }
                 if (threshold == 0) continue;
                 const double p = threshold / 4294967296.0;
-                const bernoulli b{p, seed, 3};
+                const bernoulli b{p, seed, version};
                 CHECK(b.effective_p() == p);
-                for (auto isa : test_support::supported_cpu_isas()) {
-                    auto v = b.view(key, step);
-                    v.set_isa(isa);
+                for (const auto& v : views_on_every_path(b.view(key, step))) {
                     std::vector<std::uint64_t> words(64 * 3);
                     v.words(0, words.size(), words.data());
-                    CAPTURE(target, tied_bits, side, static_cast<int>(isa));
+                    CAPTURE(version, target, tied_bits, side, static_cast<int>(v.keep_params().aes));
                     for (std::uint64_t e = target / 256 * 256; e < target / 256 * 256 + 256 && e < 64 * words.size(); ++e) {
-                        const bool expected = v3_draw(seed, key, step, e) < threshold;
+                        const bool expected = plane_draw(version, seed, key, step, e) < threshold;
                         CAPTURE(e);
                         REQUIRE(v.keep(e) == expected);
                         REQUIRE(((words[e / 64] >> (e % 64)) & 1u) == (expected ? 1u : 0u));
-                        REQUIRE(((v.keep_octet(e / 16 * 16 % 256 < 128 ? e % 16 + e / 256 * 256 : e % 16 + e / 256 * 256 + 128) >>
-                                  ((e % 128) / 16)) &
-                                 1u) == (expected ? 1u : 0u));
+                        if (v.octet_stride() == 1) // version 4: eight consecutive elements
+                            REQUIRE(((v.keep_octet(e / 8 * 8) >> (e % 8)) & 1u) == (expected ? 1u : 0u));
+                        else
+                            REQUIRE(((v.keep_octet(e / 16 * 16 % 256 < 128 ? e % 16 + e / 256 * 256 : e % 16 + e / 256 * 256 + 128) >>
+                                      ((e % 128) / 16)) &
+                                     1u) == (expected ? 1u : 0u));
                     }
                     REQUIRE(v.keep(target) == (draw < threshold));
                 }
@@ -391,16 +437,18 @@ TEST_CASE("Bernoulli version 3 decides draws tied with the threshold through 8, 
     }
 }
 
-TEST_CASE("Bernoulli version 3 queues any pattern of tied lanes: keep words equal the transcription on every ISA",
+TEST_CASE("Bernoulli versions 3 and 4 queue any pattern of tied lanes: keep words equal the transcription on every ISA",
           "[mask][bernoulli]") {
     // A lane whose draws tie the threshold in their top byte waits for its
-    // second block in a queue that the vector generators fill without a branch
+    // next block(s) in a queue that the vector generators fill without a branch
     // (a permutation per mask of eight lanes). Over 4096 super-groups every
-    // count of tied lanes in a half up to three occurs, and chunks of 16
-    // super-groups queue more lanes than one vector pass takes.
+    // count of tied lanes in a half (version 4: in a super-group) up to three
+    // occurs, and chunks of 16 super-groups queue more lanes than one vector
+    // pass takes.
     const std::uint64_t seed = 0x5EED0F7155ull;
     const std::uint32_t key = 99, step = 3;
     const double p = 0.3;
+    const std::uint32_t version = GENERATE(3u, 4u);
     const auto threshold = static_cast<std::uint32_t>(std::nearbyint(p * 4294967296.0));
     constexpr std::uint64_t groups = 4096;
     std::vector<std::uint64_t> expected(4 * groups, 0);
@@ -408,15 +456,22 @@ TEST_CASE("Bernoulli version 3 queues any pattern of tied lanes: keep words equa
     std::size_t largest_chunk = 0, chunk_lanes = 0;
     for (std::uint64_t s = 0; s < groups; ++s) {
         unsigned tied_in_half[2] = {0, 0};
-        for (unsigned m = 0; m < 16; ++m) {
-            const auto draws = v3_lane_draws(seed, key, step, s, m);
+        const unsigned lanes = version == 3 ? 16 : 8, per_lane = 256 / lanes;
+        for (unsigned m = 0; m < lanes; ++m) {
+            std::array<std::uint32_t, 32> draws{};
+            if (version == 3) {
+                const auto d = v3_lane_draws(seed, key, step, s, m);
+                std::copy(d.begin(), d.end(), draws.begin());
+            } else {
+                draws = v4_lane_draws(seed, key, step, s, m);
+            }
             bool tied = false;
-            for (unsigned k = 0; k < 16; ++k) {
-                const std::uint64_t e = 256 * s + m + 16 * k;
+            for (unsigned k = 0; k < per_lane; ++k) {
+                const std::uint64_t e = version == 3 ? 256 * s + m + 16 * k : 256 * s + 32 * m + k;
                 if (draws[k] < threshold) expected[e / 64] |= std::uint64_t{1} << (e % 64);
                 tied = tied || (draws[k] >> 24) == (threshold >> 24);
             }
-            tied_in_half[m / 8] += tied ? 1u : 0u;
+            tied_in_half[version == 3 ? m / 8 : 0] += tied ? 1u : 0u;
         }
         ++halves_with[tied_in_half[0]];
         ++halves_with[tied_in_half[1]];
@@ -433,12 +488,10 @@ TEST_CASE("Bernoulli version 3 queues any pattern of tied lanes: keep words equa
     REQUIRE(halves_with[3] > 0);
     REQUIRE(largest_chunk > 16);
 
-    const bernoulli b{p, seed, 3};
-    for (auto isa : test_support::supported_cpu_isas()) {
-        auto v = b.view(key, step);
-        v.set_isa(isa);
+    const bernoulli b{p, seed, version};
+    for (const auto& v : views_on_every_path(b.view(key, step))) {
         for (std::uint64_t first : {std::uint64_t{0}, std::uint64_t{6}}) { // word 0, and a ragged start (word 6)
-            CAPTURE(static_cast<int>(isa), first);
+            CAPTURE(version, static_cast<int>(v.keep_params().aes), first);
             std::vector<std::uint64_t> words(expected.size() - first);
             v.words(64 * first, words.size(), words.data());
             for (std::size_t w = 0; w < words.size(); ++w) {
@@ -497,7 +550,7 @@ double chi2_2x2(const std::vector<std::uint64_t>& a, const std::vector<std::uint
 TEST_CASE("statistical: Bernoulli kept fraction over 10^8 decisions is within 4 sigma", "[mask][bernoulli][statistical]") {
     const std::size_t n = 100'000'000; // decisions per (version, p): 1562500 keep words
     std::vector<std::uint64_t> w(n / 64);
-    for (std::uint32_t version : {1u, 2u, 3u})
+    for (std::uint32_t version : {1u, 2u, 3u, 4u})
         for (double p : {0.01, 0.1, 0.3, 0.5, 0.9}) {
             const bernoulli b{p, 0x5EED0000u + version, version};
             b.view(0xA5A5A5A5u, 123).words(0, w.size(), w.data());
@@ -512,7 +565,7 @@ TEST_CASE("statistical: Bernoulli kept fraction over 10^8 decisions is within 4 
 TEST_CASE("statistical: Bernoulli decisions of neighbouring elements, steps, tensor keys and seeds are independent (chi^2 on 2x2 tables)",
           "[mask][bernoulli][statistical]") {
     const std::size_t n = std::size_t{1} << 24;
-    for (std::uint32_t version : {1u, 2u, 3u})
+    for (std::uint32_t version : {1u, 2u, 3u, 4u})
         for (double p : {0.1, 0.5}) {
             const bernoulli b{p, 1234567, version};
             bernoulli other_seed = b;
@@ -535,7 +588,7 @@ TEST_CASE("statistical: Bernoulli decisions of neighbouring elements, steps, ten
 
 TEST_CASE("statistical: Bernoulli decisions pass the Wald-Wolfowitz runs test", "[mask][bernoulli][statistical]") {
     const std::size_t n = std::size_t{1} << 24;
-    for (std::uint32_t version : {1u, 2u, 3u})
+    for (std::uint32_t version : {1u, 2u, 3u, 4u})
         for (double p : {0.1, 0.3, 0.5}) {
             const auto w = words_of(bernoulli{p, 99, version}, 7, 3, n);
             // Runs = 1 + the number of i with x_i != x_{i+1}.

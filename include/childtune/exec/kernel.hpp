@@ -182,7 +182,7 @@ inline constexpr cpu_isa isa_of_vector = std::is_arithmetic_v<V> ? cpu_isa::scal
 //! draws its words this way once, and later chunks super-group by super-group).
 template <class V>
 CHILDTUNE_ALWAYS_INLINE void draw_words(const philox_keep_params& p, std::uint64_t word, std::size_t count, std::uint64_t* out) {
-    if (p.version == 3) philox_keep_words_kernel::plane_words_once<isa_of_vector<V>>(p, word, count, out);
+    if (keeps_by_planes(p.version)) philox_keep_words_kernel::plane_words_once<isa_of_vector<V>>(p, word, count, out);
     else philox_keep_words_kernel::batches<isa_of_vector<V>>(p, word, count, out);
 }
 //! Definition 3: level 0 of the super-group whose four keep words start at word
@@ -201,7 +201,7 @@ CHILDTUNE_ALWAYS_INLINE void finish_plane_queue(const philox_keep_params& p, pla
 //! Keep words the pass draws at a time: a batch of definition 2 (two words), or
 //! a chunk of definition 3's super-groups (random/detail/philox_planes.hpp),
 //! whose tied lanes share their second pass.
-inline std::size_t pass_draw_words(const philox_keep_params& p) { return p.version == 3 ? 4 * plane_chunk : 2; }
+inline std::size_t pass_draw_words(const philox_keep_params& p) { return keeps_by_planes(p.version) ? 4 * plane_chunk : 2; }
 inline constexpr std::size_t max_pass_draw_words = 4 * plane_chunk;
 
 //! The pass over elements [begin, end) of one tensor; `begin` is a multiple of 64.
@@ -234,7 +234,7 @@ CHILDTUNE_ALWAYS_INLINE void run_element_pass(const pass_arguments<Rule, S>& a, 
     std::uint64_t* ahead = draw_buffers[1];
     const std::size_t chunk = a.draws ? pass_draw_words(*a.draws) : 1; // a power of two
     const std::size_t words_in_range = (end - begin + 63) / 64;
-    const bool planes = a.draws && a.draws->version == 3;
+    const bool planes = a.draws && keeps_by_planes(a.draws->version);
     plane_queue queue;
     if (a.draws) draw_words<V>(*a.draws, a.first_word, std::min(chunk, words_in_range), drawn);
 

@@ -21,7 +21,7 @@
 //! state, so a Bernoulli mask of definition 1 still goes out as kind 1, files
 //! without a definition version (all files before version 3) load as
 //! definition 1, and version 3 is written for a Bernoulli mask of definition 2
-//! or for optimizers that hold 8-bit state.
+//! or later (3, 4) or for optimizers that hold 8-bit state.
 
 #include <childtune/error.hpp>
 #include <childtune/io/binary.hpp>

@@ -143,7 +143,8 @@ void check_all_masks(const typename Rule::options& options) {
     for (auto mo : {masking_options{mask_target::gradient, true}, masking_options{mask_target::update, false}}) {
         CAPTURE(static_cast<int>(mo.target), mo.decay_masked);
         check_batch<Rule, P, S>(::thrust::device, options, dense{}, mo);
-        check_batch<Rule, P, S>(::thrust::device, options, bernoulli{0.3, 7}, mo);
+        check_batch<Rule, P, S>(::thrust::device, options, bernoulli{0.3, 7}, mo); // definition 4: consecutive octets
+        check_batch<Rule, P, S>(::thrust::device, options, bernoulli{0.3, 7, 3}, mo); // octets 16 apart
         check_batch<Rule, P, S>(::thrust::device, options, f, mo);
     }
 }

@@ -35,6 +35,17 @@ inline bool cpu_has_avx512() {
     }();
     return has;
 }
+//! AVX2 with VAES (CPUID leaf 7, ECX bit 9) and AES-NI: AES rounds on two
+//! blocks per ymm instruction (four per zmm one where AVX-512 is there too),
+//! which mask definition 4's generators use (random/detail/ars_x86.hpp).
+inline bool cpu_has_vaes() {
+    static const bool has = [] {
+        unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+        const bool aes = __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & (1u << 25)) != 0;
+        return cpu_has_avx2() && aes && __get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) != 0 && (ecx & (1u << 9)) != 0;
+    }();
+    return has;
+}
 //! AVX-512 with VBMI (byte permutes across a register): the 8-bit state's
 //! byte-table decoder (numeric/detail/blockwise8_vbmi.hpp) needs it on top.
 inline bool cpu_has_avx512vbmi() {

@@ -15,29 +15,52 @@
 //! the 16 lanes of a 256-element super-group each hold 16 elements, one bit of
 //! a 16-bit plane each, so a block's eight planes decide the top 8 bits of 16
 //! draws at once, and a lane's next block is needed only while one of its
-//! elements still ties the threshold (see philox_plane_lane_scalar).
+//! elements still ties the threshold (see philox_plane_lane_scalar). Version 4
+//! is version 3 with ARS-7 blocks (random/ars.hpp) in place of Philox's: the
+//! same counters, layout and comparisons, at a fraction of the vector
+//! instructions where the CPU has AES-NI or VAES (random/detail/ars_x86.hpp).
 
+#include <childtune/random/ars.hpp>
 #include <childtune/random/philox.hpp>
 
 #include <cstdint>
 
 namespace childtune::detail {
 
+//! How the CPU generators compute definition 4's ARS blocks (random/detail/
+//! ars_x86.hpp): `automatic` takes the fastest this CPU has (VAES, else AES-NI,
+//! else the scalar rounds); tests force each one to compare them. All give the
+//! same bits.
+enum class aes_path : std::uint8_t { automatic = 0, software = 1, aesni = 2, vaes = 3 };
+
 //! Everything a keep word depends on besides the group index.
 struct philox_keep_params {
     std::uint32_t k0, k1;     //!< Philox key (the seed)
     std::uint32_t tensor_key; //!< counter word 2
     std::uint32_t step;       //!< counter word 3
-    std::uint32_t threshold;  //!< versions 1 and 3: keep iff the 32-bit draw < threshold (< 2^32);
+    std::uint32_t threshold;  //!< versions 1, 3 and 4: keep iff the 32-bit draw < threshold (< 2^32);
                               //!< version 2: keep iff the 16-bit half < threshold (< 2^16)
-    std::uint32_t version = 1; //!< the mask definition (mask/bernoulli.hpp): 1, 2 or 3
+    std::uint32_t version = 1; //!< the mask definition (mask/bernoulli.hpp): 1, 2, 3 or 4
+    aes_path aes = aes_path::automatic; //!< version 4 on x86: the instructions its AES rounds use
 };
 
-//! Philox4x32-10 block `block` of the keep stream (counter {block lo, block hi,
-//! tensor key, step}, key = the seed).
+//! Whether definition `version` draws bit planes (versions 3 and 4).
+CHILDTUNE_HD_INLINE constexpr bool keeps_by_planes(std::uint32_t version) { return version >= 3; }
+
+//! The ARS-7 key of definition 4: the seed in the low 64 bits.
+CHILDTUNE_HD_INLINE constexpr philox_block ars_keep_key(std::uint32_t k0, std::uint32_t k1) { return {{k0, k1, 0, 0}}; }
+
+//! Block `block` of the keep stream: the counter {block lo, block hi, tensor
+//! key, step} under the seed, through Philox4x32-10 (versions 1-3) or ARS-7
+//! (version 4).
+CHILDTUNE_HD_INLINE philox_block keep_stream_block(std::uint32_t k0, std::uint32_t k1, std::uint32_t tensor_key,
+                                                   std::uint32_t step, std::uint32_t version, std::uint64_t block) {
+    const philox_block counter{{static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), tensor_key, step}};
+    if (version == 4) return ars4x32<7>(counter, ars_keep_key(k0, k1));
+    return philox4x32(counter, {{k0, k1}});
+}
 inline philox_block philox_keep_block(const philox_keep_params& p, std::uint64_t block) {
-    return philox4x32({{static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), p.tensor_key, p.step}},
-                      {{p.k0, p.k1}});
+    return keep_stream_block(p.k0, p.k1, p.tensor_key, p.step, p.version, block);
 }
 
 //! Version 3: the Philox block holding planes 8·level .. 8·level + 7 of lane m
@@ -88,7 +111,7 @@ inline void scatter_lane_bits(std::uint32_t below, unsigned m, std::uint64_t* fo
 //! definition the vector variants reproduce.
 inline std::uint64_t philox_keep_word_scalar(const philox_keep_params& p, std::uint64_t w) {
     std::uint64_t word = 0;
-    if (p.version == 3) {
+    if (p.version == 3) { // (version 4: lane_keep_word_scalar, random/detail/lane_planes.hpp)
         std::uint64_t four[4] = {};
         for (unsigned m = 0; m < 16; ++m) scatter_lane_bits(philox_plane_lane_scalar(p, w / 4, m), m, four);
         return four[w % 4];

@@ -15,6 +15,8 @@
 #include <childtune/config.hpp>
 #include <childtune/exec/cpu_isa.hpp>
 #include <childtune/exec/dispatch.hpp>
+#include <childtune/random/detail/lane_planes.hpp>
+#include <childtune/random/detail/lane_planes_x86.hpp>
 #include <childtune/random/detail/philox_avx2.hpp>
 #include <childtune/random/detail/philox_avx512.hpp>
 #include <childtune/random/detail/philox_keep.hpp>
@@ -67,6 +69,28 @@ struct philox_generators<cpu_isa::avx512>
     : philox_generator_set<philox_keep_word_avx512, philox_keep_pair_avx512, plane_first_avx512, plane_level_avx512, 16> {};
 #endif
 
+//! Definition 4's passes on instruction set I (random/detail/lane_planes.hpp):
+//! level 0 of a super-group and level 1 of `lanes` queue entries. The AVX-512
+//! kernels take the AVX2 passes, whose ARS rounds run on ymm registers.
+template <auto First, auto Level, std::size_t Lanes>
+struct lane_generator_set {
+    static constexpr auto first = First;
+    static constexpr auto level = Level;
+    static constexpr std::size_t lanes = Lanes;
+};
+template <cpu_isa I>
+struct lane_generators : lane_generator_set<lane_first_scalar, lane_level_scalar, 1> {};
+#if CHILDTUNE_HAS_SSE2
+template <>
+struct lane_generators<cpu_isa::sse2> : lane_generator_set<lane_first_sse2, lane_level_sse2, 16> {};
+#endif
+#if CHILDTUNE_HAS_AVX2_DISPATCH
+template <>
+struct lane_generators<cpu_isa::avx2> : lane_generator_set<lane_first_avx2, lane_level_avx2, 16> {};
+template <>
+struct lane_generators<cpu_isa::avx512> : lane_generator_set<lane_first_avx2, lane_level_avx2, 16> {};
+#endif
+
 //! The keep words of groups first .. first + count - 1, as a kernel for the
 //! one instruction-set dispatch (exec/dispatch.hpp), over the generators of
 //! each instruction set. The fused pass (exec/kernel.hpp) draws with its pieces.
@@ -92,19 +116,21 @@ struct philox_keep_words_kernel {
         }
     }
 
-    //! Version 3 by super-groups (philox_planes.hpp): level 0 of super-group s
-    //! into four[0..3], its tied lanes queued ...
+    //! Versions 3 and 4 by super-groups (philox_planes.hpp, lane_planes.hpp):
+    //! level 0 of super-group s into four[0..3], its tied lanes queued ...
     template <cpu_isa I>
     CHILDTUNE_ALWAYS_INLINE static void plane_first(const philox_keep_params& p, std::uint64_t s, std::uint64_t* four,
                                                     plane_queue& q, std::uint32_t first_word) {
-        philox_generators<I>::plane_first(p, s, four, q, first_word);
+        if (p.version == 4) lane_generators<I>::first(p, s, four, q, first_word);
+        else philox_generators<I>::plane_first(p, s, four, q, first_word);
     }
     //! ... and the queue finished into the chunk's words: once per chunk, out of
     //! line (inlined into every flattened kernel it cost compile time and threw
     //! GCC 12's -Wmaybe-uninitialized off in unrelated code of the same unit).
     template <cpu_isa I>
     CHILDTUNE_NOINLINE static void plane_finish_queue(const philox_keep_params& p, plane_queue& q, std::uint64_t* words) {
-        plane_finish<philox_generators<I>::plane_lanes, philox_generators<I>::plane_level>(p, q, words);
+        if (p.version == 4) lane_finish<lane_generators<I>::lanes, lane_generators<I>::level>(p, q, words);
+        else plane_finish<philox_generators<I>::plane_lanes, philox_generators<I>::plane_level>(p, q, words);
     }
 
     //! Version 3's words out of line, for a caller that needs them once (the
@@ -118,7 +144,7 @@ struct philox_keep_words_kernel {
 
     template <cpu_isa I>
     static void run(const philox_keep_params* p, std::uint64_t first, std::size_t count, std::uint64_t* out) {
-        if (p->version == 3) plane_words<plane_first<I>, plane_finish_queue<I>>(*p, first, count, out);
+        if (keeps_by_planes(p->version)) plane_words<plane_first<I>, plane_finish_queue<I>>(*p, first, count, out);
         else batches<I>(*p, first, count, out);
     }
 };

@@ -10,7 +10,10 @@
 //! decisions from one Philox block (mask/bernoulli.hpp, definition 2), so a
 //! thread computes one block where one index per element computed eight, and
 //! the 16 threads of a group still read 16 consecutive elements at each of
-//! their eight accesses (coalesced on a GPU).
+//! their eight accesses (coalesced on a GPU). A mask view whose octet_stride()
+//! is 1 (Bernoulli definition 4, whose draws share blocks along runs of
+//! consecutive elements) has each index step eight consecutive elements of the
+//! same group instead: index 16g + j steps elements 128g + 8j .. + 7.
 
 #include <childtune/config.hpp>
 #include <childtune/numeric/half.hpp>
@@ -48,13 +51,25 @@ struct tensor_slot {
     childtune::detail::mask_plan<bool, S> plan;
 };
 
-//! Elements one index steps, `octet_stride` apart within a group of `octet_group`.
+//! Elements one index steps, `octet_stride` apart (unless the mask asks for
+//! consecutive ones) within a group of `octet_group`.
 inline constexpr std::uint64_t octet_stride = 16, octet_group = 128, octet_elements = octet_group / octet_stride;
 
-//! Keep decisions of elements i + 16k (k < 8) of a tensor of `size` elements as
-//! bits k: the view's own keep_octet where it has one (one Philox block for
-//! Child-Tuning_F), else keep() per element inside the tensor (a fixed mask's
-//! words end with it).
+//! How far apart the elements an index steps are: the view's octet_stride()
+//! where it has one (1 or 16), else 16.
+template <class MaskView>
+CHILDTUNE_HD_INLINE std::uint64_t element_stride(const MaskView& mask) {
+    if constexpr (requires { mask.octet_stride(); }) {
+        return mask.octet_stride() == 1 ? 1 : octet_stride;
+    } else {
+        return octet_stride;
+    }
+}
+
+//! Keep decisions of elements i + dk (k < 8, d = element_stride) of a tensor
+//! of `size` elements as bits k: the view's own keep_octet where it has one
+//! (one or two blocks for Child-Tuning_F), else keep() per element inside the
+//! tensor (a fixed mask's words end with it).
 template <class MaskView>
 CHILDTUNE_HD_INLINE unsigned keep_octet(const MaskView& mask, std::uint64_t i, std::uint64_t size) {
     if constexpr (requires { mask.keep_octet(i); }) {
@@ -76,12 +91,13 @@ struct batch_element_step {
     CHILDTUNE_HD void operator()(std::uint64_t index) const {
         using slot = tensor_slot<Rule, P, S, MaskView>;
         // Groups of 128 never straddle tensors: tensors start at multiples of 256.
-        const std::uint64_t first = index / octet_stride * octet_group + index % octet_stride;
-        const slot& t = slot_of(slots, count, first, [](const slot& x) { return x.first; });
-        const std::uint64_t i = first - t.first;
+        const std::uint64_t group = index / octet_stride * octet_group;
+        const slot& t = slot_of(slots, count, group, [](const slot& x) { return x.first; });
+        const std::uint64_t d = element_stride(t.mask);
+        const std::uint64_t i = group - t.first + (d == 1 ? octet_elements * (index % octet_stride) : index % octet_stride);
         if (i >= t.size) return; // alignment padding
         const unsigned keep = keep_octet(t.mask, i, t.size);
-        if (i + octet_stride * (octet_elements - 1) < t.size) {
+        if (i + d * (octet_elements - 1) < t.size) {
             // All eight inside the tensor: every load is issued before any store,
             // so the eight elements' reads are in flight together (interleaved,
             // a store to element k could alias a later element's load, and each
@@ -89,7 +105,7 @@ struct batch_element_step {
             S p[octet_elements], g[octet_elements];
             S state[octet_elements][childtune::detail::rule_state_slots<Rule>()] = {};
             for (unsigned k = 0; k < octet_elements; ++k) {
-                const std::uint64_t j = i + octet_stride * k;
+                const std::uint64_t j = i + d * k;
                 p[k] = childtune::detail::widen<S>(t.param[j]);
                 g[k] = childtune::detail::widen<S>(t.grad[j]);
                 if constexpr (Buffers > 0)
@@ -98,7 +114,7 @@ struct batch_element_step {
             for (unsigned k = 0; k < octet_elements; ++k)
                 Rule::apply(t.constants, t.plan(((keep >> k) & 1u) != 0), p[k], g[k], state[k]);
             for (unsigned k = 0; k < octet_elements; ++k) {
-                const std::uint64_t j = i + octet_stride * k;
+                const std::uint64_t j = i + d * k;
                 t.param[j] = childtune::detail::narrow<P>(p[k]);
                 if constexpr (Buffers > 0)
                     for (std::size_t b = 0; b != Buffers; ++b) t.state[b][j] = state[k][b];
@@ -106,7 +122,7 @@ struct batch_element_step {
             return;
         }
         for (unsigned k = 0; k < octet_elements; ++k) { // the tensor's last, partial group
-            const std::uint64_t j = i + octet_stride * k;
+            const std::uint64_t j = i + d * k;
             if (j >= t.size) break;
             S p = childtune::detail::widen<S>(t.param[j]);
             S state[childtune::detail::rule_state_slots<Rule>()] = {};
