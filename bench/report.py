@@ -48,9 +48,11 @@ METHODS = [
      "by block, as a step does for each moment (5 B/param: float in, code out)"),
     ("blockwise8/dequantise", "the 8-bit state's decoding alone: every code to its float (5 B/param)"),
     ("childtune/ct_f+mask_v2", "the same with mask definition 2 (16-bit draws, the default before definition 3)"),
-    ("philox/keep_bits", "Child-Tuning_F's Philox keep bits alone, as the fused step draws them (no tensor "
-     "touched: the compute CT_F adds)"),
+    ("childtune/ct_f+mask_v3", "the same with mask definition 3 (Philox bit planes, the default before definition 4)"),
+    ("philox/keep_bits", "Child-Tuning_F's keep bits alone (the default definition 4: ARS-7), as the fused step "
+     "draws them (no tensor touched: the compute CT_F adds)"),
     ("philox/keep_bits+mask_v2", "the same with mask definition 2"),
+    ("philox/keep_bits+mask_v3", "the same with mask definition 3"),
     ("childtune_torch/dense", "`childtune::torch::ChildTuningAdamW`, dense"),
     ("childtune_torch/ct_f", "`childtune::torch::ChildTuningAdamW`, Child-Tuning_F"),
     ("childtune_torch/ct_d", "`childtune::torch::ChildTuningAdamW`, Child-Tuning_D"),
@@ -62,6 +64,8 @@ PAIRED = [
     ("paired/8bit_vs_fp32_state", "`childtune/dense`", "`childtune/dense+8bit_state`", "8-bit state ÷ fp32 state"),
     ("paired/ct_f+mask_v2_vs_dense", "`childtune/dense`", "`childtune/ct_f+mask_v2`",
      "Child-Tuning_F with mask definition 2 ÷ dense"),
+    ("paired/ct_f+mask_v3_vs_dense", "`childtune/dense`", "`childtune/ct_f+mask_v3`",
+     "Child-Tuning_F with mask definition 3 ÷ dense"),
 ]
 MIXED = ["childtune/bf16/dense", "childtune/bf16/ct_f", "childtune/fp16/dense", "childtune/fp16/ct_f"]
 # (ours, peer, column title) for the speedup table: peer time / our time.

@@ -185,13 +185,12 @@ CHILDTUNE_ALWAYS_INLINE void draw_words(const philox_keep_params& p, std::uint64
     if (keeps_by_planes(p.version)) philox_keep_words_kernel::plane_words_once<isa_of_vector<V>>(p, word, count, out);
     else philox_keep_words_kernel::batches<isa_of_vector<V>>(p, word, count, out);
 }
-//! Definition 3: level 0 of the super-group whose four keep words start at word
-//! `word` (a multiple of 4) into four[0..3], its tied lanes queued for
-//! finish_plane_queue with the chunk's words from `chunk_word` on.
+//! Definitions 3 and 4: the first pass that draws level 0 of a super-group
+//! into its four keep words and queues its tied lanes for finish_plane_queue,
+//! on the instruction set whose registers V fill (a call per super-group).
 template <class V>
-CHILDTUNE_ALWAYS_INLINE void draw_plane_first(const philox_keep_params& p, std::uint64_t word, std::uint64_t* four,
-                                              plane_queue& queue, std::size_t chunk_word) {
-    philox_keep_words_kernel::plane_first<isa_of_vector<V>>(p, word / 4, four, queue, static_cast<std::uint32_t>(chunk_word));
+CHILDTUNE_ALWAYS_INLINE philox_keep_words_kernel::first_pass plane_first_pass(const philox_keep_params& p) {
+    return philox_keep_words_kernel::first_pass_of<isa_of_vector<V>>(p);
 }
 template <class V>
 CHILDTUNE_ALWAYS_INLINE void finish_plane_queue(const philox_keep_params& p, plane_queue& queue, std::uint64_t* chunk) {
@@ -236,6 +235,7 @@ CHILDTUNE_ALWAYS_INLINE void run_element_pass(const pass_arguments<Rule, S>& a, 
     const std::size_t words_in_range = (end - begin + 63) / 64;
     const bool planes = a.draws && keeps_by_planes(a.draws->version);
     plane_queue queue;
+    const philox_keep_words_kernel::first_pass draw_first = planes ? plane_first_pass<V>(*a.draws) : nullptr;
     if (a.draws) draw_words<V>(*a.draws, a.first_word, std::min(chunk, words_in_range), drawn);
 
     for (std::size_t w = begin; w < end; w += 64) {
@@ -249,9 +249,9 @@ CHILDTUNE_ALWAYS_INLINE void run_element_pass(const pass_arguments<Rule, S>& a, 
                 if (!planes) {
                     if (r == 0) draw_words<V>(*a.draws, a.first_word + next, std::min(chunk, words_in_range - next), ahead);
                 } else if (r % 4 == 0 && next + r < words_in_range) {
-                    // Definition 3: the next chunk's super-group r / 4 while these four
-                    // words are stepped, and its queue finished at the end of this chunk.
-                    draw_plane_first<V>(*a.draws, a.first_word + next + r, ahead + r, queue, r);
+                    // Definitions 3 and 4: the next chunk's super-group r / 4 while these
+                    // four words are stepped, and its queue finished at the end of this chunk.
+                    draw_first(*a.draws, (a.first_word + next + r) / 4, ahead + r, queue, static_cast<std::uint32_t>(r));
                 }
                 if (planes && r == chunk - 1) finish_plane_queue<V>(*a.draws, queue, ahead);
             }

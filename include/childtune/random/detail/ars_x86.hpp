@@ -20,6 +20,7 @@
 #include <childtune/random/ars.hpp>
 #include <childtune/random/detail/philox_keep.hpp>
 
+#include <cstddef>
 #include <cstdint>
 
 #if CHILDTUNE_HAS_SSE2
@@ -66,6 +67,24 @@ inline aes_path resolve_aes_path(aes_path asked, bool wide) {
 }
 
 // ---- SSE2 registers: 4 lanes --------------------------------------------------
+//! ARS-7 on N blocks, one per register, with AES-NI: N independent chains in
+//! flight for the instructions' latency.
+template <std::size_t N>
+__attribute__((target("aes"))) CHILDTUNE_ALWAYS_INLINE void ars7_aesni(const philox_keep_params& p, __m128i (&x)[N]) {
+    const __m128i weyl = _mm_set_epi64x(static_cast<long long>(ars_weyl_hi), static_cast<long long>(ars_weyl_lo));
+    __m128i k = _mm_setr_epi32(static_cast<int>(p.k0), static_cast<int>(p.k1), 0, 0);
+#pragma GCC unroll 16
+    for (auto& b : x) b = _mm_xor_si128(b, k);
+#pragma GCC unroll 6
+    for (int r = 1; r < 7; ++r) {
+        k = _mm_add_epi64(k, weyl);
+#pragma GCC unroll 16
+        for (auto& b : x) b = _mm_aesenc_si128(b, k);
+    }
+    k = _mm_add_epi64(k, weyl);
+#pragma GCC unroll 16
+    for (auto& b : x) b = _mm_aesenclast_si128(b, k);
+}
 //! Ten instructions of transposes around the rounds: lanes' counters into
 //! blocks, blocks' words back into lanes.
 __attribute__((target("aes"))) inline void ars_words_aesni_sse2(const philox_keep_params& p, __m128i lo, __m128i hi,
@@ -73,19 +92,7 @@ __attribute__((target("aes"))) inline void ars_words_aesni_sse2(const philox_kee
     const __m128i ks = _mm_unpacklo_epi32(_mm_set1_epi32(static_cast<int>(p.tensor_key)), _mm_set1_epi32(static_cast<int>(p.step)));
     const __m128i a = _mm_unpacklo_epi32(lo, hi), b = _mm_unpackhi_epi32(lo, hi);
     __m128i v[4] = {_mm_unpacklo_epi64(a, ks), _mm_unpackhi_epi64(a, ks), _mm_unpacklo_epi64(b, ks), _mm_unpackhi_epi64(b, ks)};
-    const __m128i weyl = _mm_set_epi64x(static_cast<long long>(ars_weyl_hi), static_cast<long long>(ars_weyl_lo));
-    __m128i k = _mm_setr_epi32(static_cast<int>(p.k0), static_cast<int>(p.k1), 0, 0);
-    #pragma GCC unroll 16
-    for (auto& x : v) x = _mm_xor_si128(x, k);
-#pragma GCC unroll 6
-    for (int r = 1; r < 7; ++r) {
-        k = _mm_add_epi64(k, weyl);
-        #pragma GCC unroll 16
-        for (auto& x : v) x = _mm_aesenc_si128(x, k);
-    }
-    k = _mm_add_epi64(k, weyl);
-    #pragma GCC unroll 16
-    for (auto& x : v) x = _mm_aesenclast_si128(x, k);
+    ars7_aesni(p, v);
     const __m128i t0 = _mm_unpacklo_epi32(v[0], v[1]), t1 = _mm_unpacklo_epi32(v[2], v[3]);
     const __m128i t2 = _mm_unpackhi_epi32(v[0], v[1]), t3 = _mm_unpackhi_epi32(v[2], v[3]);
     w[0] = _mm_unpacklo_epi64(t0, t1);
@@ -138,16 +145,16 @@ __attribute__((target("avx2,aes,vaes"))) inline void ars_words_vaes_avx2(const p
                                            static_cast<long long>(ars_weyl_hi), static_cast<long long>(ars_weyl_lo));
     __m256i k = _mm256_setr_epi32(static_cast<int>(p.k0), static_cast<int>(p.k1), 0, 0, static_cast<int>(p.k0),
                                   static_cast<int>(p.k1), 0, 0);
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (auto& x : v) x = _mm256_xor_si256(x, k);
 #pragma GCC unroll 6
     for (int r = 1; r < 7; ++r) {
         k = _mm256_add_epi64(k, weyl);
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (auto& x : v) x = _mm256_aesenc_epi128(x, k);
     }
     k = _mm256_add_epi64(k, weyl);
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (auto& x : v) x = _mm256_aesenclast_epi128(x, k);
     ars_lanes_avx2(v, w0);
     ars_lanes_avx2(v + 4, w1);
@@ -164,19 +171,7 @@ __attribute__((target("avx2,aes"))) inline void ars_words_aesni_avx2(const philo
         x[2 * j] = _mm256_castsi256_si128(v[j]);
         x[2 * j + 1] = _mm256_extracti128_si256(v[j], 1);
     }
-    const __m128i weyl = _mm_set_epi64x(static_cast<long long>(ars_weyl_hi), static_cast<long long>(ars_weyl_lo));
-    __m128i k = _mm_setr_epi32(static_cast<int>(p.k0), static_cast<int>(p.k1), 0, 0);
-    #pragma GCC unroll 16
-    for (auto& b : x) b = _mm_xor_si128(b, k);
-#pragma GCC unroll 6
-    for (int r = 1; r < 7; ++r) {
-        k = _mm_add_epi64(k, weyl);
-        #pragma GCC unroll 16
-        for (auto& b : x) b = _mm_aesenc_si128(b, k);
-    }
-    k = _mm_add_epi64(k, weyl);
-    #pragma GCC unroll 16
-    for (auto& b : x) b = _mm_aesenclast_si128(b, k);
+    ars7_aesni(p, x);
     for (int j = 0; j < 8; ++j) v[j] = _mm256_inserti128_si256(_mm256_castsi128_si256(x[2 * j]), x[2 * j + 1], 1);
     ars_lanes_avx2(v, w0);
     ars_lanes_avx2(v + 4, w1);

@@ -38,15 +38,8 @@ struct lane_compare {
 //! .. + 3), then of `second`, each against its bit of the threshold.
 CHILDTUNE_HD_INLINE constexpr void compare_lane_planes(lane_compare& c, const philox_block& first, const philox_block& second,
                                                        std::uint32_t threshold, unsigned level) {
-    for (unsigned j = 0; j < 8; ++j) {
-        const std::uint32_t plane = j < 4 ? first.w[j] : second.w[j - 4];
-        if ((threshold >> (31 - 8 * level - j)) & 1u) {
-            c.below |= c.tied & ~plane;
-            c.tied &= plane;
-        } else {
-            c.tied &= ~plane;
-        }
-    }
+    for (unsigned j = 0; j < 8; ++j)
+        fold_plane(c.below, c.tied, j < 4 ? first.w[j] : second.w[j - 4], ((threshold >> (31 - 8 * level - j)) & 1u) != 0);
 }
 //! Version 4: the keep bits of lane l of super-group s, continuing `c` from
 //! level `level` on. A draw equal to the threshold in all 32 bits is not below it.
@@ -91,23 +84,19 @@ inline void lane_level_scalar(const philox_keep_params& p, plane_queue& q, std::
     q.tied[e] = c.tied;
 }
 
-//! Finishes the lanes queued by version 4's first passes into the chunk's
-//! `words`: level 1 by `level_one(p, queue, e)` for entries e .. e + Lanes - 1,
-//! then levels 2 and 3 of the lanes still tied.
+//! Version 4's last step for queue entry e: levels 2 and 3 where the lane is
+//! still tied after 16 bits, then its 32 bits into half l % 2 of its word.
+inline void lane_finish_entry(const philox_keep_params& p, const plane_queue& q, std::size_t e, std::uint64_t* words) {
+    std::uint32_t below = q.below[e];
+    const unsigned lane = q.place[e] % 16;
+    if (q.tied[e] != 0)
+        below = lane_keep_bits_scalar(p, (std::uint64_t{q.block_hi[e]} << 32 | q.block_lo[e]) / 64, lane, {below, q.tied[e]}, 2);
+    words[q.place[e] / 16 + lane / 2] |= std::uint64_t{below} << (32 * (lane % 2));
+}
+//! Version 4's queue finished (finish_queue, philox_planes.hpp).
 template <std::size_t Lanes, auto level_one>
 CHILDTUNE_ALWAYS_INLINE void lane_finish(const philox_keep_params& p, plane_queue& q, std::uint64_t* words) {
-    q.pad(Lanes);
-    for (std::size_t e = 0; e < q.count; e += Lanes) level_one(p, q, e);
-    for (std::size_t e = 0; e < q.count; ++e) {
-        std::uint32_t below = q.below[e];
-        const unsigned lane = q.place[e] % 16;
-        if (q.tied[e] != 0) { // tied through 16 bits: the definition's levels 2 and 3
-            const std::uint64_t block = std::uint64_t{q.block_hi[e]} << 32 | q.block_lo[e];
-            below = lane_keep_bits_scalar(p, block / 64, lane, {below, q.tied[e]}, 2);
-        }
-        words[q.place[e] / 16 + lane / 2] |= std::uint64_t{below} << (32 * (lane % 2));
-    }
-    q.count = 0;
+    finish_queue<Lanes, level_one, lane_finish_entry>(p, q, words);
 }
 
 } // namespace childtune::detail

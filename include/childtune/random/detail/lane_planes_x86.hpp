@@ -28,19 +28,16 @@
 namespace childtune::detail {
 
 #if CHILDTUNE_HAS_SSE2
-//! Folds planes 8·level .. + 3 (`first`) and + 4 .. + 7 (`second`) of four
-//! lanes into below, tied, against the threshold's bits.
-CHILDTUNE_ALWAYS_INLINE void compare_lanes_sse2(const __m128i (&first)[4], const __m128i (&second)[4], std::uint32_t threshold,
-                                                unsigned level, __m128i& below, __m128i& tied) {
-    for (unsigned j = 0; j < 8; ++j) {
-        const __m128i plane = j < 4 ? first[j] : second[j - 4];
-        if ((threshold >> (31 - 8 * level - j)) & 1u) {
-            below = _mm_or_si128(below, _mm_andnot_si128(plane, tied));
-            tied = _mm_and_si128(tied, plane);
-        } else {
-            tied = _mm_andnot_si128(plane, tied);
-        }
-    }
+//! Level `level` of four lanes whose half-0 blocks have counter words lo, hi:
+//! the eight planes of their two blocks each (half 1 is 32 blocks on) folded
+//! into below, tied.
+CHILDTUNE_ALWAYS_INLINE void fold_lanes_sse2(const philox_keep_params& p, aes_path path, __m128i lo, __m128i hi, unsigned level,
+                                             __m128i& below, __m128i& tied) {
+    __m128i first[4], second[4];
+    ars_words_sse2(p, path, lo, hi, first);
+    ars_words_sse2(p, path, _mm_add_epi32(lo, _mm_set1_epi32(32)), hi, second);
+    for (unsigned j = 0; j < 8; ++j)
+        fold_plane(below, tied, j < 4 ? first[j] : second[j - 4], ((p.threshold >> (31 - 8 * level - j)) & 1u) != 0);
 }
 //! Version 4, level 0 of super-group s (lane_first_scalar's result).
 inline void lane_first_sse2(const philox_keep_params& p, std::uint64_t s, std::uint64_t* four, plane_queue& q,
@@ -52,11 +49,8 @@ inline void lane_first_sse2(const philox_keep_params& p, std::uint64_t s, std::u
     for (unsigned quarter = 0; quarter < 2; ++quarter) { // lanes 4·quarter .. + 3
         const __m128i lo = _mm_add_epi32(_mm_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(block0) + 16u * quarter)),
                                          _mm_setr_epi32(0, 4, 8, 12));
-        __m128i first[4], second[4];
-        ars_words_sse2(p, path, lo, hi, first);
-        ars_words_sse2(p, path, _mm_add_epi32(lo, _mm_set1_epi32(32)), hi, second);
         __m128i b = _mm_setzero_si128(), t = _mm_set1_epi32(-1);
-        compare_lanes_sse2(first, second, p.threshold, 0, b, t);
+        fold_lanes_sse2(p, path, lo, hi, 0, b, t);
         _mm_store_si128(reinterpret_cast<__m128i*>(below + 4 * quarter), b);
         _mm_store_si128(reinterpret_cast<__m128i*>(tied + 4 * quarter), t);
     }
@@ -68,13 +62,9 @@ inline void lane_first_sse2(const philox_keep_params& p, std::uint64_t s, std::u
 inline void lane_level_sse2(const philox_keep_params& p, plane_queue& q, std::size_t e) {
     const aes_path path = resolve_aes_path(p.aes, false);
     for (std::size_t g = e; g < e + 16; g += 4) {
-        const __m128i lo = _mm_add_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q.block_lo + g)), _mm_set1_epi32(1));
-        const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q.block_hi + g));
-        __m128i first[4], second[4];
-        ars_words_sse2(p, path, lo, hi, first);
-        ars_words_sse2(p, path, _mm_add_epi32(lo, _mm_set1_epi32(32)), hi, second);
         __m128i below = _mm_setzero_si128(), tied = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q.tied + g));
-        compare_lanes_sse2(first, second, p.threshold, 1, below, tied);
+        fold_lanes_sse2(p, path, _mm_add_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q.block_lo + g)), _mm_set1_epi32(1)),
+                        _mm_loadu_si128(reinterpret_cast<const __m128i*>(q.block_hi + g)), 1, below, tied);
         _mm_storeu_si128(reinterpret_cast<__m128i*>(q.below + g), below);
         _mm_storeu_si128(reinterpret_cast<__m128i*>(q.tied + g), tied);
     }
@@ -82,55 +72,37 @@ inline void lane_level_sse2(const philox_keep_params& p, plane_queue& q, std::si
 #endif
 
 #if CHILDTUNE_HAS_AVX2_DISPATCH
-//! compare_lanes_sse2 on eight lanes.
-__attribute__((target("avx2"))) CHILDTUNE_ALWAYS_INLINE void compare_lanes_avx2(const __m256i (&first)[4], const __m256i (&second)[4],
-                                                                                std::uint32_t threshold, unsigned level,
-                                                                                __m256i& below, __m256i& tied) {
+//! fold_lanes_sse2 on eight lanes.
+__attribute__((target("avx2"))) CHILDTUNE_ALWAYS_INLINE void fold_lanes_avx2(const philox_keep_params& p, aes_path path, __m256i lo,
+                                                                             __m256i hi, unsigned level, __m256i& below,
+                                                                             __m256i& tied) {
+    __m256i first[4], second[4];
+    ars_words_avx2(p, path, lo, hi, _mm256_add_epi32(lo, _mm256_set1_epi32(32)), hi, first, second);
 #pragma GCC unroll 8
-    for (unsigned j = 0; j < 8; ++j) {
-        const __m256i plane = j < 4 ? first[j] : second[j - 4];
-        if ((threshold >> (31 - 8 * level - j)) & 1u) {
-            below = _mm256_or_si256(below, _mm256_andnot_si256(plane, tied));
-            tied = _mm256_and_si256(tied, plane);
-        } else {
-            tied = _mm256_andnot_si256(plane, tied);
-        }
-    }
+    for (unsigned j = 0; j < 8; ++j)
+        fold_plane(below, tied, j < 4 ? first[j] : second[j - 4], ((p.threshold >> (31 - 8 * level - j)) & 1u) != 0);
 }
 //! Version 4, level 0 of super-group s: the lanes' bits stored as they come,
-//! and the tied lanes queued without a branch (plane_pack_indices, as
-//! plane_first_avx2 does for version 3).
+//! and the tied lanes queued without a branch (queue_lanes_avx2).
 __attribute__((target("avx2"))) inline void lane_first_avx2(const philox_keep_params& p, std::uint64_t s, std::uint64_t* four,
                                                             plane_queue& q, std::uint32_t first_word) {
     const std::uint64_t block0 = lane_block(s, 0, 0, 0);
     const __m256i hi = _mm256_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(block0 >> 32)));
     const __m256i lo = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(block0))),
                                         _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
-    __m256i first[4], second[4];
-    ars_words_avx2(p, resolve_aes_path(p.aes, true), lo, hi, _mm256_add_epi32(lo, _mm256_set1_epi32(32)), hi, first, second);
     __m256i below = _mm256_setzero_si256(), tied = _mm256_set1_epi32(-1);
-    compare_lanes_avx2(first, second, p.threshold, 0, below, tied);
+    fold_lanes_avx2(p, resolve_aes_path(p.aes, true), lo, hi, 0, below, tied);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(four), below);
-    const unsigned mask = avx2_nonzero_lanes(tied);
-    const __m256i order = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(&plane_pack_indices[mask])));
-    const __m256i place =
-        _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(16 * first_word)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    const std::size_t at = q.count;
-    avx2_store(q.block_lo + at, _mm256_permutevar8x32_epi32(lo, order));
-    avx2_store(q.block_hi + at, hi);
-    avx2_store(q.tied + at, _mm256_permutevar8x32_epi32(tied, order));
-    avx2_store(q.place + at, _mm256_permutevar8x32_epi32(place, order));
-    q.count = at + static_cast<std::size_t>(std::popcount(mask));
+    queue_lanes_avx2(q, avx2_nonzero_lanes(tied), lo, hi, tied,
+                     _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(16 * first_word)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
 }
 //! Version 4, level 1 of queue entries e .. e + 15, eight at a time.
 __attribute__((target("avx2"))) inline void lane_level_avx2(const philox_keep_params& p, plane_queue& q, std::size_t e) {
     const aes_path path = resolve_aes_path(p.aes, true);
     for (std::size_t g = e; g < e + 16; g += 8) {
-        const __m256i lo = _mm256_add_epi32(avx2_load(q.block_lo + g), _mm256_set1_epi32(1)), hi = avx2_load(q.block_hi + g);
-        __m256i first[4], second[4];
-        ars_words_avx2(p, path, lo, hi, _mm256_add_epi32(lo, _mm256_set1_epi32(32)), hi, first, second);
         __m256i below = _mm256_setzero_si256(), tied = avx2_load(q.tied + g);
-        compare_lanes_avx2(first, second, p.threshold, 1, below, tied);
+        fold_lanes_avx2(p, path, _mm256_add_epi32(avx2_load(q.block_lo + g), _mm256_set1_epi32(1)), avx2_load(q.block_hi + g), 1, below,
+                        tied);
         avx2_store(q.below + g, below);
         avx2_store(q.tied + g, tied);
     }

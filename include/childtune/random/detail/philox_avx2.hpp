@@ -131,15 +131,9 @@ __attribute__((target("avx2"))) CHILDTUNE_ALWAYS_INLINE void compare_planes_avx2
                                                                                  unsigned level, __m256i& below, __m256i& tied) {
     const __m256i words[4] = {b.x0, b.x1, b.x2, b.x3};
 #pragma GCC unroll 8
-    for (unsigned j = 0; j < 8; ++j) {
-        const __m256i plane = j % 2 ? _mm256_srli_epi32(words[j / 2], 16) : words[j / 2];
-        if ((threshold >> (31 - 8 * level - j)) & 1u) {
-            below = _mm256_or_si256(below, _mm256_andnot_si256(plane, tied));
-            tied = _mm256_and_si256(tied, plane);
-        } else {
-            tied = _mm256_andnot_si256(plane, tied);
-        }
-    }
+    for (unsigned j = 0; j < 8; ++j)
+        fold_plane(below, tied, j % 2 ? _mm256_srli_epi32(words[j / 2], 16) : words[j / 2],
+                   ((threshold >> (31 - 8 * level - j)) & 1u) != 0);
 }
 
 //! One stage of a 16x16 bit transpose: rows r and r + b (lanes of 16 bits,
@@ -177,6 +171,19 @@ __attribute__((target("avx2"))) CHILDTUNE_ALWAYS_INLINE unsigned avx2_nonzero_la
     const __m256i zero = _mm256_cmpeq_epi32(v, _mm256_setzero_si256());
     return ~static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(zero))) & 0xFFu;
 }
+//! Appends the lanes set in `mask` (eight lanes) to the queue without a
+//! branch: packed to the front by the permutation plane_pack_indices looks up,
+//! all eight slots stored, used or not (the queue has the room).
+__attribute__((target("avx2"))) CHILDTUNE_ALWAYS_INLINE void queue_lanes_avx2(plane_queue& q, unsigned mask, __m256i block_lo,
+                                                                              __m256i block_hi, __m256i tied, __m256i place) {
+    const __m256i order = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(&plane_pack_indices[mask])));
+    const std::size_t at = q.count;
+    avx2_store(q.block_lo + at, _mm256_permutevar8x32_epi32(block_lo, order));
+    avx2_store(q.block_hi + at, _mm256_permutevar8x32_epi32(block_hi, order));
+    avx2_store(q.tied + at, _mm256_permutevar8x32_epi32(tied, order));
+    avx2_store(q.place + at, _mm256_permutevar8x32_epi32(place, order));
+    q.count = at + static_cast<std::size_t>(std::popcount(mask));
+}
 //! Version 3, level 0 of super-group s (plane_first_scalar's result): lanes m
 //! = 0 .. 7 and 8 .. 15 as two batches in flight.
 __attribute__((target("avx2"))) inline void plane_first_avx2(const philox_keep_params& p, std::uint64_t s, std::uint64_t* four,
@@ -206,22 +213,10 @@ __attribute__((target("avx2"))) inline void plane_first_avx2(const philox_keep_p
     // branch per tied lane mispredicted about once per super-group: how many
     // lanes tie is random (none in 37 % of super-groups, one in 38 %).
     const __m256i tied_lo = _mm256_and_si256(tied0, low16), tied_hi = _mm256_and_si256(tied1, low16);
-    const unsigned mask0 = avx2_nonzero_lanes(tied_lo), mask1 = avx2_nonzero_lanes(tied_hi);
-    const __m256i order0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(&plane_pack_indices[mask0])));
-    const __m256i order1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(&plane_pack_indices[mask1])));
     const __m256i place0 =
         _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(16 * first_word)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    const __m256i place1 = _mm256_add_epi32(place0, _mm256_set1_epi32(8));
-    const std::size_t at0 = q.count, at1 = at0 + static_cast<std::size_t>(std::popcount(mask0));
-    avx2_store(q.block_lo + at0, _mm256_permutevar8x32_epi32(lo0, order0));
-    avx2_store(q.block_hi + at0, hi);
-    avx2_store(q.tied + at0, _mm256_permutevar8x32_epi32(tied_lo, order0));
-    avx2_store(q.place + at0, _mm256_permutevar8x32_epi32(place0, order0));
-    avx2_store(q.block_lo + at1, _mm256_permutevar8x32_epi32(lo1, order1));
-    avx2_store(q.block_hi + at1, hi);
-    avx2_store(q.tied + at1, _mm256_permutevar8x32_epi32(tied_hi, order1));
-    avx2_store(q.place + at1, _mm256_permutevar8x32_epi32(place1, order1));
-    q.count = at1 + static_cast<std::size_t>(std::popcount(mask1));
+    queue_lanes_avx2(q, avx2_nonzero_lanes(tied_lo), lo0, hi, tied_lo, place0);
+    queue_lanes_avx2(q, avx2_nonzero_lanes(tied_hi), lo1, hi, tied_hi, _mm256_add_epi32(place0, _mm256_set1_epi32(8)));
 }
 
 //! Version 3, level 1 of queue entries e .. e + 15, as two batches in flight.

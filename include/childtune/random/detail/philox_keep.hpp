@@ -69,6 +69,21 @@ CHILDTUNE_HD constexpr std::uint64_t plane_block(std::uint64_t s, unsigned m, un
     return 4 * (16 * s + m) + level;
 }
 
+//! Versions 3 and 4: folds one plane into a most-significant-first comparison
+//! of draws with the threshold, for every draw whose bit the plane holds (a
+//! lane's word, or vector registers of them: V is any type with bitwise
+//! operators). Once a draw's bit differs from the threshold's it is decided:
+//! below where the threshold has the 1, no longer tied either way.
+template <class V>
+CHILDTUNE_HD_INLINE constexpr void fold_plane(V& below, V& tied, const V& plane, bool threshold_bit) {
+    if (threshold_bit) {
+        below |= tied & ~plane;
+        tied &= plane;
+    } else {
+        tied &= ~plane;
+    }
+}
+
 //! Version 3: a lane's 16 draws compared with the threshold, most significant
 //! bit first. Bit k of `below` is set once draw k is known to be below the
 //! threshold; bit k of `tied` while its leading bits equal the threshold's.
@@ -80,15 +95,8 @@ struct plane_compare {
 //! draw k), compared with the same bit of the threshold.
 CHILDTUNE_HD constexpr void compare_planes(plane_compare& c, const philox_block& out, std::uint32_t threshold,
                                            unsigned level) {
-    for (unsigned j = 0; j < 8; ++j) {
-        const std::uint32_t plane = (out.w[j / 2] >> (16 * (j % 2))) & 0xFFFFu;
-        if ((threshold >> (31 - 8 * level - j)) & 1u) {
-            c.below |= c.tied & ~plane;
-            c.tied &= plane;
-        } else {
-            c.tied &= ~plane;
-        }
-    }
+    for (unsigned j = 0; j < 8; ++j)
+        fold_plane(c.below, c.tied, (out.w[j / 2] >> (16 * (j % 2))) & 0xFFFFu, ((threshold >> (31 - 8 * level - j)) & 1u) != 0);
 }
 //! Version 3: the keep bits (bit k for element 256s + m + 16k) of lane m of
 //! super-group s, continuing `c` from block `level` on. A draw equal to the

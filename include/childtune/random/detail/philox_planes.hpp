@@ -95,20 +95,28 @@ inline void plane_level_scalar(const philox_keep_params& p, plane_queue& q, std:
 
 //! Finishes the lanes queued by first passes into `words` (the chunk's keep
 //! words, indexed by the queue's places): level 1 by `level_one(p, queue, e)`
-//! for entries e .. e + Lanes - 1, then levels 2 and 3 of the lanes still tied.
-template <std::size_t Lanes, auto level_one>
-CHILDTUNE_ALWAYS_INLINE void plane_finish(const philox_keep_params& p, plane_queue& q, std::uint64_t* words) {
+//! for entries e .. e + Lanes - 1, then `finish_entry(p, queue, e, words)`
+//! for each entry (levels 2 and 3 of a lane still tied, its bits into place).
+template <std::size_t Lanes, auto level_one, auto finish_entry>
+CHILDTUNE_ALWAYS_INLINE void finish_queue(const philox_keep_params& p, plane_queue& q, std::uint64_t* words) {
     q.pad(Lanes);
     for (std::size_t e = 0; e < q.count; e += Lanes) level_one(p, q, e);
-    for (std::size_t e = 0; e < q.count; ++e) {
-        std::uint32_t below = q.below[e];
-        const unsigned lane = q.place[e] % 16;
-        if (q.tied[e] != 0) // tied through 16 bits: the definition's levels 2 and 3
-            below = philox_plane_lane_scalar(p, (std::uint64_t{q.block_hi[e]} << 32 | q.block_lo[e]) / 64, lane,
-                                             {below, q.tied[e]}, 2);
-        scatter_lane_bits(below, lane, words + q.place[e] / 16);
-    }
+    for (std::size_t e = 0; e < q.count; ++e) finish_entry(p, q, e, words);
     q.count = 0;
+}
+//! Version 3's last step for queue entry e: levels 2 and 3 where the lane is
+//! still tied after 16 bits, then its 16 bits scattered into the four words.
+inline void plane_finish_entry(const philox_keep_params& p, const plane_queue& q, std::size_t e, std::uint64_t* words) {
+    std::uint32_t below = q.below[e];
+    const unsigned lane = q.place[e] % 16;
+    if (q.tied[e] != 0)
+        below = philox_plane_lane_scalar(p, (std::uint64_t{q.block_hi[e]} << 32 | q.block_lo[e]) / 64, lane, {below, q.tied[e]}, 2);
+    scatter_lane_bits(below, lane, words + q.place[e] / 16);
+}
+//! Version 3's queue finished (finish_queue).
+template <std::size_t Lanes, auto level_one>
+CHILDTUNE_ALWAYS_INLINE void plane_finish(const philox_keep_params& p, plane_queue& q, std::uint64_t* words) {
+    finish_queue<Lanes, level_one, plane_finish_entry>(p, q, words);
 }
 
 //! Keep words first .. first + count - 1 of definition 3: `first_pass(p, s,

@@ -122,15 +122,9 @@ inline void philox_keep_pair_sse2(const philox_keep_params& p, std::uint64_t gro
 CHILDTUNE_ALWAYS_INLINE void compare_planes_sse2(const sse2_blocks4& b, std::uint32_t threshold, unsigned level, __m128i& below,
                                                  __m128i& tied) {
     const __m128i words[4] = {b.x0, b.x1, b.x2, b.x3};
-    for (unsigned j = 0; j < 8; ++j) {
-        const __m128i plane = j % 2 ? _mm_srli_epi32(words[j / 2], 16) : words[j / 2];
-        if ((threshold >> (31 - 8 * level - j)) & 1u) {
-            below = _mm_or_si128(below, _mm_andnot_si128(plane, tied));
-            tied = _mm_and_si128(tied, plane);
-        } else {
-            tied = _mm_andnot_si128(plane, tied);
-        }
-    }
+    for (unsigned j = 0; j < 8; ++j)
+        fold_plane(below, tied, j % 2 ? _mm_srli_epi32(words[j / 2], 16) : words[j / 2],
+                   ((threshold >> (31 - 8 * level - j)) & 1u) != 0);
 }
 
 //! Version 3, level 0 of super-group s (plane_first_scalar's result): the 16

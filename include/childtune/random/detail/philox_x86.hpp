@@ -118,11 +118,23 @@ struct philox_keep_words_kernel {
 
     //! Versions 3 and 4 by super-groups (philox_planes.hpp, lane_planes.hpp):
     //! level 0 of super-group s into four[0..3], its tied lanes queued ...
+    using first_pass = void (*)(const philox_keep_params&, std::uint64_t, std::uint64_t*, plane_queue&, std::uint32_t);
+    //! ... by the first pass of p's definition on instruction set I, chosen
+    //! once per run of words: one version's pass inlined into another's loop
+    //! (a branch per super-group) made both 10-60 % slower (register pressure).
+    template <cpu_isa I>
+    static first_pass first_pass_of(const philox_keep_params& p) {
+        return p.version == 4 ? lane_generators<I>::first : philox_generators<I>::plane_first;
+    }
     template <cpu_isa I>
     CHILDTUNE_ALWAYS_INLINE static void plane_first(const philox_keep_params& p, std::uint64_t s, std::uint64_t* four,
                                                     plane_queue& q, std::uint32_t first_word) {
-        if (p.version == 4) lane_generators<I>::first(p, s, four, q, first_word);
-        else philox_generators<I>::plane_first(p, s, four, q, first_word);
+        philox_generators<I>::plane_first(p, s, four, q, first_word);
+    }
+    template <cpu_isa I>
+    CHILDTUNE_ALWAYS_INLINE static void lane_first(const philox_keep_params& p, std::uint64_t s, std::uint64_t* four,
+                                                   plane_queue& q, std::uint32_t first_word) {
+        lane_generators<I>::first(p, s, four, q, first_word);
     }
     //! ... and the queue finished into the chunk's words: once per chunk, out of
     //! line (inlined into every flattened kernel it cost compile time and threw
@@ -133,18 +145,19 @@ struct philox_keep_words_kernel {
         else plane_finish<philox_generators<I>::plane_lanes, philox_generators<I>::plane_level>(p, q, words);
     }
 
-    //! Version 3's words out of line, for a caller that needs them once (the
+    //! Versions 3 and 4's words out of line, for a caller that needs them once (the
     //! fused pass's first chunk): inlined, the driver and a second copy of the
     //! first pass in every flattened kernel cost 15-20 % more compile time.
     template <cpu_isa I>
     CHILDTUNE_NOINLINE static void plane_words_once(const philox_keep_params& p, std::uint64_t first, std::size_t count,
                                                     std::uint64_t* out) {
-        plane_words<plane_first<I>, plane_finish_queue<I>>(p, first, count, out);
+        if (p.version == 4) plane_words<lane_first<I>, plane_finish_queue<I>>(p, first, count, out);
+        else plane_words<plane_first<I>, plane_finish_queue<I>>(p, first, count, out);
     }
 
     template <cpu_isa I>
     static void run(const philox_keep_params* p, std::uint64_t first, std::size_t count, std::uint64_t* out) {
-        if (keeps_by_planes(p->version)) plane_words<plane_first<I>, plane_finish_queue<I>>(*p, first, count, out);
+        if (keeps_by_planes(p->version)) plane_words_once<I>(*p, first, count, out);
         else batches<I>(*p, first, count, out);
     }
 };
