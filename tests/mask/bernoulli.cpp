@@ -316,6 +316,35 @@ std::uint32_t plane_draw(std::uint32_t version, std::uint64_t seed, std::uint32_
     if (version == 3) return v3_draw(seed, key, step, e);
     return v4_lane_draws(seed, key, step, e / 256, static_cast<unsigned>(e % 256 / 32))[e % 32];
 }
+TEST_CASE("Bernoulli definitions: what sets them apart, by name", "[mask][bernoulli]") {
+    using namespace childtune::detail;
+    STATIC_REQUIRE(!keeps_by_planes(1) && !keeps_by_planes(2) && keeps_by_planes(3) && keeps_by_planes(4));
+    STATIC_REQUIRE(!lanes_are_consecutive(3) && lanes_are_consecutive(4));
+    STATIC_REQUIRE(!blocks_by_ars(1) && !blocks_by_ars(2) && !blocks_by_ars(3) && blocks_by_ars(4));
+    // The layouts as the views report them: eight decisions of consecutive
+    // elements for version 4, of elements 16 apart for the others.
+    for (std::uint32_t version = 1; version <= 4; ++version)
+        CHECK(childtune::bernoulli_view(0.3, 1, 2, 3, 0, version).octet_stride() == (version == 4 ? 1u : 16u));
+}
+
+#if CHILDTUNE_HAS_SSE2
+TEST_CASE("Bernoulli views resolve the AES path once, when made", "[mask][bernoulli]") {
+    using childtune::detail::aes_path;
+    const aes_path expected = childtune::detail::resolve_aes_path(aes_path::automatic, true);
+    CHECK(expected != aes_path::automatic);
+    CHECK((expected == (childtune::detail::cpu_has_aesni() ? aes_path::aesni : aes_path::software) ||
+           expected == aes_path::vaes));
+    childtune::bernoulli_view v(0.3, 1, 2, 3, 0, 4);
+    CHECK(v.keep_params().aes == expected);
+    v.set_aes_path(aes_path::software);
+    CHECK(v.keep_params().aes == aes_path::software);
+    v.set_aes_path(aes_path::automatic);
+    CHECK(v.keep_params().aes == expected);
+    // The policy's views too (the path the fused step's generators read).
+    CHECK(bernoulli{0.3, 7}.view(1, 2).keep_params().aes == expected);
+}
+#endif
+
 // The views of version 3 on every instruction set, and of version 4 on every
 // instruction set and with each AES path this CPU has (random/detail/ars_x86.hpp).
 std::vector<childtune::bernoulli_view> views_on_every_path(const childtune::bernoulli_view& view) {

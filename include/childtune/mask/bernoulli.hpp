@@ -120,7 +120,8 @@ public:
             threshold = static_cast<std::uint32_t>(clamped);
         }
         params_ = {static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32), tensor_key,
-                   static_cast<std::uint32_t>(step), threshold, version >= 1 && version <= 4 ? version : 3u};
+                   static_cast<std::uint32_t>(step), threshold, version >= 1 && version <= 4 ? version : 3u,
+                   resolved(detail::aes_path::automatic)};
     }
 
     //! Whether element i (relative to the view's offset) is kept.
@@ -160,7 +161,7 @@ public:
     }
     //! How far apart the eight elements of keep_octet are: 16 (versions 1-3),
     //! or 1 (version 4, whose lanes are consecutive elements).
-    CHILDTUNE_HD std::uint64_t octet_stride() const { return params_.version == 4 ? 1 : 16; }
+    CHILDTUNE_HD std::uint64_t octet_stride() const { return detail::lanes_are_consecutive(params_.version) ? 1 : 16; }
     //! Decisions of elements i, i + d, ..., i + 7d (d = octet_stride()) as bits
     //! 0..7 (the eight a thread of the Thrust adapter steps). When element i +
     //! offset is among the first 16 of its 128-element group they are the eight
@@ -172,7 +173,7 @@ public:
         if (all_) return 0xFFu;
         const std::uint64_t e = i + offset_;
         unsigned bits = 0;
-        if (params_.version == 4) {
+        if (detail::lanes_are_consecutive(params_.version)) {
             if ((e & 31) <= 24) { // all eight in lane (e % 256) / 32
                 const unsigned lane = static_cast<unsigned>(e >> 5) & 7;
                 detail::lane_compare c;
@@ -185,7 +186,7 @@ public:
             return bits;
         }
         if ((e & 127) < 16) {
-            if (detail::keeps_by_planes(params_.version)) { // elements e + 16k' are draws k0 .. k0 + 7 of one lane
+            if (detail::keeps_by_planes(params_.version)) { // (version 3) elements e + 16k' are draws k0 .. k0 + 7 of one lane
                 detail::plane_compare c;
                 for (unsigned level = 0; level < 4 && c.tied != 0; ++level)
                     detail::compare_planes(c, block(detail::plane_block(e >> 8, static_cast<unsigned>(e & 15), level)),
@@ -253,9 +254,18 @@ public:
     void set_isa(detail::philox_isa isa) { isa_ = isa; }
     //! Chooses the AES instructions of version 4's x86 generators (tests use it
     //! to compare them; all give the same bits).
-    void set_aes_path(detail::aes_path path) { params_.aes = path; }
+    void set_aes_path(detail::aes_path path) { params_.aes = resolved(path); }
 
 private:
+    //! `automatic` as the path this CPU takes, resolved once per view rather
+    //! than per super-group in the generators' passes.
+    static detail::aes_path resolved(detail::aes_path path) {
+#if CHILDTUNE_HAS_SSE2
+        return detail::resolve_aes_path(path, true); // (the SSE2 passes read vaes as AES-NI)
+#else
+        return path;
+#endif
+    }
     CHILDTUNE_HD philox_block block(std::uint64_t b) const {
         return detail::keep_stream_block(params_.k0, params_.k1, params_.tensor_key, params_.step, params_.version, b);
     }

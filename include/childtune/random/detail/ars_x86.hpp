@@ -55,7 +55,10 @@ inline bool cpu_has_aesni() {
     return has;
 }
 //! The instructions definition 4's rounds take: VAES only in the AVX2 (and
-//! AVX-512) kernels, whose ymm registers it needs (`wide`).
+//! AVX-512) kernels, whose ymm registers it needs (`wide`; the SSE2 passes
+//! read `vaes` as AES-NI, which every VAES CPU has). Views resolve
+//! `automatic` once, when made (mask/bernoulli.hpp); for them the passes' call
+//! is one compare.
 inline aes_path resolve_aes_path(aes_path asked, bool wide) {
     if (asked != aes_path::automatic) return asked;
 #if CHILDTUNE_HAS_AVX2_DISPATCH

@@ -50,12 +50,6 @@ inline std::uint32_t lane_keep_bits_scalar(const philox_keep_params& p, std::uin
                             p.threshold, level);
     return c.below;
 }
-//! Version 4: keep word w (two lanes).
-inline std::uint64_t lane_keep_word_scalar(const philox_keep_params& p, std::uint64_t w) {
-    const unsigned lane = 2 * static_cast<unsigned>(w % 4);
-    return std::uint64_t{lane_keep_bits_scalar(p, w / 4, lane)} | std::uint64_t{lane_keep_bits_scalar(p, w / 4, lane + 1)} << 32;
-}
-
 // The queue entries of version 4 (plane_queue): `block` is the lane's level-0
 // block of half 0, lane_block(s, l, 0, 0); `place` is 16 x (the super-group's
 // first word in the chunk) + l, and the lane's bits are half l % 2 of word

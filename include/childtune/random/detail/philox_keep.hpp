@@ -44,8 +44,17 @@ struct philox_keep_params {
     aes_path aes = aes_path::automatic; //!< version 4 on x86: the instructions its AES rounds use
 };
 
-//! Whether definition `version` draws bit planes (versions 3 and 4).
+// What sets the mask definitions apart, asked by name rather than by number
+// (a new definition is a new answer here, plus its passes):
+//! Whether definition `version` draws 32-bit draws as bit planes, decided
+//! lazily (versions 3 and 4; versions 1 and 2 compare whole draws).
 CHILDTUNE_HD_INLINE constexpr bool keeps_by_planes(std::uint32_t version) { return version >= 3; }
+//! Whether a lane of definition `version`'s planes is consecutive elements
+//! (version 4: 32 of them), not elements 16 apart (version 3).
+CHILDTUNE_HD_INLINE constexpr bool lanes_are_consecutive(std::uint32_t version) { return version == 4; }
+//! Whether definition `version`'s blocks come from ARS-7 (version 4), not
+//! Philox4x32-10 (versions 1-3).
+CHILDTUNE_HD_INLINE constexpr bool blocks_by_ars(std::uint32_t version) { return version == 4; }
 
 //! The ARS-7 key of definition 4: the seed in the low 64 bits.
 CHILDTUNE_HD_INLINE constexpr philox_block ars_keep_key(std::uint32_t k0, std::uint32_t k1) { return {{k0, k1, 0, 0}}; }
@@ -56,7 +65,7 @@ CHILDTUNE_HD_INLINE constexpr philox_block ars_keep_key(std::uint32_t k0, std::u
 CHILDTUNE_HD_INLINE philox_block keep_stream_block(std::uint32_t k0, std::uint32_t k1, std::uint32_t tensor_key,
                                                    std::uint32_t step, std::uint32_t version, std::uint64_t block) {
     const philox_block counter{{static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), tensor_key, step}};
-    if (version == 4) return ars4x32<7>(counter, ars_keep_key(k0, k1));
+    if (blocks_by_ars(version)) return ars4x32<7>(counter, ars_keep_key(k0, k1));
     return philox4x32(counter, {{k0, k1}});
 }
 inline philox_block philox_keep_block(const philox_keep_params& p, std::uint64_t block) {
@@ -115,15 +124,12 @@ inline void scatter_lane_bits(std::uint32_t below, unsigned m, std::uint64_t* fo
         four[w] |= ((std::uint64_t{(below >> (4 * w)) & 0xFu} * 0x0000200040008001ull) & 0x0001000100010001ull) << m;
 }
 
-//! Keep bits of elements 64w .. 64w + 63 (bit j for element 64w + j): the
-//! definition the vector variants reproduce.
+//! Versions 1 and 2: keep bits of elements 64w .. 64w + 63 (bit j for element
+//! 64w + j), the definition the vector variants reproduce. (The plane
+//! definitions' scalar passes are plane_first_scalar, philox_planes.hpp, and
+//! lane_first_scalar, lane_planes.hpp.)
 inline std::uint64_t philox_keep_word_scalar(const philox_keep_params& p, std::uint64_t w) {
     std::uint64_t word = 0;
-    if (p.version == 3) { // (version 4: lane_keep_word_scalar, random/detail/lane_planes.hpp)
-        std::uint64_t four[4] = {};
-        for (unsigned m = 0; m < 16; ++m) scatter_lane_bits(philox_plane_lane_scalar(p, w / 4, m), m, four);
-        return four[w % 4];
-    }
     if (p.version == 1) {
         for (unsigned lane = 0; lane < 16; ++lane) {
             const auto out = philox_keep_block(p, 16 * w + lane);

@@ -124,7 +124,7 @@ struct philox_keep_words_kernel {
     //! (a branch per super-group) made both 10-60 % slower (register pressure).
     template <cpu_isa I>
     static first_pass first_pass_of(const philox_keep_params& p) {
-        return p.version == 4 ? lane_generators<I>::first : philox_generators<I>::plane_first;
+        return lanes_are_consecutive(p.version) ? lane_generators<I>::first : philox_generators<I>::plane_first;
     }
     template <cpu_isa I>
     CHILDTUNE_ALWAYS_INLINE static void plane_first(const philox_keep_params& p, std::uint64_t s, std::uint64_t* four,
@@ -141,7 +141,7 @@ struct philox_keep_words_kernel {
     //! GCC 12's -Wmaybe-uninitialized off in unrelated code of the same unit).
     template <cpu_isa I>
     CHILDTUNE_NOINLINE static void plane_finish_queue(const philox_keep_params& p, plane_queue& q, std::uint64_t* words) {
-        if (p.version == 4) lane_finish<lane_generators<I>::lanes, lane_generators<I>::level>(p, q, words);
+        if (lanes_are_consecutive(p.version)) lane_finish<lane_generators<I>::lanes, lane_generators<I>::level>(p, q, words);
         else plane_finish<philox_generators<I>::plane_lanes, philox_generators<I>::plane_level>(p, q, words);
     }
 
@@ -151,7 +151,7 @@ struct philox_keep_words_kernel {
     template <cpu_isa I>
     CHILDTUNE_NOINLINE static void plane_words_once(const philox_keep_params& p, std::uint64_t first, std::size_t count,
                                                     std::uint64_t* out) {
-        if (p.version == 4) plane_words<lane_first<I>, plane_finish_queue<I>>(p, first, count, out);
+        if (lanes_are_consecutive(p.version)) plane_words<lane_first<I>, plane_finish_queue<I>>(p, first, count, out);
         else plane_words<plane_first<I>, plane_finish_queue<I>>(p, first, count, out);
     }
 
