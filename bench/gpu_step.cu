@@ -353,11 +353,13 @@ void copy_device_to_device(benchmark::State& state) {
     report(state, 8.0, l, total, -1.0);
 }
 
-enum class mask_kind { dense, ct_f, ct_d };
+//! ct_f draws the default mask definition (4: ARS-7 bit planes), ct_f_v3 the
+//! previous default (Philox bit planes), so one run compares the two on the card.
+enum class mask_kind { dense, ct_f, ct_f_v3, ct_d };
 
 template <mask_kind K>
 using view_t = std::conditional_t<K == mask_kind::dense, childtune::dense_view,
-                                  std::conditional_t<K == mask_kind::ct_f, childtune::bernoulli_view, childtune::fixed_view>>;
+                                  std::conditional_t<K == mask_kind::ct_d, childtune::fixed_view, childtune::bernoulli_view>>;
 
 constexpr double keep_probability = 0.3; // p_F and p_D
 constexpr childtune::adamw::options adamw_options{.lr = 1e-3, .weight_decay = 0.01, .flavour = childtune::adamw_flavour::torch};
@@ -399,12 +401,13 @@ void adamw_case(benchmark::State& state, const layout& l, bool check_pointers) {
                            fixed_mask_word{childtune::bernoulli{keep_probability, 7}.view(0, 0), n});
     GPU_CHECK(cudaStreamSynchronize(g_gpu.stream));
 
-    const childtune::bernoulli ct_f{keep_probability, 42};
+    const childtune::bernoulli ct_f{keep_probability, 42}, ct_f_v3{keep_probability, 42, 3};
     std::vector<std::uint32_t> keys;
     for (const auto& t : l.tensors) keys.push_back(childtune::stable_tensor_key(t.name));
     const auto view_at = [&](std::size_t k, std::uint64_t step) -> view {
         if constexpr (K == mask_kind::dense) return childtune::dense{}.view();
         else if constexpr (K == mask_kind::ct_f) return ct_f.view(keys[k], step);
+        else if constexpr (K == mask_kind::ct_f_v3) return ct_f_v3.view(keys[k], step);
         //! One mask over the whole storage; each tensor's view starts at its offset.
         else return childtune::fixed_view(bits, n, l.tensors[k].offset);
     };
@@ -530,12 +533,14 @@ int main(int argc, char** argv) {
         {"copy/device_to_device", &copy_device_to_device},
         {"adamw/fp32/dense", &flat_case<float, mask_kind::dense>},
         {"adamw/fp32/ct_f", &flat_case<float, mask_kind::ct_f>},
+        {"adamw/fp32/ct_f+mask_v3", &flat_case<float, mask_kind::ct_f_v3>},
         {"adamw/fp32/ct_d", &flat_case<float, mask_kind::ct_d>},
         {"adamw/bf16/dense", &flat_case<bfloat16, mask_kind::dense>},
         {"adamw/bf16/ct_f", &flat_case<bfloat16, mask_kind::ct_f>},
         {"adamw/bf16/ct_d", &flat_case<bfloat16, mask_kind::ct_d>},
         {"model/adamw/fp32/dense", &model_case<float, mask_kind::dense>},
         {"model/adamw/fp32/ct_f", &model_case<float, mask_kind::ct_f>},
+        {"model/adamw/fp32/ct_f+mask_v3", &model_case<float, mask_kind::ct_f_v3>},
         {"model/adamw/fp32/ct_d", &model_case<float, mask_kind::ct_d>},
         {"model/adamw/fp32/dense+memory_check", &model_dense_checked},
     };
