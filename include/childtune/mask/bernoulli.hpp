@@ -71,6 +71,7 @@
 #include <childtune/config.hpp>
 #include <childtune/error.hpp>
 #include <childtune/mask/tensor_info.hpp>
+#include <childtune/random/detail/ars_x86.hpp>
 #include <childtune/random/detail/lane_planes.hpp>
 #include <childtune/random/detail/philox_x86.hpp>
 #include <childtune/random/philox.hpp>
