@@ -171,22 +171,21 @@ for name in ("gpu_step", "gpu_fisher_select"):
             continue
         extra = "  ".join(f"{k}={b[k]:.4g}" for k in ("GB/s", "x_copy", "x_read", "held_GB", "kept_frac") if k in b)
         print(f"  {b['name']:<42} {b['real_time']:10.3f} {b['time_unit']}  {extra}")
-# The default mask definition (4) against the previous one (3) on the card, and
-# each over the dense step: definition 4 draws its ARS blocks from tables.
-step = os.path.join(out, "gpu_step.json")
+# The step's times by name (ms), read once for the ratios below.
+step, torch_path = os.path.join(out, "gpu_step.json"), os.path.join(out, "torch_adamw.json")
+ours = {}
 if os.path.exists(step):
     ours = {b["name"].removesuffix("/manual_time"): b["real_time"] for b in json.load(open(step))["benchmarks"]
             if not b.get("error_occurred") and b.get("time_unit") == "ms"}
-    for prefix in ("adamw/fp32", "model/adamw/fp32"):
-        dense, v4, v3 = (ours.get(f"{prefix}/{k}") for k in ("dense", "ct_f", "ct_f+mask_v3"))
-        if dense and v4 and v3:
-            print(f"  {prefix}: CT_F / dense {v4 / dense:.3f} (definition 4), {v3 / dense:.3f} (definition 3)")
+# The default mask definition (4) against the previous one (3) on the card, and
+# each over the dense step: definition 4 draws its ARS blocks from tables.
+for prefix in ("adamw/fp32", "model/adamw/fp32"):
+    dense, v4, v3 = (ours.get(f"{prefix}/{k}") for k in ("dense", "ct_f", "ct_f+mask_v3"))
+    if dense and v4 and v3:
+        print(f"  {prefix}: CT_F / dense {v4 / dense:.3f} (definition 4), {v3 / dense:.3f} (definition 3)")
 # childtune's step time over PyTorch's on the same tensors' shape (one tensor of N
 # elements; both programs at the same N).
-step, torch_path = os.path.join(out, "gpu_step.json"), os.path.join(out, "torch_adamw.json")
 if os.path.exists(step) and os.path.exists(torch_path):
-    ours = {b["name"].removesuffix("/manual_time"): b["real_time"] for b in json.load(open(step))["benchmarks"]
-            if not b.get("error_occurred") and b.get("time_unit") == "ms"}
     peer = json.load(open(torch_path))
     theirs = {r["name"]: r["ms"] for r in peer["results"]}
     print(f"childtune time / PyTorch time (torch {peer['torch']}, N = {peer['n']}; below 1: childtune is faster)")
