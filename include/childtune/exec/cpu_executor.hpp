@@ -13,6 +13,7 @@
 #include <childtune/exec/memory_checks.hpp>
 #include <childtune/exec/nonfinite.hpp>
 #include <childtune/io/binary.hpp>
+#include <childtune/random/detail/aes_cap.hpp>
 #include <childtune/registry/gradient_step.hpp>
 #include <childtune/registry/registry.hpp>
 #include <childtune/registry/step_plan.hpp>
@@ -46,10 +47,15 @@ public:
         }
     };
 
-    //! Chooses the kernels' instruction set now (exec/cpu_isa.hpp), so a
-    //! malformed CHILDTUNE_MAX_ISA is an error of the optimizer's constructor,
-    //! not of a step half done or of a kernel on an OpenMP thread.
-    cpu_executor() { (void)cpu_kernel_isa(); }
+    //! Chooses the kernels' instruction set now (exec/cpu_isa.hpp) and reads the
+    //! cap on the masks' AES instructions (random/detail/aes_cap.hpp), so a
+    //! malformed CHILDTUNE_MAX_ISA or CHILDTUNE_MAX_AES is an error of the
+    //! optimizer's constructor, not of a step half done or of a kernel on an
+    //! OpenMP thread.
+    cpu_executor() {
+        (void)cpu_kernel_isa();
+        detail::check_aes_cap();
+    }
 
     // ---- memory of the registered tensors -------------------------------------------------
 

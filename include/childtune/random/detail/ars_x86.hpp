@@ -18,6 +18,7 @@
 #include <childtune/config.hpp>
 #include <childtune/exec/detail/cpu_features.hpp>
 #include <childtune/random/ars.hpp>
+#include <childtune/random/detail/aes_cap.hpp>
 #include <childtune/random/detail/philox_keep.hpp>
 
 #include <cstddef>
@@ -56,17 +57,17 @@ inline bool cpu_has_aesni() {
 }
 //! The instructions definition 4's rounds take: VAES only in the AVX2 (and
 //! AVX-512) kernels, whose ymm registers it needs (`wide`; the SSE2 passes
-//! read `vaes` as AES-NI, which every VAES CPU has). Views resolve
-//! `automatic` once, when made (mask/bernoulli.hpp); for them the passes' call
-//! is one compare.
+//! read `vaes` as AES-NI, which every VAES CPU has), under the cap
+//! CHILDTUNE_MAX_AES (random/detail/aes_cap.hpp). Views resolve `automatic`
+//! once, when made (mask/bernoulli.hpp); for them the passes' call is one compare.
 inline aes_path resolve_aes_path(aes_path asked, bool wide) {
     if (asked != aes_path::automatic) return asked;
 #if CHILDTUNE_HAS_AVX2_DISPATCH
-    if (wide && cpu_has_vaes()) return aes_path::vaes;
+    const bool has_vaes = cpu_has_vaes();
 #else
-    (void)wide;
+    const bool has_vaes = false;
 #endif
-    return cpu_has_aesni() ? aes_path::aesni : aes_path::software;
+    return choose_aes_path(asked, wide, environment_aes_cap().cap, cpu_has_aesni(), has_vaes);
 }
 
 // ---- SSE2 registers: 4 lanes --------------------------------------------------

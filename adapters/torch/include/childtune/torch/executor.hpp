@@ -20,6 +20,7 @@
 #include <childtune/exec/cpu_isa.hpp>
 #include <childtune/exec/cpu_runner.hpp>
 #include <childtune/exec/nonfinite.hpp>
+#include <childtune/random/detail/aes_cap.hpp>
 #include <childtune/registry/registry.hpp>
 #include <childtune/registry/state_layout.hpp>
 #include <childtune/registry/step_plan.hpp>
@@ -65,10 +66,14 @@ public:
         }
     };
 
-    //! Chooses the CPU kernels' instruction set now (childtune/exec/cpu_isa.hpp):
-    //! a malformed CHILDTUNE_MAX_ISA fails the optimizer's constructor, not a step
-    //! whose device tensors were already stepped.
-    executor() { (void)childtune::cpu_kernel_isa(); }
+    //! Chooses the CPU kernels' instruction set now (childtune/exec/cpu_isa.hpp)
+    //! and reads the cap on the masks' AES instructions (random/detail/aes_cap.hpp):
+    //! a malformed CHILDTUNE_MAX_ISA or CHILDTUNE_MAX_AES fails the optimizer's
+    //! constructor, not a step whose device tensors were already stepped.
+    executor() {
+        (void)childtune::cpu_kernel_isa();
+        childtune::detail::check_aes_cap();
+    }
 
     void bind_new(const at::Tensor& param, placement where) {
         tensors_.push_back({param, {}, where, kernels_of(param), {}, {}});
