@@ -1,9 +1,7 @@
 """The CHILDTUNE_MAX_AES cap on mask definition 4's AES instructions, each in a
 fresh interpreter: the cap is read once per process. Every path draws the same
 masks, so the probe compares a Child-Tuning_F step's kept elements."""
-import os
-import subprocess
-import sys
+from fresh_process import run_probe
 
 PROBE = """
 import torch, childtune
@@ -20,12 +18,7 @@ else:
 
 
 def probe(cap):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    env.pop("CHILDTUNE_MAX_AES", None)
-    if cap is not None:
-        env["CHILDTUNE_MAX_AES"] = cap
-    out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True)
-    return out.stdout.strip()
+    return run_probe(PROBE, "CHILDTUNE_MAX_AES", cap)
 
 
 def test_every_aes_path_keeps_the_same_elements():

@@ -1,12 +1,9 @@
 """childtune.cpu_kernel_isa and the CHILDTUNE_MAX_ISA cap, each in a fresh
 interpreter: the cap is read once per process."""
-import os
-import subprocess
-import sys
-
 import pytest
 
 import childtune
+from fresh_process import run_probe
 
 PROBE = """
 import torch, childtune
@@ -20,12 +17,7 @@ else:
 
 
 def probe(cap):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    env.pop("CHILDTUNE_MAX_ISA", None)
-    if cap is not None:
-        env["CHILDTUNE_MAX_ISA"] = cap
-    out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True)
-    return out.stdout.strip()
+    return run_probe(PROBE, "CHILDTUNE_MAX_ISA", cap)
 
 
 def test_names_the_kernels_of_this_process():
