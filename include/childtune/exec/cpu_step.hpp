@@ -20,7 +20,7 @@ namespace childtune::detail {
 
 //! Where a range's keep decisions come from. `words`: fetched from the view
 //! before the pass, for any mask. `drawn_in_pass`: as optimizers run
-//! Child-Tuning_F (exec/cpu_runner.hpp), the pass draws its Philox keep words
+//! Child-Tuning_F (exec/cpu_runner.hpp), the pass draws its keep words
 //! itself when the view is Bernoulli and the range starts a 128-element group
 //! (any_mask_view::draws_from); other ranges and masks fetch words.
 enum class keep_source : std::uint8_t { words, drawn_in_pass };

@@ -6,7 +6,7 @@
 //!
 //! Each element is read once (param, grad, state) and written once (param,
 //! state): 28 bytes per parameter for fp32 AdamW. Keep decisions arrive as one
-//! 64-bit word per 64 elements (from Philox, a packed mask or another policy;
+//! 64-bit word per 64 elements (from Bernoulli draws, a packed mask or another policy;
 //! none for dense groups), so no mask is materialised. A word that keeps all 64
 //! elements runs the rule with the compile-time lane mask `all_lanes`
 //! (numeric/lanes.hpp), whose selects fold away: dense steps pay nothing for
@@ -81,7 +81,7 @@ struct pass_arguments {
     const std::uint32_t* kept_before;
     double* block_sums;
     //! Child-Tuning_F drawn in the pass instead of `words` (when not null): the
-    //! keep bits of elements begin + 64k ... are Philox keep word first_word + k
+    //! keep bits of elements begin + 64k ... are Bernoulli keep word first_word + k
     //! (first_word even; random/detail/philox_keep.hpp).
     const philox_keep_params* draws = nullptr;
     std::uint64_t first_word = 0;
@@ -225,7 +225,7 @@ CHILDTUNE_ALWAYS_INLINE void run_element_pass(const pass_arguments<Rule, S>& a, 
     // Draws in the pass: the keep words of the next chunk (pass_draw_words) are
     // drawn while the current one is stepped (definition 2: in one go at its
     // start; definition 3: a super-group per four words), so the out-of-order
-    // core runs the integer Philox rounds beside the update's divisions and
+    // core runs the generator's integer rounds beside the update's divisions and
     // square roots rather than in a phase of their own (docs/benchmarks.md
     // measures both).
     alignas(64) std::uint64_t draw_buffers[2][max_pass_draw_words];

@@ -5,8 +5,9 @@
 //! eq. 5), so the expected gradient equals the dense one.
 //!
 //! The decision for element i of a tensor at step t is a pure function of
-//! (seed, t, tensor key, i) through Philox4x32-10, by one of two recorded
-//! definitions (the policy's `version`; state files store it):
+//! (seed, t, tensor key, i) through a counter-based generator, by one of four
+//! recorded definitions (the policy's `version`; state files store it). Versions
+//! 1-3 draw Philox4x32-10 blocks, version 4 (the default) ARS-7 blocks:
 //!
 //!     out(b) = philox4x32(counter = {b lo32, b hi32, tensor_key, t},
 //!                         key     = {seed lo32, seed hi32})
@@ -61,7 +62,7 @@
 //! same rounds run from tables. A GPU thread steps eight consecutive elements
 //! of one lane (octet_stride()), two blocks for the eight.
 //!
-//! Each group of 64 (version 2: 128; versions 3 and 4: 256) elements uses 16 Philox
+//! Each group of 64 (version 2: 128; versions 3 and 4: 256) elements uses 16 generator
 //! blocks (versions 3 and 4: at least), one per SIMD lane, so one output word (half,
 //! plane bit) across the lanes gives 16 consecutive decisions (on a GPU: a
 //! half-warp reads 16 consecutive elements). Nothing is
@@ -103,7 +104,7 @@ public:
 
     bernoulli_view() = default;
     //! The decisions of Child-Tuning_F for one tensor at one step: keep probability
-    //! `p`, Philox key `seed`, the tensor's key, the step (counter word 3), the
+    //! `p`, generator key `seed`, the tensor's key, the step (counter word 3), the
     //! index of the view's first element in the whole tensor and the definition
     //! `version` (1, 2, 3 or 4, see above; an unknown one reads as 3).
     bernoulli_view(double p, std::uint64_t seed, std::uint32_t tensor_key, std::uint64_t step, std::uint64_t offset,
@@ -287,7 +288,7 @@ inline constexpr std::uint32_t bernoulli_default_version = 4;
 //! recorded definition version).
 struct bernoulli {
     double p = 1.0;            //!< keep probability p_F in [min_p_of(version), 1]; the paper uses 0.1–0.3
-    std::uint64_t seed = 0;    //!< Philox key
+    std::uint64_t seed = 0;    //!< the generator's key (Philox's or ARS-7's, by version)
     //! The decision function (1: 0.1's 32-bit draws; 2: 16-bit draws, p in units
     //! of 2^-16; 3: 32-bit draws as bit planes; 4: version 3 drawn by ARS-7).
     //! State files record it; files without it are version 1.

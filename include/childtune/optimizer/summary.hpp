@@ -11,8 +11,8 @@
 //! re-reads the last step's keep decisions from the mask views (they are pure
 //! functions of the step, masks/tensor_info.hpp): a dense group costs nothing,
 //! a fixed mask one popcount per 64 elements (N/64 word reads), a Bernoulli
-//! mask one Philox draw per 4 elements, about the cost of the masking part of
-//! one step. Pass `count_kept = false` for the shape alone, at no cost per element.
+//! mask its keep draws again, about the cost of the masking part of one step.
+//! Pass `count_kept = false` for the shape alone, at no cost per element.
 
 #include <childtune/mask/any_mask.hpp>
 #include <childtune/mask/bernoulli.hpp>

@@ -5,7 +5,7 @@
 //! Each element is computed by the scalar definition of the update rule (the
 //! `apply` the CPU kernels vectorise), so on the CPP, OMP and TBB systems a step
 //! gives the core CPU path's results bit for bit; keep decisions come from the
-//! same mask views (Philox for Child-Tuning_F, packed bits for fixed masks).
+//! same mask views (Bernoulli draws for Child-Tuning_F, packed bits for fixed masks).
 //!
 //! Multi-tensor batching, as fused GPU optimizers do it: the tensors of a batch
 //! share one index space in which each tensor starts at a multiple of
