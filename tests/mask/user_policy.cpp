@@ -149,7 +149,7 @@ TEST_CASE("user-defined mask policy: decisions are the built-in Bernoulli ones a
     opt.step();
     const auto expect = [&](const std::vector<float>& w, const char* name, double p) {
         const auto view = childtune::bernoulli{p, 77}.view(childtune::stable_tensor_key(name), 0);
-        const double q = p; // definition 3 (the default) divides by p itself
+        const double q = p; // definition 4 (the default) divides by p itself
         for (std::size_t i = 0; i < w.size(); ++i) REQUIRE(w[i] == (view.keep(i) ? -(1.0f / static_cast<float>(q)) : 0.0f));
     };
     expect(w0, "layer.0.w", 0.1);

@@ -159,7 +159,7 @@ def test_child_tuning_f_statistics_against_published():
             opt.step()
             delta = w.detach() - before
             moved = delta != 0
-            # childtune's Bernoulli definition 3 (the default) keeps with p itself (to
+            # childtune's Bernoulli definition 4 (the default) keeps with p itself (to
             # 2^-32) and scales by 1 / p, as the published class (mask/bernoulli.hpp).
             p_scale = p_keep
             torch.testing.assert_close(delta[moved], torch.full((int(moved.sum()),), -1 / (1 + p_scale)), rtol=1e-6, atol=0)
