@@ -3,6 +3,8 @@
 #include "compat/torch_scenarios.hpp"
 #include "reference/naive_optimizers.hpp"
 
+#include <childtune/numeric/blockwise8.hpp>
+#include <childtune/optimizer.hpp>
 #include <childtune/torch.hpp>
 
 #include <catch2/catch.hpp>
@@ -963,4 +965,127 @@ TEST_CASE("filter: name filters select a module's parameters and its masked grou
     CHECK(s.groups[0].elements == 16 * 8 + 16 + 16 * 16 + 16);
     CHECK(*s.groups[0].kept == 4);
     CHECK(*s.groups[1].kept == 3 * 16 + 3);
+}
+
+TEST_CASE("8-bit blockwise state on CPU tensors: the core optimizer's steps and bytes, a bit-identical resume",
+          "[torch][state][blockwise8]") {
+    const childtune::optimizer_options eight_bit{.storage = childtune::state_storage::blockwise8};
+    const auto options = ChildTuningAdamWOptions(1e-2).weight_decay(0.01);
+    for (const childtune::mask_mode& mode : {childtune::mask_mode{childtune::bernoulli{0.4, 21}},
+                                             childtune::mask_mode{childtune::dense{}}}) {
+        CAPTURE(mode.index());
+        auto net = make_net(7);
+        ChildTuningAdamW opt(net->named_parameters(), options, mode, name_contains("layer"), eight_bit);
+        // The core CPU optimizer (the CPU executor's 8-bit state) on copies of the same tensors.
+        childtune::optimizer<childtune::adamw> core(mode, eight_bit);
+        core.add_group("masked", options.to_core(), true);
+        core.add_group("dense", options.to_core(), false);
+        std::vector<std::string> names;
+        std::vector<std::vector<float>> p, g;
+        std::size_t expected_bytes = 0;
+        for (const auto& item : net->named_parameters()) {
+            names.push_back(item.key());
+            p.push_back(values(item.value()));
+            g.emplace_back(p.back().size());
+            expected_bytes += 2 * childtune::detail::blockwise8_buffer_bytes(p.back().size(), p.back().size());
+        }
+        for (std::size_t i = 0; i < names.size(); ++i)
+            core.add_parameter(names[i].find("layer") != std::string::npos ? 0 : 1, names[i], p[i], g[i]);
+        for (int t = 0; t < 6; ++t) {
+            opt.zero_grad();
+            backward(net, t);
+            for (std::size_t i = 0; i < names.size(); ++i) { // in place: the core holds views of g[i]
+                const auto grad = values(net->named_parameters()[names[i]].grad());
+                std::copy(grad.begin(), grad.end(), g[i].begin());
+            }
+            opt.step();
+            REQUIRE(core.step());
+            for (std::size_t i = 0; i < names.size(); ++i) {
+                CAPTURE(t, names[i]);
+                REQUIRE(values(net->named_parameters()[names[i]]) == p[i]);
+            }
+        }
+        // Two moments of one byte per element and a float per 256 (2.03 bytes per parameter), as the core's.
+        CHECK(opt.core().state_bytes() == expected_bytes);
+        CHECK(core.state_bytes() == expected_bytes);
+
+        // Saved after 3 steps and loaded by an optimizer built with the default
+        // (fp32) storage, as a new process would: the file's 8-bit state is kept.
+        auto resumed = make_net(7);
+        std::string saved;
+        {
+            ChildTuningAdamW first(resumed->named_parameters(), options, mode, name_contains("layer"), eight_bit);
+            for (int t = 0; t < 3; ++t) {
+                first.zero_grad();
+                backward(resumed, t);
+                first.step();
+            }
+            saved = archive_of(first);
+        }
+        ChildTuningAdamW second(resumed->named_parameters(), options, mode, name_contains("layer"));
+        std::istringstream in(saved);
+        ::torch::load(second, in);
+        CHECK(second.core().state_bytes() == expected_bytes);
+        for (int t = 3; t < 6; ++t) {
+            second.zero_grad();
+            backward(resumed, t);
+            second.step();
+        }
+        for (const auto& item : net->named_parameters())
+            REQUIRE(same_bits(item.value(), resumed->named_parameters()[item.key()]));
+    }
+}
+
+TEST_CASE("8-bit blockwise state: the ATen path refuses it, at registration and in a file, and changes nothing",
+          "[torch][state][blockwise8][bad_input]") {
+    using Catch::Matchers::Contains;
+    const childtune::optimizer_options eight_bit{.storage = childtune::state_storage::blockwise8};
+    const auto options = ChildTuningAdamWOptions(1e-2);
+    auto net = make_net(8);
+    ChildTuningAdamW opt(net->named_parameters(), options, childtune::dense{}, every_name(), eight_bit);
+    CHECK_THROWS_WITH(opt.force_aten_path(true),
+                      Contains("'layer1.weight'") && Contains("8-bit blockwise state (state_storage::blockwise8) is kept for "
+                                                              "CPU tensors on the fused path only"));
+    opt.zero_grad();
+    backward(net, 0);
+    opt.step(); // still the fused path: the refused call changed nothing
+    const std::string saved = archive_of(opt);
+
+    auto other = make_net(8);
+    ChildTuningAdamW aten(other->named_parameters(), options, childtune::dense{}, every_name());
+    aten.force_aten_path(true);
+    std::istringstream in(saved);
+    CHECK_THROWS_WITH(::torch::load(aten, in), Contains("'layer1.weight'") &&
+                                                   Contains("the file holds 8-bit blockwise state, which is kept for "
+                                                            "CPU tensors on the fused path only"));
+    CHECK(aten.step_count() == 0);
+    CHECK(aten.core().state_bytes() == 0);
+    aten.zero_grad();
+    backward(other, 0);
+    aten.step(); // the ATen path with fp32 state, as before the load
+    std::size_t elements = 0;
+    for (const auto& item : other->named_parameters()) elements += static_cast<std::size_t>(item.value().numel());
+    CHECK(aten.core().state_bytes() == 8 * elements);
+
+    // The same check guards a file's compact Child-Tuning_D state.
+    childtune::mask_set masks;
+    for (const auto& item : net->named_parameters()) {
+        childtune::bit_mask b(static_cast<std::size_t>(item.value().numel()));
+        for (std::size_t i = 0; i < b.size(); i += 3) b.set(i, true);
+        masks.add(item.key(), b);
+    }
+    auto compact_net = make_net(9), aten_net = make_net(9);
+    ChildTuningAdamW compact(compact_net->named_parameters(), options, childtune::fixed{masks}, every_name(),
+                             {.compact_fixed_state = true});
+    compact.zero_grad();
+    backward(compact_net, 0);
+    compact.step();
+    std::istringstream compact_file(archive_of(compact));
+    ChildTuningAdamW fixed_aten(aten_net->named_parameters(), options, childtune::fixed{masks}, every_name());
+    fixed_aten.force_aten_path(true);
+    CHECK_THROWS_WITH(::torch::load(fixed_aten, compact_file),
+                      Contains("'layer1.weight'") && Contains("the file holds compact Child-Tuning_D state, which is kept "
+                                                              "for CPU tensors on the fused path only"));
+    CHECK(fixed_aten.step_count() == 0);
+    CHECK(fixed_aten.core().state_bytes() == 0);
 }

@@ -44,7 +44,7 @@ public:
         const auto n = static_cast<std::size_t>(p.numel());
         const std::uint32_t key = r.check_new_tensor(group, name, type, n, n, 0, std::nullopt);
         const auto where = detail::placement_of<Rule>(p, force_aten);
-        check_compact(r.describe(group, name), where);
+        check_placement(r.describe(group, name), where);
         r.add_tensor(group, std::move(name), key, type, n, n, 0, false);
         try {
             this->executor_.bind_new(p, where);
@@ -61,7 +61,7 @@ public:
     //! Sends every tensor through the ATen path (or back to where it lives).
     void force_aten_path(const std::vector<at::Tensor>& params, bool on) {
         for (std::size_t i = 0; i < params.size(); ++i)
-            check_compact(this->registry_.describe(this->registry_.tensors()[i].group, this->registry_.tensors()[i].name),
+            check_placement(this->registry_.describe(this->registry_.tensors()[i].group, this->registry_.tensors()[i].name),
                           detail::placement_of<Rule>(params[i], on));
         for (std::size_t i = 0; i < params.size(); ++i) this->executor_.set_placement(i, detail::placement_of<Rule>(params[i], on));
     }
@@ -98,14 +98,35 @@ public:
                     staged.buffers.push_back(std::move(bytes));
                 }
             }
+            check_loaded_placement(staged.next);
         });
     }
 
 private:
-    //! Compact Child-Tuning_D state is kept for host tensors (the fused kernels) only.
-    void check_compact(const std::string& where, detail::placement p) const {
-        if (this->registry_.options().compact_fixed_state && p != detail::placement::host)
+    //! Compact Child-Tuning_D state and 8-bit blockwise state are kept for host
+    //! tensors (the fused kernels) only.
+    void check_placement(const std::string& where, detail::placement p) const {
+        if (p == detail::placement::host) return;
+        if (this->registry_.options().compact_fixed_state)
             childtune::detail::fail(where + ": compact Child-Tuning_D state is kept for CPU tensors on the fused path only");
+        if (this->registry_.options().storage == state_storage::blockwise8)
+            childtune::detail::fail(where + ": 8-bit blockwise state (state_storage::blockwise8) is kept for CPU tensors "
+                                    "on the fused path only");
+    }
+    //! The same for a file's state: its compact or 8-bit buffers can only go to
+    //! tensors the fused kernels step (checked before anything is replaced).
+    void check_loaded_placement(const childtune::detail::registry<Rule>& next) const {
+        for (std::size_t i = 0; i < next.tensor_count(); ++i) {
+            const auto& t = next.tensors()[i];
+            if (t.buffers == 0 || this->executor_.where(i) == detail::placement::host) continue;
+            const std::string where = next.describe(t.group, t.name);
+            if (t.quantised)
+                childtune::detail::fail(where + ": the file holds 8-bit blockwise state, which is kept for CPU tensors "
+                                        "on the fused path only");
+            if (t.compact)
+                childtune::detail::fail(where + ": the file holds compact Child-Tuning_D state, which is kept for CPU "
+                                        "tensors on the fused path only");
+        }
     }
 };
 

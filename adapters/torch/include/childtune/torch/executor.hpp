@@ -20,6 +20,7 @@
 #include <childtune/exec/cpu_isa.hpp>
 #include <childtune/exec/cpu_runner.hpp>
 #include <childtune/exec/nonfinite.hpp>
+#include <childtune/numeric/blockwise8.hpp>
 #include <childtune/random/detail/aes_cap.hpp>
 #include <childtune/registry/registry.hpp>
 #include <childtune/registry/state_layout.hpp>
@@ -55,7 +56,8 @@ placement placement_of(const at::Tensor& p, bool force_aten) {
 template <update_rule Rule>
 class executor {
 public:
-    static constexpr bool supports_compact = true; // host tensors only (the optimizer checks)
+    static constexpr bool supports_compact = true;    // host tensors only (the optimizer checks)
+    static constexpr bool supports_blockwise8 = true; // host tensors only (the optimizer checks)
     struct allocation {
         std::vector<childtune::detail::state_request> requests;
         std::vector<at::Tensor> buffers;
@@ -93,6 +95,13 @@ public:
         allocation a{std::move(requests), {}};
         for (std::size_t k = 0; k < a.requests.size(); ++k) {
             const auto& r = a.requests[k];
+            if (r.quantised) { // 8-bit blockwise state: a host byte tensor, codes then scales (numeric/blockwise8.hpp)
+                const auto bytes = static_cast<std::int64_t>(childtune::detail::blockwise8_buffer_bytes(r.elements, r.tensor_elements));
+                const auto options = at::TensorOptions().dtype(at::kByte).device(at::kCPU);
+                if (from.empty()) a.buffers.push_back(at::zeros({bytes}, options));
+                else a.buffers.push_back(at::from_blob(from[k].data(), {bytes}, options).clone());
+                continue;
+            }
             const auto options = tensors_[r.tensor].param.options().dtype(r.type == dtype::float64 ? at::kDouble : at::kFloat);
             const auto n = static_cast<std::int64_t>(r.elements);
             if (from.empty()) a.buffers.push_back(at::zeros({n}, options));
@@ -186,6 +195,8 @@ public:
                 c.size = static_cast<std::size_t>(t.param.numel());
                 c.double_state = d;
                 c.kept_before = j.compact ? rec.kept_before.data() : nullptr;
+                c.quantised = rec.quantised;
+                c.param_bytes = static_cast<std::size_t>(t.param.element_size());
                 c.mask = &j.mask;
                 c.constants_f = j.constants_f;
                 c.constants_d = j.constants_d;
