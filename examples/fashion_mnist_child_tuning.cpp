@@ -93,6 +93,7 @@ struct settings {
     std::size_t pretrain_examples = 0; //!< 0: all 30000 training images of classes 0-4
     std::size_t test_examples = 0;     //!< 0: all 5000 test images of classes 5-9
     int threads = 2;
+    bool state_8bit = false;    //!< --state 8bit: blockwise 8-bit moments (state_storage::blockwise8)
     bool data_parallel = false; //!< under mpirun: batches split over the ranks
     fs::path out = FASHION_MNIST_DEFAULT_OUT;
     fs::path cache; //!< where the pretrained weights are cached (empty: out)
@@ -123,6 +124,9 @@ constexpr const char* usage_text =
     "  --test-examples N     test images of classes 5-9, and of 0-4 for the pretrained\n"
     "                        model's check (default 0: all 5000)\n"
     "  --threads N           LibTorch and optimizer threads (default 2; per rank)\n"
+    "  --state S             the fine-tuning optimizer's state: fp32 (default) or 8bit\n"
+    "                        (blockwise 8-bit moments, about 2 bytes per parameter;\n"
+    "                        not with --data-parallel)\n"
     "  --data-parallel       run under mpirun -np N: each batch split over the N ranks,\n"
     "                        gradients all-reduced, optimizer state sharded (ZeRO-1);\n"
     "                        rank 0 reports (needs a build with MPI)\n"
@@ -181,6 +185,11 @@ settings parse(int argc, char** argv) {
         else if (args.is("--pretrain-examples")) s.pretrain_examples = args.number<std::size_t>();
         else if (args.is("--test-examples")) s.test_examples = args.number<std::size_t>();
         else if (args.is("--threads")) s.threads = args.number<int>();
+        else if (args.is("--state")) {
+            const std::string state = args.text();
+            if (state != "fp32" && state != "8bit") args.fail("--state must be fp32 or 8bit, not '" + state + "'");
+            s.state_8bit = state == "8bit";
+        }
         else if (args.is("--data-parallel")) s.data_parallel = true;
         else if (args.is("--out")) s.out = args.text();
         else if (args.is("--cache")) s.cache = args.text();
@@ -207,6 +216,8 @@ settings parse(int argc, char** argv) {
     if (s.out.empty()) usage_error("--out must not be empty");
     if (s.cache.empty()) s.cache = s.out;
     if (s.runs_csv && s.data_parallel) usage_error("--runs-csv is for one-process runs, not --data-parallel");
+    if (s.state_8bit && s.data_parallel)
+        usage_error("--state 8bit is for one-process runs: the sharded optimizer of --data-parallel keeps fp32 state");
 #ifndef FASHION_MNIST_WITH_MPI
     if (s.data_parallel) usage_error("--data-parallel needs a build with MPI (apt-get install libopenmpi-dev, reconfigure)");
 #endif
@@ -794,6 +805,7 @@ int main(int argc, char** argv) try {
         std::string setup = cache.stem().string() + "-test" + std::to_string(target_test.size());
         if (childtune::bernoulli_default_version != 1)
             setup += "-bernoulli" + std::to_string(childtune::bernoulli_default_version);
+        if (s.state_8bit) setup += "-state8bit";
         log.emplace(*s.runs_csv, setup);
     }
 
@@ -802,6 +814,11 @@ int main(int argc, char** argv) try {
     // with the dense mode, so only the mask differs between the methods.
     childtune::torch::ChildTuningAdamWOptions options(s.lr);
     options.weight_decay(weight_decay).flavour(childtune::adamw_flavour::legacy);
+    childtune::optimizer_options core_options;
+    if (s.state_8bit) {
+        core_options.storage = childtune::state_storage::blockwise8;
+        std::printf("   optimizer state: 8-bit blockwise (both moments as byte codes, a float scale per 256 elements)\n");
+    }
 
     const int runs = s.seeds * static_cast<int>(chosen.size());
     const int width = static_cast<int>(std::to_string(runs).size());
@@ -859,8 +876,15 @@ int main(int argc, char** argv) try {
             } else
 #endif
             {
-                childtune::torch::ChildTuningAdamW opt(m->named_parameters(), options, std::move(mask), in_body);
+                childtune::torch::ChildTuningAdamW opt(m->named_parameters(), options, std::move(mask), in_body,
+                                                       core_options);
                 loss = fine_tune(m, opt, train, s.epochs, order_seed_base + seed64);
+                if (s.state_8bit && seed == 0 && j == 0) {
+                    const auto params = parameter_count(m, true) + parameter_count(m, false);
+                    std::printf("   optimizer state after seed 0's %s: %zu bytes for %lld parameters (%.2f per parameter)\n",
+                                r.name.c_str(), opt.core().state_bytes(), static_cast<long long>(params),
+                                static_cast<double>(opt.core().state_bytes()) / static_cast<double>(params));
+                }
             }
             const double acc = accuracy(m, target_test);
             r.seeds.push_back(seed);

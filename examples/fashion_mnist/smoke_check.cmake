@@ -17,6 +17,10 @@ if(DEFINED RANKS)
   set(launch "${MPIEXEC}" -np ${RANKS} --oversubscribe --mca btl self,tcp --mca btl_tcp_if_include lo)
   set(extra --data-parallel --threads 1)
 endif()
+# With -DSTATE=8bit: the fine-tuning optimizer keeps 8-bit blockwise state, and says how many bytes.
+if(DEFINED STATE)
+  list(APPEND extra --state ${STATE})
+endif()
 
 file(REMOVE_RECURSE "${OUT}")
 execute_process(COMMAND ${launch} "${PROGRAM}" --smoke --out "${OUT}" ${extra}
@@ -32,6 +36,9 @@ foreach(pattern "test accuracy \\(%\\)[ ]+vs vanilla \\(paired\\)" "time: pretra
 endforeach()
 if(DEFINED RANKS AND NOT out MATCHES "data-parallel over ${RANKS} MPI ranks")
   message(FATAL_ERROR "a --data-parallel run under ${RANKS} ranks does not say so")
+endif()
+if(DEFINED STATE AND NOT out MATCHES "optimizer state after seed 0's vanilla AdamW: [0-9]+ bytes for 420997 parameters \\(2\\.03 per parameter\\)")
+  message(FATAL_ERROR "a --state ${STATE} run does not report 2.03 bytes of optimizer state per parameter")
 endif()
 foreach(method IN LISTS methods)
   if(NOT out MATCHES "\n${method} +[-0-9.]+ +[0-9.]+ \\+- [0-9.]+")
