@@ -109,14 +109,26 @@ public:
     using optimizer_type = ctt::child_tuning_optimizer<options_type>;
 
     optimizer_binding(const std::vector<std::vector<std::string>>& names, const std::vector<std::vector<at::Tensor>>& params,
-                      const std::vector<std::vector<double>>& values, const std::vector<bool>& masked) {
+                      const std::vector<std::vector<double>>& values, const std::vector<bool>& masked,
+                      const std::string& state) {
         if (names.size() != params.size() || values.size() != params.size() || masked.size() != params.size())
             ct::detail::fail("optimizer: names, parameters, option values and masked flags differ in group count");
         std::vector<ctt::named_param_group<options_type>> groups;
         for (std::size_t g = 0; g < params.size(); ++g)
             groups.push_back({names[g], params[g], options_type(options_from<Rule>(values[g], g), masked[g])});
-        opt_ = std::make_unique<optimizer_type>(std::move(groups));
+        opt_ = std::make_unique<optimizer_type>(std::move(groups), ct::dense{}, core_options(state));
     }
+
+    //! The core options of a `state` keyword: "fp32" (float moments) or "8bit"
+    //! (state_storage::blockwise8, CPU parameters only).
+    static ct::optimizer_options core_options(const std::string& state) {
+        ct::optimizer_options o;
+        if (state == "8bit") o.storage = ct::state_storage::blockwise8;
+        else if (state != "fp32") ct::detail::fail("optimizer: state must be 'fp32' or '8bit', not '" + state + "'");
+        return o;
+    }
+    //! Bytes of optimizer state held now (8-bit state: about 2.03 per AdamW parameter, fp32: 8).
+    std::size_t state_bytes() const { return opt_->core().state_bytes(); }
 
     //! Validates every group's values, then applies them all (schedulers change lr
     //! between steps; nothing changes when one group's values are bad).
@@ -263,7 +275,8 @@ void bind_optimizer(py::module_& m, const char* name) {
     using B = optimizer_binding<Rule>;
     py::class_<B>(m, name)
         .def(py::init<const std::vector<std::vector<std::string>>&, const std::vector<std::vector<at::Tensor>>&,
-                      const std::vector<std::vector<double>>&, const std::vector<bool>&>())
+                      const std::vector<std::vector<double>>&, const std::vector<bool>&, const std::string&>())
+        .def("state_bytes", &B::state_bytes)
         .def("set_values", &B::set_values)
         .def("add_group", &B::add_group)
         .def("step", &B::step)
