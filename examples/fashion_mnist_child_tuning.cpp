@@ -881,9 +881,10 @@ int main(int argc, char** argv) try {
                 loss = fine_tune(m, opt, train, s.epochs, order_seed_base + seed64);
                 if (s.state_8bit && seed == 0 && j == 0) {
                     const auto params = parameter_count(m, true) + parameter_count(m, false);
+                    const std::size_t bytes = opt.core().state_bytes();
                     std::printf("   optimizer state after seed 0's %s: %zu bytes for %lld parameters (%.2f per parameter)\n",
-                                r.name.c_str(), opt.core().state_bytes(), static_cast<long long>(params),
-                                static_cast<double>(opt.core().state_bytes()) / static_cast<double>(params));
+                                r.name.c_str(), bytes, static_cast<long long>(params),
+                                static_cast<double>(bytes) / static_cast<double>(params));
                 }
             }
             const double acc = accuracy(m, target_test);
